@@ -1,0 +1,66 @@
+"""Test set-up: every trio run in this session goes through trio_uring.
+
+Where the kernel refuses io_uring the tests skip with the reason, except under
+``TRIO_URING_REQUIRE=1`` (set by CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+import trio
+
+import trio_uring
+from trio_uring._install import current_manager
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    reason = trio_uring.unavailable_reason()
+    if reason is None:
+        trio_uring.install()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reason = trio_uring.unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("TRIO_URING_REQUIRE", "") not in ("", "0"):
+        raise pytest.UsageError(f"TRIO_URING_REQUIRE=1 but io_uring is unavailable: {reason}")
+    skip = pytest.mark.skip(reason=f"io_uring unavailable: {reason}")
+    for item in items:
+        if "no_uring_ok" not in item.keywords:
+            item.add_marker(skip)
+
+
+def open_fds() -> set[int]:
+    return {int(name) for name in os.listdir("/proc/self/fd")}
+
+
+@pytest.fixture(autouse=True)
+def no_fd_leaks() -> Iterator[None]:
+    """No test may leak a file descriptor."""
+    before = open_fds()
+    yield
+    leaked = open_fds() - before
+    # give the garbage collector a chance for sockets dropped without close
+    if leaked:
+        import gc
+
+        gc.collect()
+        leaked = open_fds() - before
+    assert not leaked, f"leaked fds: {sorted(leaked)}"
+
+
+async def assert_idle() -> None:
+    """After the test body, the ring has nothing in flight but trio's own waits."""
+    await trio.testing.wait_all_tasks_blocked()
+    stats = current_manager().statistics()
+    # trio's run_sync_soon task always waits on its wakeup socket.
+    assert stats.operations_in_flight <= stats.tasks_waiting_read + stats.tasks_waiting_write
+
+
+@pytest.fixture
+def manager() -> trio_uring.UringIOManager:
+    return current_manager()

@@ -1,0 +1,333 @@
+"""The I/O manager under trio's own APIs: readiness waits, errors, threads, guest mode."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+import trio
+import trio.testing
+
+import trio_uring
+from trio_uring._install import current_manager
+
+
+async def test_statistics_backend() -> None:
+    stats = trio.lowlevel.current_statistics().io_statistics
+    assert stats.backend == "io_uring"
+    assert stats.tasks_waiting_read >= 1  # trio's run_sync_soon task
+    assert stats.sqes_submitted >= 1
+    assert stats.enter_calls >= 1
+
+
+async def test_wait_readable_writable_roundtrip() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        b.setblocking(False)
+        with trio.testing.assert_checkpoints():
+            await trio.lowlevel.wait_writable(a)
+        a.send(b"x")
+        with trio.testing.assert_checkpoints():
+            await trio.lowlevel.wait_readable(b)
+        assert b.recv(1) == b"x"
+
+
+async def test_wait_on_bad_fd_raises_ebadf() -> None:
+    r, w = os.pipe()
+    os.close(r)
+    os.close(w)
+    with pytest.raises(OSError) as info:
+        await trio.lowlevel.wait_readable(r)
+    assert info.value.errno == errno.EBADF
+    assert current_manager().statistics().tasks_waiting_read == 1
+
+
+async def test_second_waiter_is_busy() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.lowlevel.wait_readable, a)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                await trio.lowlevel.wait_readable(a)
+            nursery.cancel_scope.cancel()
+    stats = current_manager().statistics()
+    assert stats.tasks_waiting_read == 1
+
+
+async def test_notify_closing_wakes_waiters_and_unknown_fd_is_noop() -> None:
+    a, b = socket.socketpair()
+    trio.lowlevel.notify_closing(12345)  # unknown fd: no-op
+    results: list[type[BaseException]] = []
+
+    async def waiter() -> None:
+        try:
+            await trio.lowlevel.wait_readable(a)
+        except trio.ClosedResourceError as exc:
+            results.append(type(exc))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.notify_closing(a)
+        a.close()
+    b.close()
+    assert results == [trio.ClosedResourceError]
+
+
+async def test_cancelled_waits_leave_nothing_in_flight() -> None:
+    socks = [socket.socketpair() for _ in range(20)]
+    try:
+        with trio.move_on_after(0.01):
+            async with trio.open_nursery() as nursery:
+                for a, _ in socks:
+                    nursery.start_soon(trio.lowlevel.wait_readable, a)
+        await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(0)  # one more tick to reap the cancel CQEs
+        stats = current_manager().statistics()
+        assert stats.tasks_waiting_read == 1
+        assert stats.operations_in_flight == 1
+    finally:
+        for a, b in socks:
+            a.close()
+            b.close()
+
+
+async def test_serve_tcp_and_open_tcp_stream() -> None:
+    async def echo(stream: trio.SocketStream) -> None:
+        async for data in stream:
+            await stream.send_all(data)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(
+            functools.partial(trio.serve_tcp, echo, 0, host="127.0.0.1")
+        )
+        port = listeners[0].socket.getsockname()[1]
+        async with await trio.open_tcp_stream("127.0.0.1", port) as client:
+            for i in range(50):
+                msg = f"hello {i}".encode()
+                await client.send_all(msg)
+                got = b""
+                while len(got) < len(msg):
+                    got += await client.receive_some(100)
+                assert got == msg
+        nursery.cancel_scope.cancel()
+
+
+async def test_threads_both_ways() -> None:
+    def in_thread() -> int:
+        return trio.from_thread.run_sync(lambda: 41) + 1
+
+    assert await trio.to_thread.run_sync(in_thread) == 42
+
+
+async def test_subprocess() -> None:
+    result = await trio.run_process(
+        [sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read().upper())"],
+        stdin=b"hello",
+        capture_stdout=True,
+    )
+    assert result.stdout == b"HELLO"
+
+
+async def test_signal_receiver() -> None:
+    with trio.open_signal_receiver(signal.SIGUSR1) as signals:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        async for signum in signals:
+            assert signum == signal.SIGUSR1
+            break
+
+
+def test_keyboard_interrupt_reaches_the_run() -> None:
+    async def main() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        await trio.sleep(10)
+
+    with pytest.raises(KeyboardInterrupt):
+        trio_uring.run(main)
+
+
+def test_run_returns_value_and_uses_uring() -> None:
+    async def main(x: int) -> str:
+        return trio.lowlevel.current_statistics().io_statistics.backend + str(x)
+
+    assert trio_uring.run(main, 1) == "io_uring1"
+
+
+def test_guest_mode_on_asyncio() -> None:
+    import asyncio
+
+    async def trio_main() -> str:
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            b.setblocking(False)
+
+            async def later() -> None:
+                await trio.sleep(0.01)
+                a.send(b"ping")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(later)
+                await trio.lowlevel.wait_readable(b)
+            data = b.recv(10)
+        await trio.to_thread.run_sync(lambda: None)
+        backend = trio.lowlevel.current_statistics().io_statistics.backend
+        return backend + data.decode()
+
+    async def asyncio_main() -> str:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[str] = loop.create_future()
+
+        def finished(outcome: object) -> None:
+            done.set_result(outcome.unwrap())  # type: ignore[attr-defined]
+
+        trio_uring.start_guest_run(
+            trio_main,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=finished,
+        )
+        return await done
+
+    assert asyncio.run(asyncio_main()) == "io_uringping"
+
+
+def test_guest_mode_cancel_from_host() -> None:
+    import asyncio
+
+    async def trio_main(scope_box: list[trio.CancelScope]) -> bool:
+        a, b = socket.socketpair()
+        with a, b, trio.CancelScope() as scope:
+            scope_box.append(scope)
+            await trio.lowlevel.wait_readable(a)
+        return scope.cancelled_caught
+
+    async def asyncio_main() -> bool:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        box: list[trio.CancelScope] = []
+        trio_uring.start_guest_run(
+            trio_main,
+            box,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=lambda o: done.set_result(o.unwrap()),
+        )
+        while not box:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.05)
+        box[0].cancel()  # host code, while trio waits in its worker thread
+        return await done
+
+    assert asyncio.run(asyncio_main()) is True
+
+
+def test_install_and_uninstall() -> None:
+    # conftest installed trio_uring for the session
+    assert trio_uring.installed()
+
+    async def backend() -> str:
+        return str(trio.lowlevel.current_statistics().io_statistics.backend)
+
+    trio_uring.uninstall()
+    try:
+        assert trio.run(backend) == "epoll"
+        assert trio_uring.run(backend) == "io_uring"
+        assert trio.run(backend) == "epoll"
+    finally:
+        trio_uring.install()
+    assert trio.run(backend) == "io_uring"
+
+
+def test_anyio_on_trio_uses_uring() -> None:
+    anyio = pytest.importorskip("anyio")
+
+    async def main() -> str:
+        return str(trio.lowlevel.current_statistics().io_statistics.backend)
+
+    assert anyio.run(main, backend="trio") == "io_uring"
+
+
+def test_run_in_thread_while_other_thread_runs() -> None:
+    results: list[str] = []
+
+    async def main() -> None:
+        await trio.sleep(0.01)
+        results.append(trio.lowlevel.current_statistics().io_statistics.backend)
+
+    threads = [threading.Thread(target=trio_uring.run, args=(main,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["io_uring"] * 4
+
+
+SECCOMP_CHILD = textwrap.dedent(
+    """
+    import ctypes, os, struct, sys, warnings
+    # A seccomp filter that makes io_uring_setup (425) fail with EPERM, as Docker's does.
+    libc = ctypes.CDLL(None, use_errno=True)
+    BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
+    RET_ALLOW, RET_ERRNO = 0x7FFF0000, 0x00050000
+    prog = [
+        (BPF_LD_W_ABS, 0, 0, 0),              # load seccomp_data.nr
+        (BPF_JEQ_K, 0, 1, 425),               # io_uring_setup?
+        (BPF_RET_K, 0, 0, RET_ERRNO | 1),     # -> EPERM
+        (BPF_RET_K, 0, 0, RET_ALLOW),
+    ]
+    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
+    buf = ctypes.create_string_buffer(raw)
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    fprog = SockFprog(len(prog), ctypes.addressof(buf))
+    assert libc.prctl(38, 1, 0, 0, 0) == 0                       # PR_SET_NO_NEW_PRIVS
+    assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0     # PR_SET_SECCOMP, FILTER
+    import trio, trio_uring
+    async def main():
+        return trio.lowlevel.current_statistics().io_statistics.backend
+    print(trio_uring.unavailable_reason())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        print(trio_uring.run(main))
+    print([type(w.message).__name__ for w in caught])
+    """
+)
+
+
+@pytest.mark.no_uring_ok
+@pytest.mark.parametrize("require", ["", "1"])
+def test_seccomp_refusal_falls_back_or_errors(require: str) -> None:
+    env = dict(os.environ, TRIO_URING_REQUIRE=require)
+    proc = subprocess.run(
+        [sys.executable, "-c", SECCOMP_CHILD], env=env, capture_output=True, text=True, timeout=60
+    )
+    if require:
+        assert proc.returncode != 0
+        assert "UringUnavailableError" in proc.stderr
+        assert "EPERM" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        assert "EPERM" in lines[0]
+        assert lines[1] == "epoll"
+        assert lines[2] == "['UringUnavailableWarning']"
+
+
+def test_close_with_parked_task_never_raises() -> None:
+    manager = trio_uring.UringIOManager()
+    a, b = socket.socketpair()
+    with a, b:
+        manager._prep(6, 0, a.fileno(), 0, trio_uring._manager.ffi.NULL, 0, 1, 999)
+        manager.get_events(0)
+        manager.close()
+        manager.close()  # idempotent
+    assert manager.statistics().backend == "io_uring"

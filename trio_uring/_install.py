@@ -1,0 +1,207 @@
+"""Putting the io_uring manager under trio: ``run``, ``start_guest_run``, ``install``.
+
+trio builds its I/O manager in ``setup_runner`` by calling the module global
+``trio._core._run.TheIOManager()``.  ``install()`` rebinds that global for the
+whole process.  ``run()``/``start_guest_run()`` rebind it only for the one
+runner they create, through a selector class that hands the io_uring manager to
+the thread that asked for it and trio's own manager to everyone else.
+
+Where io_uring cannot be used, all of these fall back to trio's epoll backend
+with a :class:`UringUnavailableWarning` naming the reason, unless the
+environment variable ``TRIO_URING_REQUIRE=1`` is set, which makes it an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import warnings
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import trio
+
+from . import _trio_compat
+from ._manager import UringIOManager
+from ._ring import Ring, RingUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from typing_extensions import TypeVarTuple, Unpack
+
+    PosArgs = TypeVarTuple("PosArgs")
+
+T = TypeVar("T")
+
+_lock = threading.RLock()
+_local = threading.local()
+_armed = 0
+_installed = False
+
+
+class UringUnavailableWarning(RuntimeWarning):
+    """io_uring cannot be used here; trio_uring fell back to trio's epoll backend."""
+
+
+class UringUnavailableError(RuntimeError):
+    """io_uring cannot be used here and ``TRIO_URING_REQUIRE=1`` forbids the fallback."""
+
+
+def require() -> bool:
+    """Whether ``TRIO_URING_REQUIRE=1`` forbids falling back to epoll."""
+    return os.environ.get("TRIO_URING_REQUIRE", "") not in ("", "0")
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """Why io_uring cannot drive trio in this process, or ``None`` if it can.
+
+    The answer comes from really setting up (and closing) a ring once.  Setting
+    ``TRIO_URING_DISABLE=1`` forces the epoll fallback.
+    """
+    if os.environ.get("TRIO_URING_DISABLE", "") not in ("", "0"):
+        return "TRIO_URING_DISABLE is set"
+    try:
+        ring = Ring(entries=8)
+    except RingUnavailable as exc:
+        return str(exc.strerror)
+    except OSError as exc:
+        return f"io_uring setup failed: {exc}"
+    ring.close()
+    return None
+
+
+def usable() -> bool:
+    """True if io_uring can drive trio here (see :func:`unavailable_reason`)."""
+    reason = unavailable_reason()
+    if reason is None:
+        return True
+    if require():
+        raise UringUnavailableError(
+            f"io_uring is unavailable ({reason}) and TRIO_URING_REQUIRE=1 forbids the "
+            "fallback to trio's epoll backend"
+        )
+    warnings.warn(
+        f"trio_uring: io_uring is unavailable ({reason}); using trio's epoll backend",
+        UringUnavailableWarning,
+        stacklevel=3,
+    )
+    return False
+
+
+class _Selector:
+    """Stands in for ``TheIOManager`` while a ``run()`` call is setting up its runner."""
+
+    def __new__(cls) -> Any:
+        if getattr(_local, "want", False):
+            _local.want = False
+            return UringIOManager()
+        return _trio_compat.EpollIOManager()
+
+
+def _arm() -> None:
+    global _armed
+    with _lock:
+        _local.want = True
+        if not _installed:
+            _armed += 1
+            if _armed == 1:
+                _trio_compat.run_module().TheIOManager = _Selector
+
+
+def _disarm() -> None:
+    global _armed
+    with _lock:
+        _local.want = False
+        if not _installed:
+            _armed -= 1
+            if _armed == 0:
+                _trio_compat.run_module().TheIOManager = _trio_compat.EpollIOManager
+
+
+def run(
+    async_fn: Callable[[Unpack[PosArgs]], Awaitable[T]],
+    *args: Unpack[PosArgs],
+    **kwargs: Any,
+) -> T:
+    """Exactly :func:`trio.run`, with every wait going through one io_uring instance.
+
+    Takes the same arguments (``clock``, ``instruments``, ``restrict_keyboard_interrupt_to_checkpoints``,
+    ``strict_exception_groups``) and returns or raises what ``async_fn`` does.
+    Where io_uring is unavailable it warns (:class:`UringUnavailableWarning`) and
+    runs on trio's epoll backend, or raises :class:`UringUnavailableError` under
+    ``TRIO_URING_REQUIRE=1``.
+    """
+    if not usable():
+        return trio.run(async_fn, *args, **kwargs)
+    _arm()
+    try:
+        return trio.run(async_fn, *args, **kwargs)
+    finally:
+        _disarm()
+
+
+def start_guest_run(
+    async_fn: Callable[..., Awaitable[T]],
+    *args: object,
+    **kwargs: Any,
+) -> None:
+    """Exactly :func:`trio.lowlevel.start_guest_run`, on an io_uring I/O manager.
+
+    In guest mode trio waits for I/O in a worker thread; trio_uring then submits
+    every SQE from the host thread at once and only waits in the worker.
+    """
+    if not usable():
+        trio.lowlevel.start_guest_run(async_fn, *args, **kwargs)
+        return
+    _arm()
+    try:
+        trio.lowlevel.start_guest_run(async_fn, *args, **kwargs)
+    finally:
+        _disarm()
+
+
+def install() -> bool:
+    """Make every later ``trio.run`` / ``start_guest_run`` in this process use io_uring.
+
+    That includes anyio's trio backend and pytest-trio.  Idempotent.  Returns
+    True if installed, False if io_uring is unavailable (after warning, or
+    raising under ``TRIO_URING_REQUIRE=1``).
+    """
+    global _installed
+    if not usable():
+        return False
+    with _lock:
+        _installed = True
+        _trio_compat.run_module().TheIOManager = UringIOManager
+    return True
+
+
+def uninstall() -> None:
+    """Undo :func:`install`: later runs use trio's own backend again.  Idempotent."""
+    global _installed
+    with _lock:
+        _installed = False
+        module = _trio_compat.run_module()
+        module.TheIOManager = _Selector if _armed else _trio_compat.EpollIOManager
+
+
+def installed() -> bool:
+    """Whether :func:`install` is in effect."""
+    return _installed
+
+
+def current_manager() -> UringIOManager:
+    """The io_uring manager of the current run.
+
+    Raises ``RuntimeError`` outside a run, or inside a run that is not on io_uring
+    (plain ``trio.run`` without :func:`install`, or the epoll fallback).
+    """
+    manager = _trio_compat.current_runner().io_manager
+    if not isinstance(manager, UringIOManager):
+        raise RuntimeError(
+            "trio_uring.lowlevel needs a run on the io_uring manager: use trio_uring.run() "
+            "or trio_uring.install() (this run uses " + type(manager).__name__ + ")"
+        )
+    return manager

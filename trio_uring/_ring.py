@@ -1,0 +1,96 @@
+"""The ring: setup with graceful flag fallback, feature probe, and the cffi handle.
+
+This module decides *how* a ring is made on the running kernel; it knows nothing
+about trio.  Everything that talks to the kernel goes through the C part in
+``_build_ring.py``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any, Final
+
+from ._constants import (
+    FEAT_EXT_ARG,
+    FEAT_NODROP,
+    FEATURE_NAMES,
+    SETUP_CLAMP,
+    SETUP_CQSIZE,
+    SETUP_SUBMIT_ALL,
+    Op,
+)
+from ._ring_cffi import ffi, lib
+
+#: Default submission queue size; the completion queue is 8x that.
+DEFAULT_ENTRIES: Final = 256
+CQE_SIZE: Final = 16
+
+#: Features without which the manager refuses the ring (and trio_uring falls back to epoll).
+REQUIRED_FEATURES: Final = {FEAT_EXT_ARG: "EXT_ARG (Linux 5.11)", FEAT_NODROP: "NODROP (Linux 5.5)"}
+#: Opcodes without which the manager refuses the ring.
+REQUIRED_OPS: Final = (Op.POLL_ADD, Op.ASYNC_CANCEL, Op.NOP)
+
+
+class RingUnavailable(OSError):
+    """io_uring cannot be used here; ``str()`` says why."""
+
+
+def _explain_setup_errno(err: int) -> str:
+    if err == errno.EPERM:
+        return (
+            "io_uring_setup failed with EPERM: io_uring is disabled by the "
+            "kernel.io_uring_disabled sysctl or blocked by a seccomp profile "
+            "(Docker >= 25 and containerd 2.0 block it by default)"
+        )
+    if err == errno.ENOSYS:
+        return (
+            "io_uring_setup failed with ENOSYS: the kernel lacks io_uring "
+            "(CONFIG_IO_URING) or a seccomp profile hides the syscall"
+        )
+    if err == errno.ENOMEM:
+        return "io_uring_setup failed with ENOMEM: RLIMIT_MEMLOCK too low (kernels <= 5.11)"
+    return f"io_uring_setup failed: [Errno {err}] {os.strerror(err)}"
+
+
+class Ring:
+    """One io_uring instance: its cffi handle, features, and supported opcodes."""
+
+    def __init__(self, entries: int = DEFAULT_ENTRIES, cq_factor: int = 8) -> None:
+        self.handle: Any = ffi.new("tu_ring *")
+        self.handle.fd = -1
+        flags = SETUP_CQSIZE | SETUP_CLAMP | SETUP_SUBMIT_ALL
+        rc = lib.tu_setup(self.handle, entries, entries * cq_factor, flags)
+        if rc == -errno.EINVAL:
+            # SUBMIT_ALL arrived in 5.18; older kernels reject the unknown flag.
+            flags &= ~SETUP_SUBMIT_ALL
+            rc = lib.tu_setup(self.handle, entries, entries * cq_factor, flags)
+        if rc < 0:
+            raise RingUnavailable(-rc, _explain_setup_errno(-rc))
+        self.fd: int = self.handle.fd
+        self.features: int = self.handle.features
+        self.setup_flags: int = flags
+        self.sq_entries: int = self.handle.sq_entries
+        self.cq_entries: int = self.handle.cq_entries
+        supported = ffi.new("unsigned char[]", 256)
+        last = lib.tu_probe(self.handle, supported, 256)
+        if last < 0:
+            # IORING_REGISTER_PROBE arrived in 5.6; below that we cannot know.
+            self.supported_ops: frozenset[int] = frozenset()
+        else:
+            self.supported_ops = frozenset(i for i in range(256) if supported[i])
+        missing = [name for bit, name in REQUIRED_FEATURES.items() if not self.features & bit]
+        missing += [f"IORING_OP_{op.name}" for op in REQUIRED_OPS if op not in self.supported_ops]
+        if missing:
+            self.close()
+            raise RingUnavailable(errno.ENOSYS, "the kernel's io_uring lacks " + ", ".join(missing))
+
+    def supports(self, op: Op) -> bool:
+        return op in self.supported_ops
+
+    def feature_names(self) -> list[str]:
+        return [name for bit, name in FEATURE_NAMES.items() if self.features & bit]
+
+    def close(self) -> None:
+        if self.handle.fd >= 0:
+            lib.tu_teardown(self.handle)
