@@ -30,6 +30,7 @@ import errno
 import os
 import struct
 import threading
+from collections.abc import Callable
 from math import inf
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -59,8 +60,6 @@ from ._ring import CQE_SIZE, Ring
 from ._ring_cffi import ffi, lib
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from trio.lowlevel import Task
 
     RaiseCancel = Callable[[], object]
@@ -78,6 +77,11 @@ _UD_WAKEUP: Final = 1
 _UD_FIRST: Final = 16
 
 _unpack_cqes = struct.Struct("=QiI").iter_unpack
+
+#: Called with the manager at the first loop tick of every run on io_uring, on the
+#: trio thread with the run context set (before any task has run).  Used to set
+#: per-run state such as trio's custom socket factory.
+run_start_hooks: list[Callable[[UringIOManager], None]] = []
 
 #: Buffers of operations still in flight when a manager was closed without
 #: draining them (a kernel that never completed them).  Kept forever so the
@@ -285,6 +289,7 @@ class UringIOManager:
         self._ring = Ring()
         self._r = self._ring.handle
         self._closed = False
+        self._fresh = True
         self._owner = threading.get_ident()
         self._guest: bool | None = None
         self._clock_offset: float | None = None
@@ -461,6 +466,10 @@ class UringIOManager:
 
     def process_events(self, events: bytes | list[object]) -> None:
         """Dispatch reaped CQEs: wake the tasks whose operations completed."""
+        if self._fresh:
+            self._fresh = False
+            for hook in run_start_hooks:
+                hook(self)
         if not events:
             return
         ops = self._ops
