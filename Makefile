@@ -21,8 +21,8 @@ run: $(STAMP)
 test: $(STAMP) lint test-project test-trio
 
 lint: $(STAMP)
-	$(PY) -m ruff check trio_uring tests examples benchmarks
-	$(PY) -m ruff format --check trio_uring tests examples benchmarks
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
 test-project: $(STAMP)
