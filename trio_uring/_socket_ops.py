@@ -1,0 +1,441 @@
+"""Socket operations as io_uring requests: recv, send, sendmsg, recvmsg, accept, connect, ...
+
+Every function here submits exactly one SQE through
+:meth:`UringIOManager.perform <trio_uring._manager.UringIOManager.perform>` and
+so inherits its cancellation rules (see ``docs/semantics.rst``):
+
+* each call is a trio checkpoint, also when it raises;
+* cancelled before the kernel saw the request: ``Cancelled``, nothing happened;
+* cancelled after: ``IORING_OP_ASYNC_CANCEL`` is submitted and the call waits
+  for the request's own completion.  If the kernel cancelled it, ``Cancelled``
+  is raised and nothing happened; if it completed anyway, its real result is
+  returned (data received, bytes sent, a connection accepted) and the *next*
+  checkpoint raises ``Cancelled``.  Data is never lost or duplicated;
+* ``trio.lowlevel.notify_closing(sock)`` (or closing a trio socket) makes a
+  pending call raise ``trio.ClosedResourceError``;
+* the memory the kernel reads or writes stays referenced until the request's
+  final completion; a caller's buffer is never touched after the call returned
+  or raised.
+
+Arguments are checked before anything is submitted and raise what the stdlib
+socket methods raise (``TypeError``, ``ValueError``, ``OverflowError``;
+``OSError(EBADF)`` for a closed socket).
+"""
+
+from __future__ import annotations
+
+import errno
+import operator
+import os
+import socket
+import struct
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from . import _sockaddr
+from ._constants import Op
+from ._install import current_manager
+from ._ring_cffi import ffi
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+    from ._trio_compat import HasFileno
+
+    FdLike = int | HasFileno
+    AncData = list[tuple[int, int, bytes]]
+
+#: The kernel moves at most this many bytes per request (``MAX_RW_COUNT``).
+MAX_IO: Final = 0x7FFFF000
+
+_MSG_NOSIGNAL: Final = int(socket.MSG_NOSIGNAL)
+_ACCEPT_FLAGS: Final = int(socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+_POLL_DONE: Final = 0x008 | 0x010 | 0x020  # POLLERR | POLLHUP | POLLNVAL always end a poll
+
+# struct msghdr {name, namelen, iov, iovlen, control, controllen, flags} (native layout)
+_msghdr = struct.Struct("@PIPNPNi0P")
+_MSG_NAMELEN_AT: Final = struct.calcsize("@P")
+_MSG_CONTROLLEN_AT: Final = struct.calcsize("@PIPNP")
+_MSG_FLAGS_AT: Final = struct.calcsize("@PIPNPN")
+_iovec = struct.Struct("@PN")
+_cmsghdr = struct.Struct("@Nii")
+_CMSG_HDR: Final = socket.CMSG_LEN(0)
+_ALIGN: Final = struct.calcsize("@N")
+_socklen = struct.Struct("@I")
+
+#: Allocations the kernel fills in completely before we read them need no zeroing.
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+
+
+def _addr(cdata: Any) -> int:
+    return int(ffi.cast("uintptr_t", cdata))
+
+
+def _align(n: int) -> int:
+    return (n + _ALIGN - 1) & ~(_ALIGN - 1)
+
+
+# ----------------------------------------------------------------- arguments
+def fileno_of(sock: FdLike) -> int:
+    """The fd of ``sock`` (an int or anything with ``fileno()``); ``OSError(EBADF)`` if closed."""
+    if isinstance(sock, int):
+        fd = sock
+    else:
+        try:
+            get = sock.fileno
+        except AttributeError:
+            raise TypeError(
+                f"argument must be an int, or have a fileno() method, not {type(sock).__name__}"
+            ) from None
+        fd = get()
+    if fd < 0:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+    return fd
+
+
+def _flags(flags: int) -> int:
+    value = operator.index(flags)
+    if not -0x80000000 <= value <= 0xFFFFFFFF:
+        raise OverflowError("signed integer is greater than maximum")
+    return value & 0xFFFFFFFF
+
+
+def _size(n: int, message: str) -> int:
+    value = operator.index(n)
+    if value < 0:
+        raise ValueError(message)
+    return value
+
+
+def _sock_kind(sock: FdLike, fd: int) -> tuple[int, int, int]:
+    """``(family, type, proto)`` of a socket object, or of a raw fd (asked from the kernel)."""
+    if not isinstance(sock, int):
+        family = getattr(sock, "family", None)
+        if family is not None:
+            return int(family), int(getattr(sock, "type", 0)), int(getattr(sock, "proto", 0))
+    probe = socket.socket(fileno=fd)  # EBADF / ENOTSOCK come from here
+    try:
+        return int(probe.family), int(probe.type), int(probe.proto)
+    finally:
+        probe.detach()
+
+
+async def _raise_at_checkpoint() -> None:
+    """Bad arguments still make the call a checkpoint; a pending cancel wins (as in trio)."""
+    await trio.lowlevel.checkpoint()
+
+
+# ---------------------------------------------------------------- recv/send
+async def recv(sock: FdLike, nbytes: int, flags: int = 0) -> bytes:
+    """Receive up to ``nbytes`` bytes (``IORING_OP_RECV``), like :meth:`socket.socket.recv`.
+
+    Returns ``b""`` at end of stream.  Cancelled: either nothing was received and
+    ``Cancelled`` is raised, or the data that arrived is returned.
+    """
+    manager = current_manager()
+    try:
+        fd = fileno_of(sock)
+        n = min(_size(nbytes, "negative buffersize in recv"), MAX_IO)
+        fl = _flags(flags)
+    except Exception:
+        await _raise_at_checkpoint()
+        raise
+    buf = _alloc("char[]", n or 1)
+    res = await manager.perform(Op.RECV, fd, 0, buf, n, fl, keep=buf)
+    data: bytes = ffi.buffer(buf, res)[:]
+    return data
+
+
+async def recv_into(sock: FdLike, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> int:
+    """Receive into ``buffer`` (``IORING_OP_RECV``), like :meth:`socket.socket.recv_into`.
+
+    Reads at most ``nbytes`` bytes (0: the whole buffer) and returns how many it
+    read.  The kernel writes into ``buffer`` only while this call is running.
+    """
+    manager = current_manager()
+    try:
+        fd = fileno_of(sock)
+        try:
+            cbuf = ffi.from_buffer(buffer, require_writable=True)
+        except (TypeError, BufferError):
+            raise TypeError(
+                "recv_into() argument 1 must be read-write bytes-like object, "
+                f"not {type(buffer).__name__}"
+            ) from None
+        n = _size(nbytes, "negative buffersize in recv_into")
+        if n == 0:
+            n = len(cbuf)
+        elif n > len(cbuf):
+            raise ValueError("buffer too small for requested bytes")
+        fl = _flags(flags)
+    except Exception:
+        await _raise_at_checkpoint()
+        raise
+    try:
+        return await manager.perform(Op.RECV, fd, 0, cbuf, min(n, MAX_IO), fl, keep=cbuf)
+    finally:
+        ffi.release(cbuf)
+
+
+async def send(sock: FdLike, data: Buffer, flags: int = 0) -> int:
+    """Send ``data`` (``IORING_OP_SEND``), like :meth:`socket.socket.send`; returns bytes sent.
+
+    May send less than ``len(data)``.  ``MSG_NOSIGNAL`` is always added: a closed
+    peer gives ``BrokenPipeError``, never ``SIGPIPE``.  Cancelled: either nothing
+    was sent and ``Cancelled`` is raised, or the count sent is returned.
+    """
+    manager = current_manager()
+    try:
+        fd = fileno_of(sock)
+        cbuf = _readable(data)
+        fl = _flags(flags) | _MSG_NOSIGNAL
+    except Exception:
+        await _raise_at_checkpoint()
+        raise
+    try:
+        return await manager.perform(Op.SEND, fd, 0, cbuf, min(len(cbuf), MAX_IO), fl, keep=cbuf)
+    finally:
+        ffi.release(cbuf)
+
+
+def _readable(data: object) -> Any:
+    if isinstance(data, str):
+        raise TypeError("a bytes-like object is required, not 'str'")
+    try:
+        return ffi.from_buffer(data)
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}") from None
+
+
+# ------------------------------------------------------------------ msghdr
+def _pack_ancdata(ancdata: Iterable[tuple[int, int, Buffer]]) -> bytes:
+    parts: list[bytes] = []
+    try:
+        items = list(ancdata)
+    except TypeError:
+        raise TypeError("sendmsg() argument 2 must be an iterable") from None
+    for item in items:
+        if not isinstance(item, tuple) or len(item) != 3:
+            raise TypeError(
+                "[sendmsg() ancillary data items]() argument must be sequence of length 3"
+            )
+        level, kind, payload = item
+        raw: bytes = ffi.buffer(_readable(payload))[:]
+        parts.append(
+            _cmsghdr.pack(socket.CMSG_LEN(len(raw)), operator.index(level), operator.index(kind))
+        )
+        parts.append(raw)
+        parts.append(b"\0" * (socket.CMSG_SPACE(len(raw)) - socket.CMSG_LEN(len(raw))))
+    return b"".join(parts)
+
+
+def _unpack_ancdata(control: bytes) -> AncData:
+    out: AncData = []
+    offset = 0
+    end = len(control)
+    while offset + _CMSG_HDR <= end:
+        length, level, kind = _cmsghdr.unpack_from(control, offset)
+        if length < _CMSG_HDR:
+            break
+        out.append((level, kind, control[offset + _CMSG_HDR : min(offset + length, end)]))
+        offset += _align(length)
+    return out
+
+
+async def sendmsg(
+    sock: FdLike,
+    buffers: Iterable[Buffer],
+    ancdata: Iterable[tuple[int, int, Buffer]] = (),
+    flags: int = 0,
+    address: Any = None,
+) -> int:
+    """Gather-send ``buffers`` with ancillary data (``IORING_OP_SENDMSG``); returns bytes sent.
+
+    Like :meth:`socket.socket.sendmsg`: ``ancdata`` is ``(level, type, data)``
+    items (e.g. ``(SOL_SOCKET, SCM_RIGHTS, array("i", fds))``), ``address`` a
+    numeric address for unconnected datagram sockets.  ``MSG_NOSIGNAL`` is always
+    added.  The buffers are referenced (not copied) until the request completes.
+    """
+    manager = current_manager()
+    try:
+        fd = fileno_of(sock)
+        try:
+            cbufs = [_readable(b) for b in buffers]
+        except TypeError as exc:
+            if "bytes-like" in str(exc):
+                raise
+            raise TypeError("sendmsg() argument 1 must be an iterable") from None
+        control = _pack_ancdata(ancdata)
+        fl = _flags(flags) | _MSG_NOSIGNAL
+        name = b""
+        if address is not None:
+            name = _sockaddr.pack(_sock_kind(sock, fd)[0], address)
+    except Exception:
+        await _raise_at_checkpoint()
+        raise
+    iov_at = _msghdr.size
+    name_at = iov_at + _iovec.size * len(cbufs)
+    control_at = _align(name_at + len(name))
+    block = ffi.new("char[]", control_at + len(control) or 1)
+    base = _addr(block)
+    view = ffi.buffer(block)
+    for i, c in enumerate(cbufs):
+        _iovec.pack_into(view, iov_at + i * _iovec.size, _addr(c), len(c))
+    view[name_at : name_at + len(name)] = name
+    view[control_at : control_at + len(control)] = control
+    _msghdr.pack_into(
+        view, 0,
+        base + name_at if name else 0, len(name),
+        base + iov_at, len(cbufs),
+        base + control_at if control else 0, len(control),
+        0,
+    )  # fmt: skip
+    try:
+        return await manager.perform(Op.SENDMSG, fd, 0, block, 1, fl, keep=(block, cbufs))
+    finally:
+        for c in cbufs:
+            ffi.release(c)
+
+
+async def recvmsg(
+    sock: FdLike, bufsize: int, ancbufsize: int = 0, flags: int = 0
+) -> tuple[bytes, AncData, int, Any]:
+    """Receive data and ancillary data (``IORING_OP_RECVMSG``), like :meth:`socket.socket.recvmsg`.
+
+    Returns ``(data, ancdata, msg_flags, address)``; ``address`` is ``None`` when
+    the kernel reports none (connected stream sockets, socketpairs).  File
+    descriptors received with ``SCM_RIGHTS`` belong to the caller; a call that
+    completed is never turned into ``Cancelled``, so they cannot be lost.
+    """
+    manager = current_manager()
+    try:
+        fd = fileno_of(sock)
+        n = min(_size(bufsize, "negative buffer size in recvmsg()"), MAX_IO)
+        anc = _size(ancbufsize, "invalid ancillary data buffer length")
+        fl = _flags(flags)
+    except Exception:
+        await _raise_at_checkpoint()
+        raise
+    iov_at = _msghdr.size
+    name_at = iov_at + _iovec.size
+    control_at = name_at + _sockaddr.SOCKADDR_STORAGE_SIZE
+    data_at = _align(control_at + anc)
+    block = _alloc("char[]", data_at + n + 1)
+    base = _addr(block)
+    view = ffi.buffer(block)
+    _iovec.pack_into(view, iov_at, base + data_at, n)
+    _msghdr.pack_into(
+        view, 0,
+        base + name_at, _sockaddr.SOCKADDR_STORAGE_SIZE,
+        base + iov_at, 1,
+        base + control_at if anc else 0, anc,
+        0,
+    )  # fmt: skip
+    res = await manager.perform(Op.RECVMSG, fd, 0, block, 1, fl, keep=block)
+    (namelen,) = _socklen.unpack_from(view, _MSG_NAMELEN_AT)
+    (controllen,) = struct.unpack_from("@N", view, _MSG_CONTROLLEN_AT)
+    (msg_flags,) = struct.unpack_from("@i", view, _MSG_FLAGS_AT)
+    ancdata = _unpack_ancdata(view[control_at : control_at + min(controllen, anc)]) if anc else []
+    address = _sockaddr.unpack(view[name_at:control_at], namelen)
+    return view[data_at : data_at + res], ancdata, msg_flags, address
+
+
+# ------------------------------------------------------ connection set-up
+async def accept(sock: FdLike) -> tuple[trio.socket.SocketType, Any]:
+    """Accept a connection (``IORING_OP_ACCEPT``), like :meth:`trio.socket.SocketType.accept`.
+
+    Returns a non-blocking, close-on-exec trio socket and the peer's address.
+    The accepted fd is never leaked: cancelled, either no connection was taken
+    from the backlog (``Cancelled``), or the connection is returned and the next
+    checkpoint raises ``Cancelled``.
+    """
+    manager = current_manager()
+    try:
+        fd = fileno_of(sock)
+        family, kind, proto = _sock_kind(sock, fd)
+    except Exception:
+        await _raise_at_checkpoint()
+        raise
+    size = _sockaddr.SOCKADDR_STORAGE_SIZE
+    block = _alloc("char[]", size + _socklen.size)
+    view = ffi.buffer(block)
+    _socklen.pack_into(view, size, size)
+    new_fd = await manager.perform(
+        Op.ACCEPT, fd, _addr(block) + size, block, 0, _ACCEPT_FLAGS, keep=block
+    )
+    try:
+        (addrlen,) = _socklen.unpack_from(view, size)
+        address = _sockaddr.unpack(view[0:size], addrlen)
+        if address is None:
+            address = "" if family == socket.AF_UNIX else None
+        stdlib_sock = socket.socket(family, kind, proto, fileno=new_fd)
+    except BaseException:
+        os.close(new_fd)
+        raise
+    return trio.socket.from_stdlib_socket(stdlib_sock), address
+
+
+async def connect(sock: FdLike, address: Any) -> None:
+    """Connect to a numeric ``address`` (``IORING_OP_CONNECT``), like trio's ``connect``.
+
+    Host names are not resolved (``socket.gaierror``): use ``trio.socket.getaddrinfo``.
+    A connect cannot be taken back: if cancelled, a socket *object* is closed (as
+    trio does) and ``Cancelled`` raised; a raw fd is left for the caller to close.
+    Failures raise ``OSError`` (e.g. ``ConnectionRefusedError``).
+    """
+    manager = current_manager()
+    try:
+        fd = fileno_of(sock)
+        raw = _sockaddr.pack(_sock_kind(sock, fd)[0], address)
+    except Exception:
+        await _raise_at_checkpoint()
+        raise
+    block = ffi.new("char[]", raw)
+    try:
+        await manager.perform(Op.CONNECT, fd, len(raw), block, 0, 0, keep=block, linkable=False)
+    except trio.Cancelled:
+        if not isinstance(sock, int):
+            close = getattr(sock, "close", None)
+            if close is not None:
+                close()
+        raise
+    except OSError as exc:
+        raise OSError(exc.errno, f"Error connecting to {address!r}: {exc.strerror}") from None
+
+
+async def shutdown(sock: FdLike, how: int) -> None:
+    """Shut down one or both directions (``IORING_OP_SHUTDOWN``), like :meth:`socket.socket.shutdown`.
+
+    ``how`` is ``SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``; anything else gives
+    ``OSError(EINVAL)`` from the kernel.
+    """
+    manager = current_manager()
+    try:
+        fd = fileno_of(sock)
+        value = _flags(how)
+    except Exception:
+        await _raise_at_checkpoint()
+        raise
+    await manager.perform(Op.SHUTDOWN, fd, 0, ffi.NULL, value, 0, linkable=False)
+
+
+async def poll(sock: FdLike, events: int) -> int:
+    """Wait until ``sock`` has one of the poll ``events`` (``IORING_OP_POLL_ADD``); return revents.
+
+    One-shot.  ``POLLERR``, ``POLLHUP`` and ``POLLNVAL`` are always reported.
+    Unlike ``trio.lowlevel.wait_readable``, several tasks may poll one fd at once.
+    """
+    manager = current_manager()
+    try:
+        fd = fileno_of(sock)
+        mask = _flags(events)
+    except Exception:
+        await _raise_at_checkpoint()
+        raise
+    wanted = mask | _POLL_DONE
+    while True:
+        revents = await manager.perform(Op.POLL_ADD, fd, 0, ffi.NULL, 0, mask)
+        if revents & wanted:
+            return revents
