@@ -204,7 +204,15 @@ class _DataOp(_Op):
     __slots__ = ("args", "closing", "expired", "link_pos", "raise_cancel")
 
     def __init__(self, manager: UringIOManager, user_data: int, fd: int, task: Task | None) -> None:
-        super().__init__(manager, user_data, fd, task)
+        # (inlined _Op.__init__: this runs once per operation)
+        self.manager = manager
+        self.user_data = user_data
+        self.fd = fd
+        self.task = task
+        self.sq_pos = -1
+        self.res = 0
+        self.cqe_flags = 0
+        self.keep: object = None
         self.raise_cancel: RaiseCancel | None = None
         self.closing = False
         self.expired = False
@@ -675,12 +683,13 @@ class UringIOManager:
         self._next_ud = ud + 1
         op = _DataOp(self, ud, fd, current_task())
         op.keep = keep
-        args = (opcode, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)
-        deadline = inf
-        if linkable and self._clock_offset is not None and self.linked_timeouts_enabled:
-            deadline = current_effective_deadline()
-        if deadline != inf:
-            op.args = args
+        if (
+            linkable
+            and self._clock_offset is not None
+            and self.linked_timeouts_enabled
+            and (deadline := current_effective_deadline()) != inf
+        ):
+            op.args = (opcode, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)
             self._submit_linked(op, deadline)
         else:
             op.sq_pos = self._prep(
@@ -690,7 +699,8 @@ class UringIOManager:
         if self._guest:
             self._submit_now()
         await wait_task_rescheduled(op.abort)
-        return op.result()
+        res = op.res
+        return res if res >= 0 else op.result()
 
     def _submit_linked(self, op: _DataOp, deadline: float) -> None:
         assert op.args is not None and self._clock_offset is not None
