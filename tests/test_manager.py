@@ -331,3 +331,65 @@ def test_close_with_parked_task_never_raises() -> None:
         manager.close()
         manager.close()  # idempotent
     assert manager.statistics().backend == "io_uring"
+
+
+def test_force_wakeup_is_sticky_and_truthy() -> None:
+    manager = trio_uring.UringIOManager()
+    try:
+        manager.get_events(0)  # submit the wakeup poll
+        manager.force_wakeup()  # before the wait: the next get_events returns at once
+        events = manager.get_events(30)
+        assert events
+        manager.process_events(events)
+        # and from another thread while this one waits
+        timer = threading.Timer(0.05, manager.force_wakeup)
+        timer.start()
+        events = manager.get_events(30)
+        timer.join()
+        assert events
+        manager.process_events(events)
+        # a real timeout is falsy
+        assert not manager.get_events(0.01)
+    finally:
+        manager.close()
+
+
+def test_signal_during_wait_is_not_a_timeout() -> None:
+    manager = trio_uring.UringIOManager()
+    received: list[int] = []
+    old = signal.signal(signal.SIGUSR2, lambda signum, frame: received.append(signum))
+    try:
+        manager.get_events(0)
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGUSR2))
+        timer.start()
+        events = manager.get_events(30)
+        timer.join()
+        assert events  # EINTR is reported as "something happened", never as a timeout
+        manager.process_events(events)
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+        manager.close()
+    assert received == [signal.SIGUSR2]
+
+
+def test_close_drains_in_flight_requests() -> None:
+    from trio_uring._constants import Op
+    from trio_uring._manager import _IgnoredOp
+
+    manager = trio_uring.UringIOManager()
+    a, b = socket.socketpair()
+    with a, b:
+        keep = bytearray(16)
+        for i in range(5):
+            op = _IgnoredOp(manager, 1000 + i, a.fileno(), None)
+            op.keep = keep
+            manager.register_op(op)
+            manager._prep(
+                Op.POLL_ADD, 0, a.fileno(), 0, trio_uring._manager.ffi.NULL, 0, 1, op.user_data
+            )
+        manager.get_events(0)  # submitted: the kernel holds five polls
+        assert manager.statistics().operations_in_flight == 5
+        manager.close()
+        manager.close()  # idempotent
+        assert not manager._undrained  # every request's final CQE arrived before the ring went
+    assert manager.statistics().operations_in_flight == 0
