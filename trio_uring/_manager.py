@@ -32,7 +32,7 @@ import struct
 import threading
 from collections.abc import Callable
 from math import inf
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 import attrs
 import outcome
@@ -56,7 +56,7 @@ from ._constants import (
     TIMEOUT_ABS,
     Op,
 )
-from ._ring import CQE_SIZE, Ring
+from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring
 from ._ring_cffi import ffi, lib
 
 if TYPE_CHECKING:
@@ -292,9 +292,15 @@ class _DataOp(_Op):
 class UringIOManager:
     """trio's I/O manager protocol, driven by one io_uring instance."""
 
+    #: Submission queue size; the completion queue is ``cq_factor`` times larger.
+    #: A full SQ is submitted and filling continues; CQ overflow is kept by the
+    #: kernel (``IORING_FEAT_NODROP``) and flushed on the next ``io_uring_enter``.
+    sq_entries: ClassVar[int] = DEFAULT_ENTRIES
+    cq_factor: ClassVar[int] = 8
+
     def __init__(self) -> None:
         self._closed = True
-        self._ring = Ring()
+        self._ring = Ring(self.sq_entries, self.cq_factor)
         self._r = self._ring.handle
         self._closed = False
         self._fresh = True
