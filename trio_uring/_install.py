@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
+from . import _socket as _socket  # registers the completion-socket run-start hook
 from . import _trio_compat
 from ._manager import UringIOManager
 from ._ring import Ring, RingUnavailable
@@ -104,20 +105,18 @@ def _arm() -> None:
     global _armed
     with _lock:
         _local.want = True
+        _armed += 1
         if not _installed:
-            _armed += 1
-            if _armed == 1:
-                _trio_compat.run_module().TheIOManager = _Selector
+            _trio_compat.run_module().TheIOManager = _Selector
 
 
 def _disarm() -> None:
     global _armed
     with _lock:
         _local.want = False
-        if not _installed:
-            _armed -= 1
-            if _armed == 0:
-                _trio_compat.run_module().TheIOManager = _trio_compat.EpollIOManager
+        _armed -= 1
+        if not _installed and _armed == 0:
+            _trio_compat.run_module().TheIOManager = _trio_compat.EpollIOManager
 
 
 def run(
