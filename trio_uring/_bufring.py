@@ -1,0 +1,170 @@
+"""Provided-buffer rings (``IORING_REGISTER_PBUF_RING``) for multishot receives.
+
+A :class:`BufferRing` is a ring of ``entries`` buffers of ``size`` bytes each in
+one anonymous, page-aligned ``mmap``, registered under a buffer-group id.  A
+multishot ``IORING_OP_RECV`` with ``IOSQE_BUFFER_SELECT`` picks a buffer only
+when data arrives, so an idle connection holds no buffer.  The CQE names the
+buffer (``cqe->flags >> 16``); :meth:`BufferRing.take` copies the data out and
+gives the buffer back to the kernel at once, inside ``process_events``.  So a
+buffer is lent to the kernel, filled, copied and returned within one loop tick,
+and the ring only has to cover the receives of one tick.
+
+The kernel reads the ring tail (a ``u16`` aliasing ``bufs[0].resv``) with an
+acquire load, so the entry must be visible before the new tail.  On x86 (TSO)
+plain stores in program order are enough, and a ``struct.pack_into`` on the
+mmap is a plain store.  On weakly ordered CPUs that needs a release store;
+this module uses ``lib.tu_store_release_u16`` if the C part provides one and
+otherwise refuses to set up a ring there (streams then fall back to one
+``IORING_OP_RECV`` per call).
+
+The mmap is referenced by every operation that may write into it (``op.keep``),
+so the manager's graveyard keeps it alive if a ring is torn down with
+operations still in flight.
+"""
+
+from __future__ import annotations
+
+import mmap
+import platform
+import struct
+import weakref
+from typing import TYPE_CHECKING, Final
+
+from ._constants import REGISTER_PBUF_RING, UNREGISTER_PBUF_RING
+from ._ring_cffi import ffi, lib
+
+if TYPE_CHECKING:
+    from ._manager import UringIOManager
+
+#: Buffers per ring and bytes per buffer for the streams' shared ring.
+DEFAULT_ENTRIES: Final = 1024
+DEFAULT_BUFFER_SIZE: Final = 16384
+#: Buffer-group id of the streams' shared ring (one per manager).
+STREAM_GROUP: Final = 0x7475  # "tu"
+
+_ENTRY: Final = 16  # struct io_uring_buf {u64 addr; u32 len; u16 bid; u16 resv}
+_TAIL_OFFSET: Final = 14  # io_uring_buf_ring.tail aliases bufs[0].resv
+_pack_entry = struct.Struct("<QIH").pack_into  # 14 bytes: never touches resv/tail
+_pack_tail = struct.Struct("<H").pack_into
+_TSO_MACHINES: Final = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
+
+_store_release = getattr(lib, "tu_store_release_u16", None)
+
+
+class BufferRing:
+    """One registered provided-buffer ring.  Use :func:`stream_ring` for the shared one."""
+
+    __slots__ = (
+        "_addr",
+        "_data_off",
+        "_ring_mv",
+        "_tail",
+        "bgid",
+        "entries",
+        "mask",
+        "mem",
+        "size",
+    )
+
+    def __init__(self, manager: UringIOManager, bgid: int, entries: int, size: int) -> None:
+        if entries < 1 or entries & (entries - 1) or entries > 32768:
+            raise ValueError("entries must be a power of two <= 32768")
+        self.bgid = bgid
+        self.entries = entries
+        self.mask = entries - 1
+        self.size = size
+        ring_bytes = max(entries * _ENTRY, mmap.PAGESIZE)
+        # One mapping: the ring (page-aligned) followed by the buffers.
+        self.mem = mmap.mmap(-1, ring_bytes + entries * size)
+        base = ffi.from_buffer(self.mem)
+        ring_addr = int(ffi.cast("uintptr_t", base))
+        self._addr = ring_addr + ring_bytes
+        self._data_off = ring_bytes
+        self._ring_mv = memoryview(self.mem)[:ring_bytes]
+        del base
+        reg = bytearray(40)  # struct io_uring_buf_reg
+        struct.pack_into("<QIHH", reg, 0, ring_addr, entries, bgid, 0)
+        rc = lib.tu_register(manager.ring.handle, REGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
+        if rc < 0:
+            self._ring_mv.release()
+            self.mem.close()
+            raise OSError(-rc, "IORING_REGISTER_PBUF_RING failed")
+        self._tail = 0
+        for bid in range(entries):
+            _pack_entry(self._ring_mv, bid * _ENTRY, self._addr + bid * size, size, bid)
+        self._publish(entries)
+
+    def _publish(self, tail: int) -> None:
+        self._tail = tail
+        if _store_release is not None:
+            _store_release(ffi.from_buffer(self._ring_mv), _TAIL_OFFSET, tail & 0xFFFF)
+        else:
+            _pack_tail(self._ring_mv, _TAIL_OFFSET, tail & 0xFFFF)
+
+    def recycle(self, bid: int) -> None:
+        """Give buffer ``bid`` back to the kernel."""
+        tail = self._tail
+        _pack_entry(
+            self._ring_mv, (tail & self.mask) * _ENTRY, self._addr + bid * self.size, self.size, bid
+        )
+        self._publish(tail + 1)
+
+    def take(self, bid: int, nbytes: int) -> bytes:
+        """Copy ``nbytes`` out of buffer ``bid`` and give the buffer back to the kernel."""
+        start = bid * self.size
+        off = self._data_off + start
+        data = self.mem[off : off + nbytes]
+        tail = self._tail
+        _pack_entry(self._ring_mv, (tail & self.mask) * _ENTRY, self._addr + start, self.size, bid)
+        self._publish(tail + 1)
+        return data
+
+    def unregister(self, manager: UringIOManager) -> None:
+        """Unregister the group (the memory stays mapped until this object dies)."""
+        reg = bytearray(40)
+        struct.pack_into("<QIH", reg, 0, 0, 0, self.bgid)
+        lib.tu_register(manager.ring.handle, UNREGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
+
+
+# Per manager: the streams' ring, or None if the kernel refused it.
+_stream_rings: weakref.WeakKeyDictionary[UringIOManager, BufferRing | None] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def stream_ring(manager: UringIOManager) -> BufferRing | None:
+    """The manager's shared ring for stream receives, set up on first use.
+
+    ``None`` if multishot receive is unavailable: a kernel without
+    ``IORING_REGISTER_PBUF_RING`` (5.19) or multishot recv (6.0, probed through
+    ``IORING_OP_SEND_ZC`` which arrived in the same release), a refused
+    registration (e.g. ``RLIMIT_MEMLOCK``), or a weakly ordered CPU without the
+    C release-store helper.
+    """
+    try:
+        return _stream_rings[manager]
+    except KeyError:
+        pass
+    ring: BufferRing | None = None
+    from ._constants import Op
+
+    if (
+        manager.supports(Op.SEND_ZC)
+        and manager.supports(Op.RECV)
+        and (_store_release is not None or platform.machine().lower() in _TSO_MACHINES)
+    ):
+        try:
+            ring = BufferRing(manager, STREAM_GROUP, DEFAULT_ENTRIES, DEFAULT_BUFFER_SIZE)
+        except OSError:
+            ring = None
+    _stream_rings[manager] = ring
+    return ring
+
+
+def disable_stream_ring(manager: UringIOManager) -> None:
+    """Multishot receive turned out to be unsupported: streams use one RECV per call."""
+    ring = _stream_rings.get(manager)
+    if ring is not None:
+        _stream_rings[manager] = None
+        if not manager._closed:
+            ring.unregister(manager)
