@@ -317,6 +317,8 @@ class UringIOManager:
         self._cqbuf_max = self._ring.cq_entries
         self._skip_flag = IOSQE_CQE_SKIP_SUCCESS if self._ring.features & FEAT_CQE_SKIP else 0
         self.linked_timeouts_enabled = True
+        #: The ``RegisteredBuffers`` set of this ring, kept alive until unregistered.
+        self.registered_buffers: Any = None
         self._linked_timeouts = 0
         self._linked_timeouts_fired = 0
         self._async_cancels = 0

@@ -1,0 +1,192 @@
+"""Registered (fixed) buffers: memory pinned once with ``IORING_REGISTER_BUFFERS``.
+
+A registered buffer skips the per-request page pinning the kernel otherwise does
+for every read and write (``IORING_OP_READ_FIXED`` / ``WRITE_FIXED``).  Registration belongs to the ring of the
+current run; a ring holds at most one registered set at a time.
+
+Buffer ownership follows the project's one rule: every registered buffer stays
+exported (it cannot be resized or freed) from :func:`register_buffers` until
+:meth:`RegisteredBuffers.unregister` returns, and ``unregister`` refuses
+(``trio.BusyResourceError``) while an operation on the set is in flight.  The
+ring's teardown at the end of the run releases a set that was never unregistered.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import struct
+from collections.abc import Sequence
+from typing import Any, Final
+
+import trio
+
+from ._constants import REGISTER_BUFFERS, UNREGISTER_BUFFERS, Op
+from ._install import current_manager
+from ._manager import UringIOManager
+from ._ring_cffi import ffi, lib
+from ._socket_ops import fileno_of
+
+_iovec = struct.Struct("@PN")
+_NO_OFFSET: Final = (1 << 64) - 1
+
+
+class RegisteredBuffers:
+    """A set of buffers registered with the current run's ring.
+
+    Index ``i`` names ``buffers[i]``.  Use it as a context manager, or call
+    :meth:`unregister` when done; it may only be used in the run that created it.
+    """
+
+    def __init__(self, manager: UringIOManager, buffers: Sequence[Any]) -> None:
+        self._manager = manager
+        self._views = [memoryview(b) for b in buffers]
+        try:
+            self._cdata = [ffi.from_buffer(v, require_writable=True) for v in self._views]
+        except BufferError:
+            raise TypeError("registered buffers must be writable (bytearray, mmap, ...)") from None
+        self._in_flight = 0
+        self._registered = False
+        iov = ffi.new("char[]", _iovec.size * max(1, len(buffers)))
+        view = ffi.buffer(iov)
+        for i, (c, v) in enumerate(zip(self._cdata, self._views, strict=True)):
+            _iovec.pack_into(view, i * _iovec.size, int(ffi.cast("uintptr_t", c)), v.nbytes)
+        rc = lib.tu_register(manager._r, REGISTER_BUFFERS, iov, len(buffers))
+        if rc < 0:
+            self._release()
+            raise OSError(-rc, "IORING_REGISTER_BUFFERS: " + os.strerror(-rc))
+        self._registered = True
+        manager.registered_buffers = self
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def __getitem__(self, index: int) -> memoryview:
+        return self._views[index]
+
+    def __enter__(self) -> RegisteredBuffers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unregister()
+
+    @property
+    def registered(self) -> bool:
+        return self._registered
+
+    def unregister(self) -> None:
+        """Unregister the set and release the buffers (idempotent).
+
+        :raises trio.BusyResourceError: an operation on the set is still in flight.
+        """
+        if not self._registered:
+            return
+        if self._in_flight:
+            raise trio.BusyResourceError("an operation on these registered buffers is in flight")
+        manager = self._manager
+        if not manager._closed:
+            lib.tu_register(manager._r, UNREGISTER_BUFFERS, ffi.NULL, 0)
+        if manager.registered_buffers is self:
+            manager.registered_buffers = None
+        self._registered = False
+        self._release()
+
+    def _release(self) -> None:
+        for c in self._cdata:
+            ffi.release(c)
+        self._cdata = []
+        self._views = []
+
+    def _slice(self, index: int, buf_offset: int, nbytes: int | None) -> tuple[Any, int]:
+        if not self._registered:
+            raise trio.ClosedResourceError("these registered buffers were unregistered")
+        if current_manager() is not self._manager:
+            raise RuntimeError("registered buffers belong to the run that registered them")
+        index = operator.index(index)
+        if not 0 <= index < len(self._views):
+            raise IndexError("registered buffer index out of range")
+        size = self._views[index].nbytes
+        buf_offset = operator.index(buf_offset)
+        if not 0 <= buf_offset <= size:
+            raise ValueError("buf_offset outside the buffer")
+        if nbytes is None:
+            nbytes = size - buf_offset
+        nbytes = operator.index(nbytes)
+        if nbytes < 0 or buf_offset + nbytes > size:
+            raise ValueError("nbytes outside the buffer")
+        return self._cdata[index] + buf_offset, nbytes
+
+    async def _perform(self, opcode: int, fd: int, off: int, addr: Any, n: int, **kw: Any) -> int:
+        self._in_flight += 1
+        try:
+            return await self._manager.perform(opcode, fd, off, addr, n, **kw)
+        finally:
+            self._in_flight -= 1
+
+
+def register_buffers(buffers: Sequence[Any]) -> RegisteredBuffers:
+    """Register writable buffers (``bytearray``, ``memoryview``, ``mmap``) with the ring.
+
+    :raises trio.BusyResourceError: the ring already has a registered set.
+    :raises OSError: the kernel refused (``ENOMEM``: ``RLIMIT_MEMLOCK`` too low).
+    :raises TypeError: a buffer is read-only.
+    """
+    manager = current_manager()
+    current = manager.registered_buffers
+    if isinstance(current, RegisteredBuffers) and current.registered:
+        raise trio.BusyResourceError("this run's ring already has registered buffers")
+    if not buffers:
+        raise ValueError("no buffers to register")
+    return RegisteredBuffers(manager, buffers)
+
+
+def _offset(offset: int) -> int:
+    offset = operator.index(offset)
+    if offset < -1:
+        raise ValueError("offset must be >= 0, or -1 for the file position")
+    return _NO_OFFSET if offset == -1 else offset
+
+
+async def read_fixed(
+    fd: Any,
+    buffers: RegisteredBuffers,
+    index: int,
+    nbytes: int | None = None,
+    offset: int = -1,
+    *,
+    buf_offset: int = 0,
+) -> int:
+    """Read into registered buffer ``index`` (``IORING_OP_READ_FIXED``); returns the count.
+
+    Cancellation follows :func:`trio_uring.lowlevel.read`: a read the kernel
+    completed anyway is returned, not lost.
+    """
+    addr, n = buffers._slice(index, buf_offset, nbytes)
+    fileno = fileno_of(fd)
+    return await buffers._perform(Op.READ_FIXED, fileno, _offset(offset), addr, n, buf_index=index)
+
+
+async def write_fixed(
+    fd: Any,
+    buffers: RegisteredBuffers,
+    index: int,
+    nbytes: int | None = None,
+    offset: int = -1,
+    *,
+    buf_offset: int = 0,
+) -> int:
+    """Write from registered buffer ``index`` (``IORING_OP_WRITE_FIXED``); returns the count."""
+    addr, n = buffers._slice(index, buf_offset, nbytes)
+    fileno = fileno_of(fd)
+    linkable = offset != -1
+    return await buffers._perform(
+        Op.WRITE_FIXED, fileno, _offset(offset), addr, n, buf_index=index, linkable=linkable
+    )
+
+
+__all__ = [
+    "RegisteredBuffers",
+    "read_fixed",
+    "register_buffers",
+    "write_fixed",
+]
