@@ -316,7 +316,8 @@ class UringIOManager:
         self._cqbuf = ffi.new("char[]", self._ring.cq_entries * CQE_SIZE)
         self._cqbuf_max = self._ring.cq_entries
         self._skip_flag = IOSQE_CQE_SKIP_SUCCESS if self._ring.features & FEAT_CQE_SKIP else 0
-        self.linked_timeouts_enabled = True
+        #: Link deadlines to IORING_OP_LINK_TIMEOUT (Linux 5.5+); else trio cancels via ASYNC_CANCEL.
+        self.linked_timeouts_enabled = self._ring.supports(Op.LINK_TIMEOUT)
         #: The ``RegisteredBuffers`` set of this ring, kept alive until unregistered.
         self.registered_buffers: Any = None
         self._linked_timeouts = 0
