@@ -38,11 +38,12 @@ if TYPE_CHECKING:
 
 #: Buffers per ring and bytes per buffer for the streams' shared ring.
 DEFAULT_ENTRIES: Final = 1024
-DEFAULT_BUFFER_SIZE: Final = 16384
+DEFAULT_BUFFER_SIZE: Final = 4096
 #: Buffer-group id of the streams' shared ring (one per manager).
 STREAM_GROUP: Final = 0x7475  # "tu"
 
 _ENTRY: Final = 16  # struct io_uring_buf {u64 addr; u32 len; u16 bid; u16 resv}
+_REGISTER_PBUF_STATUS: Final = 26
 _TAIL_OFFSET: Final = 14  # io_uring_buf_ring.tail aliases bufs[0].resv
 _pack_entry = struct.Struct("<QIH").pack_into  # 14 bytes: never touches resv/tail
 _pack_tail = struct.Struct("<H").pack_into
@@ -118,6 +119,16 @@ class BufferRing:
         _pack_entry(self._ring_mv, (tail & self.mask) * _ENTRY, self._addr + start, self.size, bid)
         self._publish(tail + 1)
         return data
+
+    def available(self, manager: UringIOManager) -> int:
+        """Buffers the kernel may still pick (``IORING_REGISTER_PBUF_STATUS``, Linux 6.8)."""
+        status = bytearray(40)  # struct io_uring_buf_status {u32 buf_group; u32 head; u32 resv[8]}
+        struct.pack_into("<I", status, 0, self.bgid)
+        rc = lib.tu_register(manager.ring.handle, _REGISTER_PBUF_STATUS, ffi.from_buffer(status), 1)
+        if rc < 0:
+            raise OSError(-rc, "IORING_REGISTER_PBUF_STATUS failed")
+        head: int = struct.unpack_from("<I", status, 4)[0]
+        return (self._tail - head) & 0xFFFF
 
     def unregister(self, manager: UringIOManager) -> None:
         """Unregister the group (the memory stays mapped until this object dies)."""

@@ -1,0 +1,407 @@
+"""trio_uring.SocketStream / SocketListener: trio's generic stream checks, multishot receive,
+bounded queueing, cancellation, listeners and high-level helpers, 1,000 connections."""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import resource
+import socket as stdsocket
+import tempfile
+
+import pytest
+import trio
+import trio.testing
+from trio import socket as tsocket
+
+from tests.conftest import assert_idle
+from trio_uring import _bufring
+from trio_uring._highlevel import (
+    open_tcp_listeners,
+    open_tcp_stream,
+    open_unix_socket,
+    serve_listeners,
+    serve_tcp,
+)
+from trio_uring._install import current_manager
+from trio_uring._streams import (
+    RECEIVE_HIGH_WATER,
+    SocketListener,
+    SocketStream,
+)
+
+
+async def tcp_pair(**kwargs: object) -> tuple[SocketStream, SocketStream]:
+    listener = tsocket.socket()
+    with listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        client = tsocket.socket()
+        await client.connect(listener.getsockname())
+        server, _ = await listener.accept()
+    return SocketStream(client, **kwargs), SocketStream(server, **kwargs)  # type: ignore[arg-type]
+
+
+async def unix_pair() -> tuple[SocketStream, SocketStream]:
+    a, b = tsocket.socketpair()
+    return SocketStream(a), SocketStream(b)
+
+
+async def fill_stream(s: SocketStream) -> None:
+    async def sender() -> None:
+        while True:
+            await s.send_all(b"x" * 10000)
+
+    async def waiter(nursery: trio.Nursery) -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender)
+        nursery.start_soon(waiter, nursery)
+
+
+@pytest.mark.parametrize("maker", [tcp_pair, unix_pair], ids=["tcp", "unix"])
+async def test_check_half_closeable_stream(maker: object) -> None:
+    async def stream_maker() -> tuple[SocketStream, SocketStream]:
+        return await maker()  # type: ignore[operator, no-any-return]
+
+    async def clogged_stream_maker() -> tuple[SocketStream, SocketStream]:
+        left, right = await stream_maker()
+        await fill_stream(left)
+        await fill_stream(right)
+        return left, right
+
+    await trio.testing.check_half_closeable_stream(stream_maker, clogged_stream_maker)
+    await assert_idle()
+
+
+async def test_constructor_errors_and_options() -> None:
+    with stdsocket.socket() as raw, pytest.raises(TypeError):
+        SocketStream(raw)  # type: ignore[arg-type]
+    udp = tsocket.socket(type=tsocket.SOCK_DGRAM)
+    with udp:
+        with pytest.raises(ValueError, match="SOCK_STREAM"):
+            SocketStream(udp)
+    a, b = await tcp_pair()
+    with pytest.raises(ValueError, match="zerocopy"):
+        SocketStream(a.socket, zerocopy="sometimes")  # type: ignore[arg-type]
+    assert a.getsockopt(tsocket.IPPROTO_TCP, tsocket.TCP_NODELAY)
+    a.setsockopt(tsocket.IPPROTO_TCP, tsocket.TCP_NODELAY, False)
+    assert not a.getsockopt(tsocket.IPPROTO_TCP, tsocket.TCP_NODELAY)
+    assert len(a.getsockopt(tsocket.IPPROTO_TCP, tsocket.TCP_NODELAY, 4)) == 4
+    with pytest.raises(TypeError):
+        a.setsockopt(tsocket.IPPROTO_TCP, tsocket.TCP_NODELAY, None)
+    with pytest.raises(TypeError):
+        a.setsockopt(tsocket.IPPROTO_TCP, tsocket.TCP_NODELAY, 1, 4)
+    with pytest.raises(TypeError):
+        await a.send_all("text")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        await a.receive_some(0)
+    with pytest.raises(TypeError):
+        await a.receive_some(1.5)  # type: ignore[arg-type]
+    assert current_manager().statistics().operations_in_flight <= 1
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_multishot_receive_uses_no_sqe_per_message() -> None:
+    a, b = await tcp_pair()
+    manager = current_manager()
+    assert _bufring.stream_ring(manager) is not None
+    await a.send_all(b"first")
+    assert await b.receive_some() == b"first"  # arms the multishot
+    before = manager.statistics().sqes_submitted
+    for i in range(50):
+        await a.send_all(b"m%d" % i)
+        assert await b.receive_some() == b"m%d" % i
+    # 50 SENDs; the receives submitted nothing.
+    assert manager.statistics().sqes_submitted - before == 50
+    await a.aclose()
+    await b.aclose()
+    await assert_idle()
+
+
+async def test_receive_joins_and_splits_queued_chunks() -> None:
+    a, b = await tcp_pair()
+    for part in (b"ab", b"cd", b"ef"):
+        await a.send_all(part)
+    await a.send_eof()
+    await trio.testing.wait_all_tasks_blocked()
+    got = b""
+    while chunk := await b.receive_some(3):
+        assert len(chunk) <= 3
+        got += chunk
+    assert got == b"abcdef"
+    assert await b.receive_some() == b""  # EOF is sticky
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_queue_is_bounded_and_rearmed() -> None:
+    a, b = await tcp_pair()
+    await a.send_all(b"x")
+    assert await b.receive_some() == b"x"  # multishot armed, nobody receiving now
+    total = 16 * 1024 * 1024
+    payload = random.Random(1).randbytes(total)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(a.send_all, payload)
+        await trio.testing.wait_all_tasks_blocked()
+        # The sender is blocked: the stream stopped receiving.  The bound is soft
+        # (what arrives in the loop tick that crosses it is queued too).
+        assert RECEIVE_HIGH_WATER <= b._rq_bytes < total // 2
+        assert b._recv_op is None
+        got = bytearray()
+        while len(got) < total:
+            got += await b.receive_some()
+    assert got == payload
+    await a.aclose()
+    await b.aclose()
+    await assert_idle()
+
+
+async def test_idle_connections_hold_no_buffer() -> None:
+    streams = [await tcp_pair() for _ in range(4)]
+    async with trio.open_nursery() as nursery:
+        for _, b in streams:
+            nursery.start_soon(b.receive_some)
+        await trio.testing.wait_all_tasks_blocked()
+        ring = _bufring.stream_ring(current_manager())
+        assert ring is not None
+        # Four armed multishot receives, and every buffer is still free for the kernel to pick.
+        assert all(b._recv_op is not None for _, b in streams)
+        try:
+            available = ring.available(current_manager())
+        except OSError as exc:
+            pytest.skip(f"IORING_REGISTER_PBUF_STATUS unavailable: {exc}")
+        assert available == ring.entries
+        nursery.cancel_scope.cancel()
+    for a, b in streams:
+        await a.aclose()
+        await b.aclose()
+    await assert_idle()
+
+
+async def test_cancel_mid_receive_some_loses_nothing() -> None:
+    a, b = await tcp_pair()
+    with trio.move_on_after(0.01) as scope:
+        await b.receive_some()
+    assert scope.cancelled_caught
+    await a.send_all(b"after cancel")
+    assert await b.receive_some() == b"after cancel"
+    await a.aclose()
+    await b.aclose()
+    await assert_idle()
+
+
+async def test_randomized_deadlines_lose_and_duplicate_nothing() -> None:
+    rng = random.Random(4)
+    a, b = await tcp_pair()
+    total = 300_000
+    payload = rng.randbytes(total)
+    got = bytearray()
+
+    async def sender() -> None:
+        pos = 0
+        while pos < total:
+            n = rng.randint(1, 20000)
+            await a.send_all(payload[pos : pos + n])
+            pos += n
+            if rng.random() < 0.3:
+                await trio.sleep(0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender)
+        while len(got) < total:
+            with trio.move_on_after(rng.choice([0, 0, 1e-6, 1e-5, 1e-4])):
+                got += await b.receive_some(rng.randint(1, 70000))
+    assert bytes(got) == payload
+    await a.aclose()
+    await b.aclose()
+    await assert_idle()
+
+
+async def test_closing_stream_wakes_blocked_receiver_and_sender() -> None:
+    a, b = await tcp_pair()
+    await fill_stream(a)
+
+    async def expect_closed(fn: object) -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await fn()  # type: ignore[operator]
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(expect_closed, a.receive_some)
+        nursery.start_soon(expect_closed, lambda: a.send_all(b"y" * 100000))
+        await trio.testing.wait_all_tasks_blocked()
+        await a.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await a.receive_some()
+    await b.aclose()
+    await assert_idle()
+
+
+async def test_socket_closed_underfoot() -> None:
+    a, b = await tcp_pair()
+
+    async def receiver() -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await b.receive_some()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receiver)
+        await trio.testing.wait_all_tasks_blocked()
+        b.socket.close()
+    with pytest.raises(trio.ClosedResourceError):
+        await b.send_all(b"x")
+    await a.aclose()
+    await b.aclose()
+    await assert_idle()
+
+
+async def test_peer_reset_is_broken_resource() -> None:
+    a, b = await tcp_pair()
+    a.socket.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+    await b.send_all(b"unread")
+    await trio.testing.wait_all_tasks_blocked()
+    await a.aclose()  # unread data + linger 0: RST
+    with pytest.raises(trio.BrokenResourceError):
+        for _ in range(10):
+            await b.receive_some()
+            await b.send_all(b"x" * 1000)
+    await b.aclose()
+    await assert_idle()
+
+
+async def test_fallback_one_recv_per_call() -> None:
+    a, b = await tcp_pair()
+    b._get_manager()
+    b._ring = None  # as on a kernel without multishot recv / PBUF_RING
+    manager = current_manager()
+    await a.send_all(b"hello")
+    before = manager.statistics().sqes_submitted
+    assert await b.receive_some(3) == b"hel"
+    assert await b.receive_some(3) == b"lo"
+    assert manager.statistics().sqes_submitted - before == 2
+    with trio.move_on_after(0.01):
+        await b.receive_some()
+    await a.send_eof()
+    assert await b.receive_some() == b""
+    await a.aclose()
+    await b.aclose()
+    await assert_idle()
+
+
+async def test_listener_accept_and_close() -> None:
+    listeners = await open_tcp_listeners(0, host="127.0.0.1")
+    assert len(listeners) == 1
+    (listener,) = listeners
+    assert isinstance(listener, SocketListener)
+    with stdsocket.socket() as raw, pytest.raises(TypeError):
+        SocketListener(raw)  # type: ignore[arg-type]
+    unbound = tsocket.socket()
+    with unbound:
+        with pytest.raises(ValueError, match="listening"):
+            SocketListener(unbound)
+    port = listener.socket.getsockname()[1]
+    client = await open_tcp_stream("127.0.0.1", port)
+    server = await listener.accept()
+    assert isinstance(client, SocketStream) and isinstance(server, SocketStream)
+    await client.send_all(b"ping")
+    assert await server.receive_some() == b"ping"
+    await server.send_all(b"pong")
+    assert await client.receive_some() == b"pong"
+    await client.aclose()
+    await server.aclose()
+
+    async def accept_closed() -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await listener.accept()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(accept_closed)
+        await trio.testing.wait_all_tasks_blocked()
+        await listener.aclose()
+    with pytest.raises(trio.ClosedResourceError):
+        await listener.accept()
+    await assert_idle()
+
+
+async def test_serve_tcp_and_serve_listeners() -> None:
+    async def handler(stream: SocketStream) -> None:
+        assert isinstance(stream, SocketStream)
+        while data := await stream.receive_some():
+            await stream.send_all(data.upper())
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(serve_tcp, handler, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        client = await open_tcp_stream("127.0.0.1", port)
+        await client.send_all(b"abc")
+        assert await client.receive_some() == b"ABC"
+        await client.aclose()
+        more = await open_tcp_listeners(0, host="127.0.0.1")
+        listeners2 = await nursery.start(serve_listeners, handler, more)
+        client = await open_tcp_stream("127.0.0.1", listeners2[0].socket.getsockname()[1])
+        await client.send_all(b"def")
+        assert await client.receive_some() == b"DEF"
+        await client.aclose()
+        nursery.cancel_scope.cancel()
+    await assert_idle()
+
+
+async def test_open_unix_socket() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "sock")
+        raw = tsocket.socket(tsocket.AF_UNIX)
+        await raw.bind(path)
+        raw.listen(1)
+        listener = SocketListener(raw)
+        client = await open_unix_socket(path)
+        server = await listener.accept()
+        await client.send_all(b"unix")
+        assert await server.receive_some() == b"unix"
+        for s in (client, server, listener):
+            await s.aclose()
+    await assert_idle()
+
+
+async def test_thousand_connections_echo() -> None:
+    n = 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 4 * n:
+        if hard != resource.RLIM_INFINITY and hard < 4 * n:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is too low")
+        resource.setrlimit(
+            resource.RLIMIT_NOFILE, (4 * n if hard == resource.RLIM_INFINITY else hard, hard)
+        )
+
+    async def echo(stream: SocketStream) -> None:
+        async with stream:
+            while data := await stream.receive_some():
+                await stream.send_all(data)
+
+    async def client(i: int, port: int) -> None:
+        stream = await open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            for j in range(3):
+                message = b"%d/%d." % (i, j) * (1 + i % 7)
+                await stream.send_all(message)
+                got = b""
+                while len(got) < len(message):
+                    got += await stream.receive_some()
+                assert got == message
+            await stream.send_eof()
+            assert await stream.receive_some() == b""
+
+    try:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(functools.partial(serve_tcp, echo, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            async with trio.open_nursery() as clients:
+                for i in range(n):
+                    clients.start_soon(client, i, port)
+            nursery.cancel_scope.cancel()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    await assert_idle()
