@@ -696,7 +696,8 @@ class UringIOManager:
             linkable
             and self._clock_offset is not None
             and self.linked_timeouts_enabled
-            and (deadline := current_effective_deadline()) != inf
+            # -inf: the task is already cancelled; its SQE is dropped before submission.
+            and -inf < (deadline := current_effective_deadline()) < inf
         ):
             op.args = (opcode, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)
             self._submit_linked(op, deadline)
@@ -720,7 +721,7 @@ class UringIOManager:
             opcode, IOSQE_IO_LINK, fd, off, addr, length, op_flags, op.user_data,
             buf_index, file_index, ioprio,
         )  # fmt: skip
-        ns = int((deadline - self._clock_offset) * 1e9)
+        ns = int((deadline - self._clock_offset) * 1e9) if deadline > -inf else 0
         op.link_pos = lib.tu_prep_timeout(
             self._r, Op.LINK_TIMEOUT, self._skip_flag, ns, 0, TIMEOUT_ABS, _UD_IGNORE
         )
