@@ -1,0 +1,400 @@
+"""Low-level file-descriptor operations as io_uring SQEs (re-exported by ``trio_uring.lowlevel``).
+
+Every function here is a trio checkpoint, validates its arguments before
+anything is submitted (``TypeError`` / ``ValueError`` / ``OverflowError``, as
+the matching :mod:`os` function would raise), and raises ``OSError`` with the
+errno of the CQE.  They all go through :meth:`UringIOManager.perform`, so
+cancellation behaves the same everywhere:
+
+* cancelled before the kernel saw the SQE: nothing happened, ``Cancelled`` is raised;
+* cancelled after: ``IORING_OP_ASYNC_CANCEL`` is submitted and the task waits
+  for the operation's own CQE.  If the operation was really cancelled,
+  ``Cancelled`` is raised and nothing was transferred; if it completed anyway,
+  its real result is returned (a short read/write, an opened fd) and the
+  cancellation is delivered at the caller's next checkpoint.
+
+Buffers passed in (``readinto``, ``write``) are referenced by the operation and
+free again as soon as the call returns or raises.
+
+Thread fallback: if the run is not on the io_uring manager (plain ``trio.run``,
+the epoll fallback), or the kernel lacks an opcode (``IORING_REGISTER_PROBE``),
+the call runs the matching :mod:`os` function in ``trio.to_thread.run_sync``
+instead; such a call cannot be cancelled once the thread started.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import trio
+
+from ._constants import FSYNC_DATASYNC, Op
+from ._ring_cffi import ffi
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer
+
+    from ._manager import UringIOManager
+
+    StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+T = TypeVar("T")
+
+#: ``dirfd`` meaning "relative to the current working directory".
+AT_FDCWD: Final = -100
+AT_SYMLINK_NOFOLLOW: Final = 0x100
+AT_EMPTY_PATH: Final = 0x1000
+AT_STATX_SYNC_AS_STAT: Final = 0x0000
+STATX_BASIC_STATS: Final = 0x07FF
+
+_U64: Final = (1 << 64) - 1
+_INT_MIN: Final = -(1 << 31)
+_INT_MAX: Final = (1 << 31) - 1
+#: The kernel never transfers more than this in one read/write (MAX_RW_COUNT).
+MAX_RW_COUNT: Final = 0x7FFFF000
+
+# struct statx (include/uapi/linux/stat.h): 256 bytes.
+_STATX = struct.Struct("=IIQIIIHHQQQQ" + "qIi" * 4 + "IIII")
+_STATX_SIZE: Final = 256
+
+
+# ----------------------------------------------------------------- helpers
+def _uring(opcode: Op) -> UringIOManager | None:
+    """The run's io_uring manager if it can do ``opcode``, else None (thread fallback)."""
+    from ._install import current_manager
+
+    try:
+        manager = current_manager()
+    except RuntimeError:
+        trio.lowlevel.current_task()  # raises RuntimeError outside of trio
+        return None
+    return manager if manager.supports(opcode) else None
+
+
+async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await trio.to_thread.run_sync(fn, *args)
+
+
+def _check_fd(fd: int, name: str = "fd") -> int:
+    try:
+        fd = operator.index(fd)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(fd).__name__}") from None
+    if not _INT_MIN <= fd <= _INT_MAX:
+        raise OverflowError(f"{name} is out of range for a C int: {fd}")
+    return fd
+
+
+def _check_offset(offset: int, name: str = "offset") -> int:
+    """An offset: >= 0, or -1 for "the current file position" (also for pipes)."""
+    try:
+        offset = operator.index(offset)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(offset).__name__}") from None
+    if offset < -1:
+        raise ValueError(f"{name} must be >= 0, or -1 for the current position, not {offset}")
+    if offset >= 1 << 63:
+        raise OverflowError(f"{name} is too large: {offset}")
+    return offset
+
+
+def _check_count(n: int, name: str = "nbytes") -> int:
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, not {type(n).__name__}") from None
+    if n < 0:
+        raise ValueError(f"{name} must be >= 0, not {n}")
+    return n
+
+
+def _sqe_off(offset: int) -> int:
+    return offset & _U64
+
+
+def fspath_bytes(path: StrOrBytesPath) -> bytes:
+    """``path`` as the bytes the kernel sees; ``TypeError``/``ValueError`` like :func:`os.open`."""
+    p = os.fspath(path)
+    if isinstance(p, str):
+        p = os.fsencode(p)
+    if not isinstance(p, bytes):  # pragma: no cover - os.fspath already checks
+        raise TypeError(f"expected str, bytes or os.PathLike object, not {type(path).__name__}")
+    if b"\0" in p:
+        raise ValueError("embedded null byte")
+    return p
+
+
+def _dir_fd(dir_fd: int | None) -> int:
+    return AT_FDCWD if dir_fd is None else _check_fd(dir_fd, "dir_fd")
+
+
+# --------------------------------------------------------------- read/write
+async def read(fd: int, nbytes: int, offset: int = -1) -> bytes:
+    """Read up to ``nbytes`` from ``fd`` at ``offset`` (``IORING_OP_READ``); like ``os.pread``.
+
+    ``offset=-1`` reads at (and advances) the file position, which is also what
+    pipes, sockets and character devices need.  Returns ``b""`` at end of file.
+    Unlike ``os.pread``, a non-seekable fd (pipe, socket) does not fail with
+    ``ESPIPE``: the kernel ignores the offset and reads from the stream.
+    A cancelled read that completed anyway returns its data (see module docs);
+    one that was really cancelled read nothing and did not move the position.
+    Thread fallback: ``os.pread`` / ``os.read``.
+    """
+    fd = _check_fd(fd)
+    nbytes = _check_count(nbytes)
+    offset = _check_offset(offset)
+    length = min(nbytes, MAX_RW_COUNT)
+    manager = _uring(Op.READ)
+    if manager is None:
+        if offset == -1:
+            return await _in_thread(os.read, fd, length)
+        return await _in_thread(os.pread, fd, length, offset)
+    cbuf = ffi.new("char[]", max(length, 1))
+    n = await manager.perform(
+        Op.READ, fd, _sqe_off(offset), cbuf, length, 0, keep=cbuf, linkable=offset != -1
+    )
+    data: bytes = ffi.buffer(cbuf, n)[:]
+    return data
+
+
+async def readinto(fd: int, buffer: Buffer, offset: int = -1) -> int:
+    """Read into the writable ``buffer`` from ``fd`` at ``offset``; return the byte count.
+
+    Same semantics as :func:`read`.  ``buffer`` is free again when this returns
+    or raises.  Thread fallback: ``os.preadv`` / ``os.readv``.
+    """
+    fd = _check_fd(fd)
+    offset = _check_offset(offset)
+    with memoryview(buffer) as view:
+        if view.readonly:
+            raise TypeError("readinto() argument must be a writable bytes-like object")
+        length = min(view.nbytes, MAX_RW_COUNT)
+    manager = _uring(Op.READ)
+    if manager is None:
+        if offset == -1:
+            return await _in_thread(os.readv, fd, [buffer])
+        return await _in_thread(os.preadv, fd, [buffer], offset)
+    cbuf = ffi.from_buffer(buffer, require_writable=True)
+    return await manager.perform(
+        Op.READ, fd, _sqe_off(offset), cbuf, length, 0, keep=(buffer, cbuf), linkable=offset != -1
+    )
+
+
+async def write(fd: int, data: Buffer, offset: int = -1) -> int:
+    """Write ``data`` to ``fd`` at ``offset`` (``IORING_OP_WRITE``); return the bytes written.
+
+    Like ``os.pwrite`` / ``os.write``: the count may be short (a pipe, a full
+    disk, a cancelled write that had started).  ``offset=-1`` writes at (and
+    advances) the file position, or appends under ``O_APPEND``.  ``data`` is
+    free again when this returns or raises.  Thread fallback: ``os.pwrite`` / ``os.write``.
+    """
+    fd = _check_fd(fd)
+    offset = _check_offset(offset)
+    with memoryview(data) as view:
+        length = min(view.nbytes, MAX_RW_COUNT)
+    manager = _uring(Op.WRITE)
+    if manager is None:
+        if offset == -1:
+            return await _in_thread(os.write, fd, data)
+        return await _in_thread(os.pwrite, fd, data, offset)
+    cbuf = ffi.from_buffer(data)
+    return await manager.perform(
+        Op.WRITE, fd, _sqe_off(offset), cbuf, length, 0, keep=(data, cbuf), linkable=offset != -1
+    )
+
+
+# ----------------------------------------------------------- open / close
+async def openat(
+    path: StrOrBytesPath, flags: int, mode: int = 0o666, *, dir_fd: int | None = None
+) -> int:
+    """Open ``path`` (``IORING_OP_OPENAT``) and return the new fd; like ``os.open``.
+
+    ``O_CLOEXEC`` is always added (Python's fds are non-inheritable, PEP 446).
+    ``dir_fd=None`` means relative to the current directory.  Never leaks an
+    fd: if cancellation arrives after the kernel opened the file, the fd is
+    returned (the caller owns it; the cancellation hits its next checkpoint).
+    Thread fallback: ``os.open``.
+    """
+    raw = fspath_bytes(path)
+    flags = operator.index(flags) | os.O_CLOEXEC
+    mode = operator.index(mode)
+    if not 0 <= mode <= 0o7777:
+        raise ValueError(f"invalid mode: {mode:#o}")
+    dfd = _dir_fd(dir_fd)
+    manager = _uring(Op.OPENAT)
+    if manager is None:
+        return await _in_thread(
+            lambda: os.open(raw, flags, mode, dir_fd=None if dfd == AT_FDCWD else dfd)
+        )
+    cpath = ffi.new("char[]", raw)
+    return await manager.perform(
+        Op.OPENAT, dfd, 0, cpath, mode, flags & 0xFFFFFFFF, keep=cpath, linkable=False
+    )
+
+
+async def close(fd: int) -> None:
+    """Close ``fd`` (``IORING_OP_CLOSE``); like ``os.close``.
+
+    Calls ``trio.lowlevel.notify_closing(fd)`` first, so other tasks' pending
+    operations on ``fd`` raise ``trio.ClosedResourceError``.  Shielded from
+    cancellation: the fd is always closed, then a pending cancellation is
+    raised.  Thread fallback: ``os.close``.
+    """
+    fd = _check_fd(fd)
+    trio.lowlevel.notify_closing(fd)
+    manager = _uring(Op.CLOSE)
+    with trio.CancelScope(shield=True):
+        if manager is None:
+            await _in_thread(os.close, fd)
+        else:
+            await manager.perform(Op.CLOSE, fd, linkable=False)
+    await trio.lowlevel.checkpoint_if_cancelled()
+
+
+# ------------------------------------------------------- sync / truncate
+async def fsync(fd: int, *, datasync: bool = False) -> None:
+    """Flush ``fd`` to stable storage (``IORING_OP_FSYNC``); like ``os.fsync``/``os.fdatasync``.
+
+    A cancelled fsync may or may not have flushed.  Thread fallback: ``os.fsync``
+    / ``os.fdatasync``.
+    """
+    fd = _check_fd(fd)
+    manager = _uring(Op.FSYNC)
+    if manager is None:
+        await _in_thread(os.fdatasync if datasync else os.fsync, fd)
+        return
+    await manager.perform(Op.FSYNC, fd, 0, ffi.NULL, 0, FSYNC_DATASYNC if datasync else 0)
+
+
+async def ftruncate(fd: int, length: int) -> None:
+    """Set the size of ``fd`` to ``length`` (``IORING_OP_FTRUNCATE``, Linux 6.9); like ``os.ftruncate``.
+
+    Thread fallback (older kernels): ``os.ftruncate``.
+    """
+    fd = _check_fd(fd)
+    length = _check_count(length, "length")
+    manager = _uring(Op.FTRUNCATE)
+    if manager is None:
+        await _in_thread(os.ftruncate, fd, length)
+        return
+    await manager.perform(Op.FTRUNCATE, fd, length, linkable=False)
+
+
+# ------------------------------------------------------------------- statx
+def _unpack_statx(data: bytes) -> os.stat_result:
+    (
+        _mask, blksize, _attrs, nlink, uid, gid, mode, _s0, ino, size, blocks, _amask,
+        a_s, a_ns, _r1, _b_s, _b_ns, _r2, c_s, c_ns, _r3, m_s, m_ns, _r4,
+        rdev_maj, rdev_min, dev_maj, dev_min,
+    ) = _STATX.unpack_from(data)  # fmt: skip
+    atime_ns = a_s * 1_000_000_000 + a_ns
+    mtime_ns = m_s * 1_000_000_000 + m_ns
+    ctime_ns = c_s * 1_000_000_000 + c_ns
+    return os.stat_result(
+        (
+            mode, ino, os.makedev(dev_maj, dev_min), nlink, uid, gid, size,
+            a_s, m_s, c_s,
+            atime_ns / 1e9, mtime_ns / 1e9, ctime_ns / 1e9,
+            atime_ns, mtime_ns, ctime_ns,
+            blksize, blocks, os.makedev(rdev_maj, rdev_min),
+        )
+    )  # fmt: skip
+
+
+async def statx(
+    path: StrOrBytesPath,
+    *,
+    dir_fd: int | None = None,
+    flags: int = AT_STATX_SYNC_AS_STAT,
+    mask: int = STATX_BASIC_STATS,
+) -> os.stat_result:
+    """``statx(2)`` through ``IORING_OP_STATX``; returns an ``os.stat_result``.
+
+    ``flags``: ``AT_SYMLINK_NOFOLLOW`` (like ``os.lstat``), ``AT_EMPTY_PATH``
+    with ``path=""`` and ``dir_fd=fd`` (like ``os.fstat``).  The result has the
+    same fields, with nanosecond timestamps, as ``os.stat``.  A cancelled
+    statx raises ``Cancelled`` (it has no side effect).  Thread fallback:
+    ``os.stat`` / ``os.lstat`` / ``os.fstat``.
+    """
+    raw = fspath_bytes(path)
+    flags = operator.index(flags)
+    mask = operator.index(mask)
+    dfd = _dir_fd(dir_fd)
+    manager = _uring(Op.STATX)
+    if manager is None:
+
+        def fallback() -> os.stat_result:
+            if flags & AT_EMPTY_PATH and not raw:
+                return os.stat(dfd)
+            return os.stat(
+                raw,
+                dir_fd=None if dfd == AT_FDCWD else dfd,
+                follow_symlinks=not flags & AT_SYMLINK_NOFOLLOW,
+            )
+
+        return await _in_thread(fallback)
+    cpath = ffi.new("char[]", raw)
+    out = ffi.new("char[]", _STATX_SIZE)
+    await manager.perform(
+        Op.STATX,
+        dfd,
+        int(ffi.cast("uintptr_t", out)),
+        cpath,
+        mask & 0xFFFFFFFF,
+        flags & 0xFFFFFFFF,
+        keep=(cpath, out),
+    )
+    return _unpack_statx(ffi.buffer(out, _STATX_SIZE)[:])
+
+
+async def fstat(fd: int) -> os.stat_result:
+    """``os.fstat(fd)`` through ``IORING_OP_STATX`` (``AT_EMPTY_PATH``); see :func:`statx`."""
+    fd = _check_fd(fd)
+    return await statx(b"", dir_fd=fd, flags=AT_EMPTY_PATH)
+
+
+# ------------------------------------------------------------------ splice
+async def splice(
+    fd_in: int, off_in: int, fd_out: int, off_out: int, nbytes: int, flags: int = 0
+) -> int:
+    """Move up to ``nbytes`` between two fds, one a pipe (``IORING_OP_SPLICE``); like ``os.splice``.
+
+    ``off_in`` / ``off_out`` are file offsets, or -1 for pipes / the current
+    position.  Returns the bytes moved (0 at end of input).  A splice that was
+    cancelled after moving some data returns that count.  Thread fallback:
+    ``os.splice``.
+    """
+    fd_in = _check_fd(fd_in, "fd_in")
+    fd_out = _check_fd(fd_out, "fd_out")
+    off_in = _check_offset(off_in, "off_in")
+    off_out = _check_offset(off_out, "off_out")
+    nbytes = min(_check_count(nbytes), MAX_RW_COUNT)
+    flags = operator.index(flags)
+    if flags < 0 or flags >= 1 << 31:
+        raise ValueError(f"invalid splice flags: {flags:#x}")
+    manager = _uring(Op.SPLICE)
+    if manager is None:
+        return await _in_thread(
+            lambda: os.splice(
+                fd_in,
+                fd_out,
+                nbytes,
+                None if off_in == -1 else off_in,
+                None if off_out == -1 else off_out,
+                flags,
+            )
+        )
+    return await manager.perform(
+        Op.SPLICE,
+        fd_out,
+        _sqe_off(off_out),
+        ffi.cast("void *", _sqe_off(off_in)),
+        nbytes,
+        flags,
+        file_index=fd_in & 0xFFFFFFFF,
+        linkable=off_in != -1 and off_out != -1,
+    )
