@@ -139,7 +139,8 @@ def ready_line(port: int, backend: str) -> None:
     sys.stdout.flush()
 
 
-def _pin(cpu: int | None) -> None:
+def pin_cpu(cpu: int | None) -> None:
+    """Pin this process (and threads it starts later) to ``cpu``; best effort."""
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(0, {cpu})
@@ -245,7 +246,7 @@ def server_arg_parser(variants: Sequence[str]) -> argparse.ArgumentParser:
 def serve_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of a server process: ``serve_main([VARIANT, --mode, ...])``."""
     args = server_arg_parser([v.name for v in TRIO_VARIANTS]).parse_args(argv)
-    _pin(args.cpu)
+    pin_cpu(args.cpu)
     with contextlib.suppress(KeyboardInterrupt):
         run_trio_server(args.variant, args.host, args.port, args.mode, args.chunk)
     return 0
@@ -690,7 +691,7 @@ def pyloadgen_main(argv: Sequence[str] | None = None) -> int:
     stat_pid = int(opts.get("--stat-pid", 0))
     ctl_fd, ack_fd = int(opts.get("--ctl-fd", -1)), int(opts.get("--ack-fd", -1))
     if "--cpu" in opts:
-        _pin(int(opts["--cpu"]))
+        pin_cpu(int(opts["--cpu"]))
     hz = os.sysconf("SC_CLK_TCK")
     socks = []
     for _ in range(conns if mode == "echo" else 1):
@@ -1237,10 +1238,9 @@ def format_table(doc: dict[str, Any], markdown: bool = False) -> str:
     ]  # fmt: skip
     lines: list[list[str]] = []
     for e in doc["summary"]:
-        note = [] if e["backend"] in ("epoll", "io_uring") else [f"backend {e['backend']}"]
-        if e["variant"] != BASELINE and e["variant"] != "asyncio" and e["backend"] == "epoll":
-            if e["variant"].startswith(("trio-uring", "uring")):
-                note.append("FELL BACK TO EPOLL")
+        note = []
+        if e["variant"].startswith(("trio-uring", "uring")) and e["backend"] != "io_uring":
+            note.append(f"FELL BACK TO {e['backend']}")
         if e.get("server_util") is not None and e["server_util"] < 0.85:
             note.append(f"server {e['server_util']:.0%} busy")
         if e.get("client_cpu") is not None and e["client_cpu"] > 0.9:

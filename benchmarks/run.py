@@ -1,0 +1,176 @@
+"""The full benchmark (``make bench``): every server variant, every scenario, repeated.
+
+    python benchmarks/run.py [--reps 3] [--duration 3] [--warmup 1]
+                             [--variants a,b,...] [--scenarios "echo 1x64B,bulk 1MiB"]
+                             [--syscalls separate|inline|off] [--no-plot] [--python-loadgen]
+
+Scenarios: echo ping-pong at 1, 16 and 256 connections x 64 B and 16 x 4 KiB;
+bulk 64 KiB and 1 MiB ``send_all`` chunks into a sink.  Variants: trio on
+epoll (the baseline), the same trio code under ``trio_uring.run``, trio_uring's
+streams and lowlevel ops, asyncio streams/protocol, and both on uvloop (see
+``servers.py``).  Runs are interleaved (rep 1 of every cell, then rep 2, ...,
+with the variant order rotated) and the median is reported.  The server runs
+on one CPU and the C load generator (``loadgen.c``, compiled into
+``benchmarks/.build/``) on another.  Syscalls are counted with ``perf stat`` in
+a separate short run per cell, so the timed runs carry no tracing overhead.
+
+Writes ``benchmarks/results/<date>.json``, ``<date>.md`` (the table, ratios
+against trio on epoll) and ``<date>.png`` (if matplotlib is importable).
+The machinery is ``trio_uring._bench`` (shared with ``python -m trio_uring bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from servers import ALL_VARIANTS  # noqa: E402
+
+from trio_uring._bench import (  # noqa: E402
+    BASELINE,
+    FULL_SCENARIOS,
+    Loadgen,
+    find_loadgen,
+    format_header,
+    format_table,
+    run_bench,
+)
+
+
+def server_cmd(variant: str) -> list[str]:
+    return [sys.executable, str(HERE / "servers.py"), variant]
+
+
+def plot(doc: dict[str, Any], path: Path) -> bool:
+    """Bar charts of msgs/s and CPU per message relative to trio on epoll; False if no matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    summary = doc["summary"]
+    scenarios = list(dict.fromkeys(e["scenario"] for e in summary))
+    variants = list(dict.fromkeys(e["variant"] for e in summary))
+    by = {(e["scenario"], e["variant"]): e for e in summary}
+    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.6 * len(scenarios)), 8), sharex=True)
+    width = 0.8 / max(len(variants), 1)
+    for ax, field, title in (
+        (axes[0], "ratio", "msgs/s relative to trio on epoll (higher is better)"),
+        (
+            axes[1],
+            "cpu_ratio",
+            "server CPU per message relative to trio on epoll (lower is better)",
+        ),
+    ):
+        for i, v in enumerate(variants):
+            xs, ys = [], []
+            for j, s in enumerate(scenarios):
+                value = by.get((s, v), {}).get(field)
+                if value is not None:
+                    xs.append(j + (i - (len(variants) - 1) / 2) * width)
+                    ys.append(value)
+            ax.bar(xs, ys, width, label=v)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_title(title)
+        ax.set_xticks(range(len(scenarios)), scenarios)
+    axes[0].legend(fontsize="small", ncol=2)
+    m = doc["machine"]
+    fig.suptitle(f"trio_uring benchmarks {doc['date'][:10]}, Linux {m.get('kernel', '?')}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--duration", type=float, default=3.0, help="measured seconds per run")
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--variants", help="comma-separated variant names (default: all)")
+    parser.add_argument("--scenarios", help='comma-separated, e.g. "echo 256x64B,bulk 1MiB"')
+    parser.add_argument("--syscalls", choices=("separate", "inline", "off"), default="separate")
+    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server/loadgen to CPUs")
+    parser.add_argument("--python-loadgen", action="store_true", help="(testing) skip the C one")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--list", action="store_true", help="list variants and scenarios")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for v in ALL_VARIANTS:
+            print(f"{v.name:<18} {v.description}" + (f"  [{v.missing()}]" if v.missing() else ""))
+        for s in FULL_SCENARIOS:
+            print(s.name)
+        return 0
+    variants = list(ALL_VARIANTS)
+    if args.variants:
+        wanted = [n.strip() for n in args.variants.split(",")]
+        unknown = set(wanted) - {v.name for v in ALL_VARIANTS}
+        if unknown:
+            parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
+        if BASELINE not in wanted:
+            wanted.insert(0, BASELINE)  # ratios need it
+        variants = [v for v in ALL_VARIANTS if v.name in wanted]
+    scenarios = list(FULL_SCENARIOS)
+    if args.scenarios:
+        wanted_s = [n.strip() for n in args.scenarios.split(",")]
+        scenarios = [s for s in FULL_SCENARIOS if s.name in wanted_s]
+        if len(scenarios) != len(wanted_s):
+            parser.error(f"scenarios are: {', '.join(s.name for s in FULL_SCENARIOS)}")
+
+    loadgen: Loadgen = find_loadgen(
+        (HERE / "loadgen.c").read_text(), HERE / ".build", force_python=args.python_loadgen
+    )
+    doc = run_bench(
+        variants,
+        scenarios,
+        reps=args.reps,
+        warmup=args.warmup,
+        duration=args.duration,
+        syscalls=args.syscalls,
+        loadgen=loadgen,
+        server_cmd=server_cmd,
+        pin=not args.no_pin,
+    )
+    doc["command"] = " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+    header, table = format_header(doc), format_table(doc, markdown=True)
+    print(header)
+    print()
+    print(format_table(doc))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    json_path = args.out / f"{stamp}.json"
+    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    md_path = args.out / f"{stamp}.md"
+    md_path.write_text(
+        "# trio_uring benchmark results\n\n```\n"
+        + header
+        + "\n```\n\n"
+        + table
+        + "\n\nRatios against trio on epoll. msgs/s: higher is better; CPU us/msg (server "
+        "utime+stime per message): lower is better. Bulk rows: one message = one chunk.\n"
+    )
+    written = [json_path, md_path]
+    if not args.no_plot:
+        png = args.out / f"{stamp}.png"
+        if plot(doc, png):
+            written.append(png)
+        else:
+            print("(matplotlib not importable: no plot)")
+    print("\nwritten: " + ", ".join(map(str, written)))
+    return 0 if doc["summary"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
