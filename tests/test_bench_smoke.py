@@ -1,0 +1,75 @@
+"""The benchmark machinery runs end to end (not a timing test: any positive rate passes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from trio_uring import _bench
+
+pytestmark = pytest.mark.no_uring_ok
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _check(doc: dict[str, Any], loadgen_kind: str) -> None:
+    doc = json.loads(json.dumps(doc))  # JSON-serializable
+    assert doc["config"]["loadgen"] == loadgen_kind
+    rows = doc["results"]
+    assert isinstance(rows, list) and len(rows) == 1, rows
+    row = rows[0]
+    assert "error" not in row, row
+    assert row["variant"] == "trio-epoll" and row["backend"] == "epoll"
+    assert row["messages"] > 0 and row["msgs_per_s"] > 0
+    assert 0 < row["p50_us"] <= row["p99_us"] <= row["max_us"]
+    assert row["server_cpu_s"] >= 0
+    (entry,) = doc["summary"]
+    assert entry["ratio"] == 1.0
+    table = _bench.format_table(doc)
+    assert "trio-epoll" in table and "1.00x" in table
+    assert _bench.format_header(doc)
+
+
+@pytest.mark.parametrize("force_python", [False, True], ids=["c-loadgen", "python-loadgen"])
+def test_quick_bench_runs(force_python: bool, tmp_path: Path) -> None:
+    loadgen = _bench.find_loadgen(cache_dir=tmp_path, force_python=force_python)
+    if not force_python and loadgen.kind != "c":
+        pytest.skip("no C compiler")
+    variants = [v for v in _bench.TRIO_VARIANTS if v.name == "trio-epoll"]
+    doc = _bench.run_bench(
+        variants,
+        [_bench.Scenario("echo", 4, 64)],
+        warmup=0.05,
+        duration=0.25,
+        syscalls="off",
+        loadgen=loadgen,
+        progress=False,
+    )
+    _check(doc, loadgen.kind)
+
+
+def test_loadgen_source_in_sync() -> None:
+    """``benchmarks/loadgen.c`` is the readable copy of ``_bench.LOADGEN_C``."""
+    path = ROOT / "benchmarks" / "loadgen.c"
+    if not path.exists():
+        pytest.skip("not a source checkout")
+    assert path.read_text() == _bench.LOADGEN_C
+
+
+def test_summary_ratios() -> None:
+    rows = [
+        {"scenario": "s", "variant": "trio-epoll", "backend": "epoll", "msgs_per_s": m, "cpu_us_per_msg": 10.0}
+        for m in (90.0, 100.0, 300.0)
+    ] + [
+        {"scenario": "s", "variant": "x", "backend": "io_uring", "msgs_per_s": 250.0, "cpu_us_per_msg": 5.0},
+        {"scenario": "s", "variant": "x", "backend": "io_uring", "error": "boom"},
+        {"scenario": "s", "variant": "x", "backend": "io_uring", "messages": 10, "syscall_run": True,
+         "syscalls_per_msg": 0.5, "waits_per_msg": 0.1},
+    ]  # fmt: skip
+    by = {e["variant"]: e for e in _bench.summarize(rows)}
+    assert by["trio-epoll"]["msgs_per_s"] == 100.0  # median
+    assert by["x"]["ratio"] == 2.5 and by["x"]["cpu_ratio"] == 0.5
+    assert by["x"]["runs"] == 1 and by["x"]["syscalls_per_msg"] == 0.5
