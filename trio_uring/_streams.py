@@ -64,9 +64,12 @@ __all__ = ["SocketListener", "SocketStream"]
 
 DEFAULT_RECEIVE_SIZE: Final = 65536
 #: Zero-copy threshold of ``zerocopy="auto"``: SEND below, SEND_ZC at or above.
-#: Published NIC numbers put the break-even at 4-16 KiB and per-request
-#: notifications cost extra; on loopback SEND_ZC always copies (measured: a
-#: SEND_ZC round trip costs ~2x a SEND one up to 64 KiB), so 16 KiB.
+#: Published NIC numbers put the break-even at 4-16 KiB with per-request
+#: notifications (Begunkov's v4 cover letter: +12% at 4000 B, -4..-7% at
+#: <= 1000 B); the kernel's MSG_ZEROCOPY doc says ~10 KB.  Loopback always
+#: copies, so it can only show the cost: SEND_ZC ping-pong measured 7,400 vs
+#: SEND 8,549 round trips/s at 16 KiB and 5,306 vs 6,169 at 64 KiB (which is
+#: why "auto" stops after a ZC_COPIED notification).  Hence 16 KiB.
 ZEROCOPY_THRESHOLD: Final = 16384
 #: Bytes queued in a stream before its multishot receive is stopped ...
 RECEIVE_HIGH_WATER: Final = 256 * 1024
@@ -292,7 +295,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         )
                     else:
                         sent += await manager.perform(
-                            Op.SEND, fd, 0, addr, n, _SEND_FLAGS, keep=keep
+                            Op.SEND, fd, 0, addr, n, _SEND_FLAGS, keep=keep, linkable=False
                         )
                 except OSError as exc:
                     raise _translate(exc) from None
@@ -371,7 +374,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
         if manager is None:
             assert self._compat is not None
             return await self._compat.receive_some(max_bytes)
-        if self._closed or self.socket.fileno() == -1:
+        # An armed multishot learns of a close through notify_closing (on_closing).
+        if self._closed or (self._recv_op is None and self.socket.fileno() == -1):
             raise trio.ClosedResourceError("this socket was already closed")
         self._receiving = True
         try:
