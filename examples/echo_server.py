@@ -49,7 +49,7 @@ async def server(port: int, use_trio: bool, exit_after: int) -> None:
 
     serve = trio.serve_tcp if use_trio else serve_tcp
     async with trio.open_nursery() as nursery:
-        await nursery.start(functools.partial(serve, echo, port, host="127.0.0.1"))  # type: ignore[arg-type]
+        await nursery.start(functools.partial(serve, echo, port, host="127.0.0.1"))
         print(f"echo server on 127.0.0.1:{port} ({'trio' if use_trio else 'io_uring'})", flush=True)
         try:
             await done.wait()

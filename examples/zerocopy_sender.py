@@ -23,7 +23,7 @@ import trio
 import trio_uring
 from trio_uring._highlevel import open_tcp_listeners, open_tcp_stream
 from trio_uring._install import current_manager
-from trio_uring._streams import SocketStream
+from trio_uring._streams import SocketStream, ZeroCopyPolicy
 
 
 async def sink(listener_stream: SocketStream, total: int, ack_every: int) -> None:
@@ -41,7 +41,7 @@ async def sink(listener_stream: SocketStream, total: int, ack_every: int) -> Non
 async def run_once(size: int, count: int, kind: str, ping_pong: bool) -> float:
     listeners = await open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
-    policy = "never" if kind == "send" else "always"
+    policy: ZeroCopyPolicy = "never" if kind == "send" else "always"
     sender = SocketStream((await open_tcp_stream("127.0.0.1", port)).socket, zerocopy=policy)
     receiver = await listeners[0].accept()
     payload: bytes | bytearray = bytes(size) if kind == "bytes" else bytearray(size)
