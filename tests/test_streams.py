@@ -405,3 +405,25 @@ async def test_thousand_connections_echo() -> None:
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     await assert_idle()
+
+
+async def test_enobufs_ends_multishot_and_is_rearmed() -> None:
+    manager = current_manager()
+    tiny = _bufring.BufferRing(manager, 0x7400, entries=2, size=64)
+    a, b = await tcp_pair()
+    b._get_manager()
+    b._ring = tiny  # two 64-byte buffers: the multishot runs dry every tick
+    payload = random.Random(7).randbytes(200_000)
+    before = manager.statistics().sqes_submitted
+    got = bytearray()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(a.send_all, payload)
+        while len(got) < len(payload):
+            got += await b.receive_some()
+    assert got == payload
+    # One SEND, and many re-armed receives after -ENOBUFS.
+    assert manager.statistics().sqes_submitted - before > 10
+    await a.aclose()
+    await b.aclose()
+    await assert_idle()
+    tiny.unregister(manager)
