@@ -427,3 +427,26 @@ async def test_enobufs_ends_multishot_and_is_rearmed() -> None:
     await b.aclose()
     await assert_idle()
     tiny.unregister(manager)
+
+
+def test_streams_work_on_trios_own_backend() -> None:
+    """Outside an io_uring run (epoll fallback) the streams forward to trio's SocketStream."""
+    import trio_uring
+
+    async def main() -> None:
+        a, b = await unix_pair()
+        await a.send_all(b"epoll")
+        assert await b.receive_some() == b"epoll"
+        assert b._compat is not None
+        await a.send_eof()
+        assert await b.receive_some() == b""
+        await a.aclose()
+        await b.aclose()
+
+    installed = trio_uring.installed()
+    trio_uring.uninstall()
+    try:
+        trio.run(main)
+    finally:
+        if installed:
+            trio_uring.install()
