@@ -527,3 +527,26 @@ async def test_sleep_under_mock_clock(autojump_clock: trio.testing.MockClock) ->
     assert trio.current_time() == start + 2000
     assert sqes_prepared() == before  # no kernel timer: the kernel's clock means nothing here
     assert stats().linked_timeouts == 0
+
+
+# ---------------------------------------------------------------- surface
+def test_public_surface() -> None:
+    from trio_uring import _fd_ops, _registered, _zerocopy
+
+    for name in ll.__all__:
+        assert getattr(ll, name) is not None, name
+    assert ll.read is _fd_ops.read and ll.openat is _fd_ops.openat
+    assert ll.read_fixed is _registered.read_fixed
+    assert ll.send_zc is _zerocopy.send_zc
+    assert {"recv", "send", "accept", "connect", "sleep", "read", "write", "splice"} <= set(
+        ll.__all__
+    )
+
+
+async def test_fd_ops_through_lowlevel_on_a_socket() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        assert await ll.write(a.fileno(), b"via write") == 9
+        assert await ll.recv(b, 100) == b"via write"
+        await ll.send(b, b"via send")
+        assert await ll.read(a.fileno(), 100) == b"via send"

@@ -1,20 +1,35 @@
 """Completion-based I/O on the io_uring of the current run.
 
-Every function here submits one io_uring request and waits for its completion;
+Every function here submits io_uring requests and waits for their completion;
 each is a trio checkpoint and follows one set of cancellation rules (see
-``docs/semantics.rst``): a request the kernel has not started is dropped; one it
+``docs/semantics.rst``): a request the kernel has not seen is dropped; one it
 has started is cancelled with ``IORING_OP_ASYNC_CANCEL`` and, if it completed
 anyway, its real result is returned instead of ``Cancelled``.  Buffers stay
 referenced until the kernel is done with them.
 
-They work only inside :func:`trio_uring.run` (or after
-:func:`trio_uring.install`) and raise ``RuntimeError`` anywhere else.  Sockets
-may be given as ints or as anything with ``fileno()`` (trio or stdlib sockets).
+The socket and timer operations work only inside :func:`trio_uring.run` (or
+after :func:`trio_uring.install`) and raise ``RuntimeError`` anywhere else; the
+file-descriptor operations fall back to a worker thread there.  Sockets may be
+given as ints or as anything with ``fileno()`` (trio or stdlib sockets).
 """
 
 from __future__ import annotations
 
+from ._fd_ops import (
+    AT_FDCWD,
+    close,
+    fstat,
+    fsync,
+    ftruncate,
+    openat,
+    read,
+    readinto,
+    splice,
+    statx,
+    write,
+)
 from ._install import current_manager
+from ._registered import RegisteredBuffers, read_fixed, register_buffers, write_fixed
 from ._socket_ops import (
     accept,
     connect,
@@ -27,21 +42,35 @@ from ._socket_ops import (
     shutdown,
 )
 from ._timer_ops import sleep, sleep_until
-
-# TODO(fd-ops): re-export the file-descriptor operations once trio_uring/_fd_ops.py lands:
-# from ._fd_ops import close, fsync, openat, read, readinto, splice, statx, write
+from ._zerocopy import send_zc
 
 __all__ = [
+    "AT_FDCWD",
+    "RegisteredBuffers",
     "accept",
+    "close",
     "connect",
     "current_manager",
+    "fstat",
+    "fsync",
+    "ftruncate",
+    "openat",
     "poll",
+    "read",
+    "read_fixed",
+    "readinto",
     "recv",
     "recv_into",
     "recvmsg",
+    "register_buffers",
     "send",
+    "send_zc",
     "sendmsg",
     "shutdown",
     "sleep",
     "sleep_until",
+    "splice",
+    "statx",
+    "write",
+    "write_fixed",
 ]
