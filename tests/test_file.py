@@ -693,3 +693,40 @@ async def test_o_direct_via_opener(tmp_path: Path) -> None:
             assert bytes(view) == data[:4096]
         assert await f.pread(4096, 4096) == data[4096:]
         buf.close()
+
+
+# ------------------------------------------------------------------- Path
+async def test_path_functions_match_trio_path(tmp_path: Path) -> None:
+    from trio_uring._path import Path as UringPath
+
+    async def body(cls: Any) -> list[Any]:
+        p = cls(tmp_path / f"{cls.__module__}.txt")
+        out: list[Any] = [await p.write_text("héllo\r\nworld\n", encoding="utf-8")]
+        out.append(await p.read_text(encoding="utf-8"))
+        out.append(await p.read_bytes())
+        out.append(await p.write_bytes(bytearray(b"\0\1\2")))
+        out.append(await p.read_bytes())
+        st = await p.stat()
+        out.append((st.st_size, st.st_mode))
+        out.append(isinstance(p.parent, cls))
+        for call in (lambda: p.write_bytes("str"), lambda: p.write_text(b"bytes")):
+            try:
+                await call()
+            except TypeError as exc:
+                out.append(type(exc))
+        missing = cls(tmp_path / "missing")
+        for call in (missing.stat, missing.read_bytes, missing.read_text):
+            try:
+                await call()
+            except OSError as exc:
+                out.append((type(exc), exc.errno, exc.filename))
+        async with await p.open("rb") as f:
+            out.append(await f.read())
+        return out
+
+    want = await body(trio.Path)
+    got = await body(UringPath)
+    assert got == want
+    link = UringPath(tmp_path / "link")
+    await link.symlink_to(tmp_path / "missing")
+    assert (await link.lstat()).st_size == len(str(tmp_path / "missing"))
