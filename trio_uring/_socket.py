@@ -1,0 +1,381 @@
+"""trio's own sockets on the completion path: ``recv``/``send``/``accept``/``connect`` as SQEs.
+
+Under a run on io_uring, every socket trio creates for an ``AF_INET``,
+``AF_INET6`` or ``AF_UNIX`` family is a :class:`UringSocket`, a subclass of trio's
+``_SocketType``.  Its ``recv``, ``recv_into``, ``send``, ``accept`` and ``connect``
+are one ``IORING_OP_RECV``/``SEND``/``ACCEPT``/``CONNECT`` each, submitted through
+:meth:`UringIOManager.perform`.  So unchanged trio code (``trio.SocketStream``,
+``open_tcp_stream``, ``serve_tcp``, ``SSLStream`` over them, anyio's trio backend,
+hypercorn, trio-websocket) moves its data with SQEs instead of "try the syscall,
+``wait_readable``, try again".  Every other method (``recvfrom``, ``sendto``,
+``recvmsg``, ``sendmsg``, ``wait_writable``, ``is_readable``, ...) is trio's own,
+on io_uring readiness.
+
+How sockets become :class:`UringSocket`
+    trio builds every socket object in ``trio._socket.from_stdlib_socket`` (for
+    ``trio.socket.socket()``, ``socketpair()``, ``fromfd()`` and the public
+    ``trio.socket.from_stdlib_socket`` that anyio and hypercorn call).  At the start
+    of the first run on io_uring, a run-start hook replaces both names with
+    :func:`from_stdlib_socket`, which returns a :class:`UringSocket` only inside a
+    run on io_uring with completion sockets enabled, and trio's class otherwise.
+    ``trio.socket.set_custom_socket_factory`` is left to the user: a factory the
+    user sets still wins for ``trio.socket.socket()``, and trio's own test suite
+    (which checks that no factory is set) passes unchanged.
+
+Semantics (the same as trio's)
+    * Every call is a checkpoint: the task parks once, until the operation's CQE.
+      Cancelled before the kernel saw the SQE: ``Cancelled`` and nothing happened.
+      Cancelled after: ``ASYNC_CANCEL``, and the task gets ``Cancelled`` only if the
+      operation really did not happen; data received or a connection accepted
+      meanwhile is returned, never lost.  In guest mode (where SQEs are submitted
+      at once) a task that is already cancelled gets ``Cancelled`` before anything
+      is submitted, like trio's ``checkpoint_if_cancelled``.
+    * Errors are the kernel's errno as ``OSError`` (``ConnectionResetError``,
+      ``BrokenPipeError``, ...), like the syscalls.  A failed ``connect`` raises
+      ``OSError(errno, "Error connecting to <address>: <strerror>")`` and a
+      cancelled one closes the socket, as trio does.
+    * Arguments the stdlib would reject, sockets whose ``_sock`` is not a plain
+      ``socket.socket``, and calls outside a run on io_uring go to trio's own
+      method, so they fail (or work) exactly as in trio.
+    * ``notify_closing`` (``SocketType.close``) wakes a pending operation with
+      ``ClosedResourceError``.
+
+Why one SQE and not "try the syscall first" (measured, see ``tests/test_trio_sockets.py``
+and the project notes): for ``recv`` on a socket that has no data yet -- the normal
+case for a server waiting for a request -- trio's path costs a failing ``recv``
+syscall, a ``POLL_ADD`` SQE and a second ``recv`` syscall; the completion path
+costs one SQE, which the kernel completes inline if data is there and otherwise
+parks on its internal poll (``IORING_FEAT_FAST_POLL``) without waking us until
+the data has been copied.  ``send`` usually completes at submission; it still
+saves a syscall because it rides the ``io_uring_enter`` the loop makes anyway.
+
+Switch: :func:`set_completion_sockets` (``False`` restores trio's readiness path
+for sockets created afterwards); the environment variable
+``TRIO_URING_SOCKETS=0`` sets the default.
+"""
+
+from __future__ import annotations
+
+import os
+import socket as _stdlib_socket
+import struct
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+from trio import _socket as _trio_socket
+
+from . import _trio_compat
+from ._constants import Op
+from ._manager import UringIOManager, run_start_hooks
+from ._ring_cffi import ffi
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from trio.socket import SocketType
+    from typing_extensions import Buffer
+
+try:
+    _TrioSocketType: type[Any] = _trio_socket._SocketType
+    _trio_from_stdlib_socket: Callable[[_stdlib_socket.socket], SocketType] = (
+        _trio_socket.from_stdlib_socket
+    )
+    _resolve_nocp = _trio_socket._SocketType._resolve_address_nocp
+except AttributeError as exc:  # pragma: no cover - depends on trio version
+    raise ImportError(
+        f"trio_uring needs trio {_trio_compat.SUPPORTED_TRIO}; trio {trio.__version__} lacks "
+        f"a private name of trio._socket it relies on ({exc})"
+    ) from exc
+
+_RECV: Final = int(Op.RECV)
+_SEND: Final = int(Op.SEND)
+_ACCEPT: Final = int(Op.ACCEPT)
+_CONNECT: Final = int(Op.CONNECT)
+
+_AF_INET: Final = int(_stdlib_socket.AF_INET)
+_AF_INET6: Final = int(_stdlib_socket.AF_INET6)
+_AF_UNIX: Final = int(_stdlib_socket.AF_UNIX)
+#: Families whose sockets get the completion path.
+_FAMILIES: Final = frozenset({_AF_INET, _AF_INET6, _AF_UNIX})
+_ACCEPT_FLAGS: Final = _stdlib_socket.SOCK_CLOEXEC | _stdlib_socket.SOCK_NONBLOCK
+_plain_socket: Final = _stdlib_socket.socket
+
+#: ``sizeof(struct sockaddr_storage)``, then a ``socklen_t`` for ACCEPT's addrlen.
+_SS_SIZE: Final = 128
+_ss_len = struct.Struct("=I")
+_sa_family = struct.Struct("=H")
+_sockaddr_in = struct.Struct("=H2s4s8x")
+_sockaddr_in6 = struct.Struct("=H2s4s16sI")
+_be16 = struct.Struct("!H")
+_be32 = struct.Struct("!I")
+
+#: Receive buffers are copied out at once; zeroing them first would be wasted work.
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
+_run_context = _trio_compat.GLOBAL_RUN_CONTEXT
+
+_enabled = os.environ.get("TRIO_URING_SOCKETS", "1").strip() not in ("0", "false", "no", "off")
+_patched = False
+
+
+def set_completion_sockets(enabled: bool) -> bool:
+    """Choose whether trio sockets created from now on use io_uring SQEs for their data.
+
+    With ``True`` (the default unless ``TRIO_URING_SOCKETS=0``), sockets created
+    by trio inside a run on io_uring are :class:`UringSocket`; with ``False``
+    they are trio's own and wait for readiness.  Existing sockets keep their
+    class.  Returns the previous setting.
+    """
+    global _enabled
+    old, _enabled = _enabled, bool(enabled)
+    return old
+
+
+def completion_sockets_enabled() -> bool:
+    """The current :func:`set_completion_sockets` setting."""
+    return _enabled
+
+
+def _current_uring() -> UringIOManager | None:
+    """The io_uring manager of this thread's run, or ``None`` (no run, or not io_uring)."""
+    try:
+        manager = _run_context.runner.io_manager
+    except AttributeError:
+        return None
+    return manager if isinstance(manager, UringIOManager) else None
+
+
+def from_stdlib_socket(sock: _stdlib_socket.socket) -> SocketType:
+    """``trio.socket.from_stdlib_socket``, giving a :class:`UringSocket` where it applies."""
+    if (
+        _enabled
+        and type(sock) is _plain_socket
+        and sock.family in _FAMILIES
+        and _current_uring() is not None
+    ):
+        return UringSocket(sock)
+    return _trio_from_stdlib_socket(sock)
+
+
+def _install_patch(manager: UringIOManager) -> None:
+    """Run-start hook: route trio's socket constructors through :func:`from_stdlib_socket`."""
+    global _patched
+    if _patched:
+        return
+    _patched = True
+    _trio_socket.from_stdlib_socket = from_stdlib_socket
+    trio.socket.from_stdlib_socket = from_stdlib_socket
+
+
+def _uninstall_patch() -> None:
+    """Give trio its own constructors back (tests)."""
+    global _patched
+    _patched = False
+    _trio_socket.from_stdlib_socket = _trio_from_stdlib_socket  # type: ignore[assignment]
+    trio.socket.from_stdlib_socket = _trio_from_stdlib_socket  # type: ignore[assignment]
+
+
+run_start_hooks.append(_install_patch)
+
+
+def _pack_sockaddr(family: int, address: Any) -> bytes | None:
+    """``address`` (already resolved, numeric) as ``struct sockaddr``; ``None`` if unusual."""
+    try:
+        if family == _AF_INET:
+            host, port = address
+            if type(port) is not int or not 0 <= port <= 0xFFFF:
+                return None
+            return _sockaddr_in.pack(
+                _AF_INET, _be16.pack(port), _stdlib_socket.inet_pton(_AF_INET, host)
+            )
+        if family == _AF_INET6:
+            host, port, flowinfo, scope_id = address
+            if (
+                type(port) is not int
+                or not 0 <= port <= 0xFFFF
+                or type(flowinfo) is not int
+                or not 0 <= flowinfo <= 0xFFFFF
+                or type(scope_id) is not int
+                or not 0 <= scope_id <= 0xFFFFFFFF
+            ):
+                return None
+            packed = _stdlib_socket.inet_pton(_AF_INET6, host)
+            return _sockaddr_in6.pack(
+                _AF_INET6, _be16.pack(port), _be32.pack(flowinfo), packed, scope_id
+            )
+        if family == _AF_UNIX:
+            if isinstance(address, str):
+                path = os.fsencode(address)
+            elif isinstance(address, bytes):
+                path = address
+            else:
+                return None
+            if not path or (path[0] != 0 and len(path) >= 108) or len(path) > 108:
+                return None
+            return _sa_family.pack(_AF_UNIX) + path + (b"\0" if path[0] != 0 else b"")
+    except (TypeError, ValueError, OSError):
+        return None
+    return None
+
+
+def _unpack_sockaddr(family: int, raw: bytes, length: int) -> object:
+    """The Python form of a ``struct sockaddr`` the kernel wrote (``None`` if unsure)."""
+    if family == _AF_INET and length >= 16:
+        _, port, addr = _sockaddr_in.unpack_from(raw)
+        return (_stdlib_socket.inet_ntop(_AF_INET, addr), _be16.unpack(port)[0])
+    if family == _AF_INET6 and length >= 28:
+        _, port, flowinfo, addr, scope_id = _sockaddr_in6.unpack_from(raw)
+        if scope_id:
+            return None  # Python spells link-local hosts with "%iface"; ask getpeername
+        return (
+            _stdlib_socket.inet_ntop(_AF_INET6, addr),
+            _be16.unpack(port)[0],
+            _be32.unpack(flowinfo)[0],
+            0,
+        )
+    if family == _AF_UNIX:
+        path = raw[2:length]
+        if path and path[0] == 0:
+            return path  # abstract namespace: bytes, as Python returns it
+        return os.fsdecode(path.split(b"\0", 1)[0])
+    return None
+
+
+class UringSocket(_TrioSocketType):  # type: ignore[misc]
+    """trio's socket object, whose data operations are io_uring SQEs.
+
+    A drop-in ``trio.socket.SocketType``: same methods, same exceptions, same
+    checkpoints, same cancellation guarantees (see the module docstring).
+    """
+
+    _sock: _stdlib_socket.socket
+
+    def dup(self) -> SocketType:
+        """Same as :meth:`socket.socket.dup`."""
+        return UringSocket(self._sock.dup())
+
+    # ------------------------------------------------------------- receive
+    async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
+        manager = _current_uring()
+        sock = self._sock
+        if (
+            manager is None
+            or type(buflen) is not int
+            or buflen <= 0
+            or not isinstance(flags, int)
+            or flags < 0
+            or type(sock) is not _plain_socket
+        ):
+            return await super().recv(buflen, flags)  # type: ignore[no-any-return]
+        if manager._guest:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        buf = _alloc("char[]", buflen)
+        try:
+            n = await manager.perform(_RECV, sock.fileno(), 0, buf, buflen, flags, keep=buf)
+            return ffi.unpack(buf, n)  # type: ignore[no-any-return]
+        finally:
+            ffi.release(buf)  # free it now, not when the last reference goes
+
+    async def recv_into(self, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> int:
+        manager = _current_uring()
+        sock = self._sock
+        if (
+            manager is None
+            or type(sock) is not _plain_socket
+            or not isinstance(flags, int)
+            or flags < 0
+        ):
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+        try:
+            cbuf = ffi.from_buffer(buffer, require_writable=True)
+        except (TypeError, ValueError, BufferError):
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+        size = len(cbuf)
+        if type(nbytes) is not int or nbytes < 0 or nbytes > size:
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+        if nbytes:
+            size = nbytes
+        if manager._guest:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            return await manager.perform(_RECV, sock.fileno(), 0, cbuf, size, flags, keep=cbuf)
+        finally:
+            # Drop our export of the caller's buffer now (the kernel is done with it),
+            # not when a traceback frees this frame: memoryview.release() and
+            # bytearray resizing fail while an export is alive.
+            ffi.release(cbuf)
+
+    # ---------------------------------------------------------------- send
+    async def send(self, data: Buffer, flags: int = 0, /) -> int:
+        manager = _current_uring()
+        sock = self._sock
+        if (
+            manager is None
+            or type(sock) is not _plain_socket
+            or not isinstance(flags, int)
+            or flags < 0
+        ):
+            return await super().send(data, flags)  # type: ignore[no-any-return]
+        try:
+            cbuf = ffi.from_buffer(data)
+        except (TypeError, ValueError, BufferError):
+            return await super().send(data, flags)  # type: ignore[no-any-return]
+        if manager._guest:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            return await manager.perform(_SEND, sock.fileno(), 0, cbuf, len(cbuf), flags, keep=cbuf)
+        finally:
+            ffi.release(cbuf)  # see recv_into
+
+    # -------------------------------------------------------------- accept
+    async def accept(self) -> tuple[SocketType, Any]:
+        """Like :meth:`socket.socket.accept`, but async; the new socket is a ``UringSocket``."""
+        manager = _current_uring()
+        sock = self._sock
+        if manager is None or type(sock) is not _plain_socket:
+            return await super().accept()  # type: ignore[no-any-return]
+        if manager._guest:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        buf = ffi.new("char[]", _SS_SIZE + 4)
+        ffi.buffer(buf)[_SS_SIZE:] = _ss_len.pack(_SS_SIZE)
+        len_addr = int(ffi.cast("uintptr_t", buf)) + _SS_SIZE
+        fd = await manager.perform(
+            _ACCEPT, sock.fileno(), len_addr, buf, 0, _ACCEPT_FLAGS, keep=buf
+        )
+        family = sock.family
+        new = _stdlib_socket.socket(family, sock.type, sock.proto, fileno=fd)
+        raw = ffi.buffer(buf)[:]
+        (length,) = _ss_len.unpack_from(raw, _SS_SIZE)
+        address = _unpack_sockaddr(family, raw, min(length, _SS_SIZE))
+        if address is None:
+            try:
+                address = new.getpeername()
+            except OSError:
+                address = None
+        return UringSocket(new), address
+
+    # ------------------------------------------------------------- connect
+    async def connect(self, address: Any) -> None:
+        manager = _current_uring()
+        sock = self._sock
+        if manager is None or type(sock) is not _plain_socket:
+            return await super().connect(address)  # type: ignore[no-any-return]
+        try:
+            address = await self._resolve_address_nocp(address, local=False)
+            raw = _pack_sockaddr(sock.family, address)
+            if raw is not None:
+                if manager._guest:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                cbuf = ffi.from_buffer(raw)
+                try:
+                    await manager.perform(_CONNECT, sock.fileno(), len(raw), cbuf, 0, 0, keep=cbuf)
+                except OSError as exc:
+                    err = exc.errno or 0
+                    msg = f"Error connecting to {address!r}: {os.strerror(err)}"
+                    raise OSError(err, msg) from None
+                return
+        except trio.Cancelled:
+            # Like trio: a cancelled connect leaves the socket in an unknown state.
+            self.close()
+            raise
+        # An address we do not pack ourselves: trio's path gives the stdlib's answer.
+        return await super().connect(address)  # type: ignore[no-any-return]
