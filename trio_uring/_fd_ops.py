@@ -153,12 +153,19 @@ async def read(fd: int, nbytes: int, offset: int = -1) -> bytes:
         if offset == -1:
             return await _in_thread(os.read, fd, length)
         return await _in_thread(os.pread, fd, length, offset)
-    cbuf = ffi.new("char[]", max(length, 1))
+    if length == 0:
+        cbuf = ffi.new("char[]", 1)
+        await manager.perform(Op.READ, fd, _sqe_off(offset), cbuf, 0, 0, keep=cbuf)
+        return b""
+    # The kernel reads straight into a fresh, still unshared bytes object (one
+    # copy, like io's BufferedReader); it is only handed out after the final CQE.
+    out = bytes(length)
+    cbuf = ffi.from_buffer(out)
     n = await manager.perform(
-        Op.READ, fd, _sqe_off(offset), cbuf, length, 0, keep=cbuf, linkable=offset != -1
+        Op.READ, fd, _sqe_off(offset), cbuf, length, 0, keep=(out, cbuf), linkable=offset != -1
     )
-    data: bytes = ffi.buffer(cbuf, n)[:]
-    return data
+    del cbuf
+    return out if n == length else out[:n]
 
 
 async def readinto(fd: int, buffer: Buffer, offset: int = -1) -> int:
@@ -298,7 +305,7 @@ def _unpack_statx(data: bytes) -> os.stat_result:
         (
             mode, ino, os.makedev(dev_maj, dev_min), nlink, uid, gid, size,
             a_s, m_s, c_s,
-            atime_ns / 1e9, mtime_ns / 1e9, ctime_ns / 1e9,
+            a_s + a_ns * 1e-9, m_s + m_ns * 1e-9, c_s + c_ns * 1e-9,  # as CPython's fill_time
             atime_ns, mtime_ns, ctime_ns,
             blksize, blocks, os.makedev(rdev_maj, rdev_min),
         )
