@@ -501,6 +501,8 @@ async def test_enospc_on_full_tmpfs(tmp_path: Path) -> None:
                 await f.flush()
             except OSError as exc:
                 out.append(exc.errno)
+            # after a partial write the position counts exactly the bytes written
+            out.append(await f.tell() == os.stat(mnt / "big").st_size)
             try:
                 await f.aclose()
             except OSError as exc:
@@ -511,6 +513,7 @@ async def test_enospc_on_full_tmpfs(tmp_path: Path) -> None:
 
         got = await both(body)
         assert got[0] == errno.ENOSPC
+        assert got[1] is True
         assert got[-1] is True
     finally:
         subprocess.run(["umount", str(mnt)], check=True)
