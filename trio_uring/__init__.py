@@ -3,11 +3,21 @@
 ``trio_uring.run(main)`` behaves exactly like ``trio.run(main)``, but every wait
 goes through one io_uring instance.  ``trio_uring.install()`` does the same for
 every later ``trio.run`` in the process.  Completion-based operations live in
-:mod:`trio_uring.lowlevel`.
+:mod:`trio_uring.lowlevel`; streams whose ``send_all`` uses ``IORING_OP_SEND_ZC``
+and whose ``receive_some`` uses multishot receive are :class:`SocketStream` and
+friends; thread-free file I/O is :func:`open_file` and :class:`Path`.
 """
 
 from __future__ import annotations
 
+from ._file import AsyncBinaryFile, AsyncTextFile, ClosedFileError, open_file
+from ._highlevel import (
+    open_tcp_listeners,
+    open_tcp_stream,
+    open_unix_socket,
+    serve_listeners,
+    serve_tcp,
+)
 from ._install import (
     UringUnavailableError,
     UringUnavailableWarning,
@@ -20,19 +30,38 @@ from ._install import (
     usable,
 )
 from ._manager import UringIOManager, UringStatistics
+from ._path import Path, read_bytes, read_text, stat, write_bytes, write_text
+from ._streams import SocketListener, SocketStream
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncBinaryFile",
+    "AsyncTextFile",
+    "ClosedFileError",
+    "Path",
+    "SocketListener",
+    "SocketStream",
     "UringIOManager",
     "UringStatistics",
     "UringUnavailableError",
     "UringUnavailableWarning",
     "install",
     "installed",
+    "open_file",
+    "open_tcp_listeners",
+    "open_tcp_stream",
+    "open_unix_socket",
+    "read_bytes",
+    "read_text",
     "run",
+    "serve_listeners",
+    "serve_tcp",
     "start_guest_run",
+    "stat",
     "uninstall",
     "unavailable_reason",
     "usable",
+    "write_bytes",
+    "write_text",
 ]
