@@ -72,6 +72,7 @@ from ._ring_cffi import ffi
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from trio.lowlevel import Task
     from trio.socket import SocketType
     from typing_extensions import Buffer
 
@@ -240,14 +241,26 @@ def _unpack_sockaddr(family: int, raw: bytes, length: int) -> object:
     return None
 
 
+_BUSY: Final = "another task is already reading / writing this fd"
+
+
 class UringSocket(_TrioSocketType):  # type: ignore[misc]
     """trio's socket object, whose data operations are io_uring SQEs.
 
     A drop-in ``trio.socket.SocketType``: same methods, same exceptions, same
-    checkpoints, same cancellation guarantees (see the module docstring).
+    checkpoints, same cancellation guarantees (see the module docstring).  As with
+    trio's readiness waits, one task at a time may wait to receive (``recv``,
+    ``recv_into``, ``accept``) and one to send (``send``, ``connect``); a second
+    one gets ``BusyResourceError``.
     """
 
     _sock: _stdlib_socket.socket
+    #: The tasks that last started a receive-side / send-side SQE on this socket.
+    #: Such a task still waits for its CQE while its ``custom_sleep_data`` is this
+    #: socket (trio clears it on reschedule): the slot frees itself when the CQE
+    #: arrives, as epoll's readiness slot does when the event fires.
+    _uring_receiver: Task | None = None
+    _uring_sender: Task | None = None
 
     def dup(self) -> SocketType:
         """Same as :meth:`socket.socket.dup`."""
@@ -268,6 +281,11 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
         if manager._guest:
             await trio.lowlevel.checkpoint_if_cancelled()
+        holder = self._uring_receiver
+        if holder is not None and holder.custom_sleep_data is self:
+            raise trio.BusyResourceError(_BUSY)
+        self._uring_receiver = task = trio.lowlevel.current_task()
+        task.custom_sleep_data = self
         buf = _alloc("char[]", buflen)
         try:
             n = await manager.perform(_RECV, sock.fileno(), 0, buf, buflen, flags, keep=buf)
@@ -289,14 +307,20 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             cbuf = ffi.from_buffer(buffer, require_writable=True)
         except (TypeError, ValueError, BufferError):
             return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
-        size = len(cbuf)
-        if type(nbytes) is not int or nbytes < 0 or nbytes > size:
-            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
-        if nbytes:
-            size = nbytes
-        if manager._guest:
-            await trio.lowlevel.checkpoint_if_cancelled()
         try:
+            size = len(cbuf)
+            if type(nbytes) is not int or nbytes < 0 or nbytes > size:
+                ffi.release(cbuf)
+                return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+            if nbytes:
+                size = nbytes
+            if manager._guest:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            holder = self._uring_receiver
+            if holder is not None and holder.custom_sleep_data is self:
+                raise trio.BusyResourceError(_BUSY)
+            self._uring_receiver = task = trio.lowlevel.current_task()
+            task.custom_sleep_data = self
             return await manager.perform(_RECV, sock.fileno(), 0, cbuf, size, flags, keep=cbuf)
         finally:
             # Drop our export of the caller's buffer now (the kernel is done with it),
@@ -319,9 +343,14 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             cbuf = ffi.from_buffer(data)
         except (TypeError, ValueError, BufferError):
             return await super().send(data, flags)  # type: ignore[no-any-return]
-        if manager._guest:
-            await trio.lowlevel.checkpoint_if_cancelled()
         try:
+            if manager._guest:
+                await trio.lowlevel.checkpoint_if_cancelled()
+            holder = self._uring_sender
+            if holder is not None and holder.custom_sleep_data is self:
+                raise trio.BusyResourceError(_BUSY)
+            self._uring_sender = task = trio.lowlevel.current_task()
+            task.custom_sleep_data = self
             return await manager.perform(_SEND, sock.fileno(), 0, cbuf, len(cbuf), flags, keep=cbuf)
         finally:
             ffi.release(cbuf)  # see recv_into
@@ -335,6 +364,11 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             return await super().accept()  # type: ignore[no-any-return]
         if manager._guest:
             await trio.lowlevel.checkpoint_if_cancelled()
+        holder = self._uring_receiver
+        if holder is not None and holder.custom_sleep_data is self:
+            raise trio.BusyResourceError(_BUSY)
+        self._uring_receiver = task = trio.lowlevel.current_task()
+        task.custom_sleep_data = self
         buf = ffi.new("char[]", _SS_SIZE + 4)
         ffi.buffer(buf)[_SS_SIZE:] = _ss_len.pack(_SS_SIZE)
         len_addr = int(ffi.cast("uintptr_t", buf)) + _SS_SIZE
@@ -342,7 +376,11 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             _ACCEPT, sock.fileno(), len_addr, buf, 0, _ACCEPT_FLAGS, keep=buf
         )
         family = sock.family
-        new = _stdlib_socket.socket(family, sock.type, sock.proto, fileno=fd)
+        try:
+            new = _stdlib_socket.socket(family, sock.type, sock.proto, fileno=fd)
+        except BaseException:
+            os.close(fd)
+            raise
         raw = ffi.buffer(buf)[:]
         (length,) = _ss_len.unpack_from(raw, _SS_SIZE)
         address = _unpack_sockaddr(family, raw, min(length, _SS_SIZE))
@@ -365,6 +403,11 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             if raw is not None:
                 if manager._guest:
                     await trio.lowlevel.checkpoint_if_cancelled()
+                holder = self._uring_sender
+                if holder is not None and holder.custom_sleep_data is self:
+                    raise trio.BusyResourceError(_BUSY)
+                self._uring_sender = task = trio.lowlevel.current_task()
+                task.custom_sleep_data = self
                 cbuf = ffi.from_buffer(raw)
                 try:
                     await manager.perform(_CONNECT, sock.fileno(), len(raw), cbuf, 0, 0, keep=cbuf)

@@ -1,0 +1,517 @@
+"""trio's own sockets under trio_uring: data moves as SQEs, with trio's semantics."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket as stdlib_socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import anyio
+import pytest
+import trio
+import trio.testing
+from trio import socket as tsocket
+
+from tests.conftest import assert_idle
+from trio_uring import UringIOManager
+from trio_uring._install import current_manager
+from trio_uring._socket import UringSocket, set_completion_sockets
+
+
+class ReadinessCounter:
+    """Counts readiness waits (``wait_readable``/``wait_writable``) per fd on a manager."""
+
+    def __init__(self, manager: UringIOManager) -> None:
+        self.manager = manager
+        self.waits: dict[int, int] = {}
+
+    def count(self, fd: Any) -> None:
+        if not isinstance(fd, int):
+            fd = fd.fileno()
+        self.waits[fd] = self.waits.get(fd, 0) + 1
+
+    def on(self, fds: set[int]) -> int:
+        return sum(n for fd, n in self.waits.items() if fd in fds)
+
+
+@contextlib.contextmanager
+def counting_readiness(manager: UringIOManager) -> Iterator[ReadinessCounter]:
+    counter = ReadinessCounter(manager)
+    real_r, real_w = manager.wait_readable, manager.wait_writable
+
+    async def wait_readable(fd: Any) -> None:
+        counter.count(fd)
+        await real_r(fd)
+
+    async def wait_writable(fd: Any) -> None:
+        counter.count(fd)
+        await real_w(fd)
+
+    manager.wait_readable = wait_readable  # type: ignore[method-assign]
+    manager.wait_writable = wait_writable  # type: ignore[method-assign]
+    try:
+        yield counter
+    finally:
+        del manager.wait_readable
+        del manager.wait_writable
+
+
+@contextlib.contextmanager
+def completion_sockets(enabled: bool) -> Iterator[None]:
+    old = set_completion_sockets(enabled)
+    try:
+        yield
+    finally:
+        set_completion_sockets(old)
+
+
+async def connected_pair() -> tuple[tsocket.SocketType, tsocket.SocketType]:
+    """A TCP connection over loopback: (client, server side)."""
+    with tsocket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = tsocket.socket()
+        await client.connect(listener.getsockname())
+        server, _ = await listener.accept()
+    return client, server
+
+
+# ----------------------------------------------------------------------------- classes
+async def test_trio_constructors_give_uring_sockets() -> None:
+    with tsocket.socket() as s:
+        assert type(s) is UringSocket
+        assert isinstance(s, tsocket.SocketType)
+        with s.dup() as d:
+            assert type(d) is UringSocket
+    with tsocket.socket(tsocket.AF_INET6, tsocket.SOCK_DGRAM) as s:
+        assert type(s) is UringSocket
+    a, b = tsocket.socketpair()
+    with a, b:
+        assert type(a) is UringSocket and type(b) is UringSocket
+    raw = stdlib_socket.socket()
+    with tsocket.from_stdlib_socket(raw) as s:
+        assert type(s) is UringSocket
+    fd = stdlib_socket.socket().detach()
+    with tsocket.socket(fileno=fd) as s:
+        assert type(s) is UringSocket
+    # Families we leave alone stay trio's own class.
+    with tsocket.socket(stdlib_socket.AF_NETLINK, tsocket.SOCK_RAW, 0) as s:
+        assert type(s) is not UringSocket
+    # A user's factory still wins.
+    assert tsocket.set_custom_socket_factory(None) is None
+
+
+async def test_switch_off_gives_trio_sockets_that_still_work() -> None:
+    with completion_sockets(False):
+        a, b = tsocket.socketpair()
+    with a, b:
+        assert type(a) is not UringSocket
+        await a.send(b"ping")
+        assert await b.recv(10) == b"ping"
+    assert set_completion_sockets(True) is True
+
+
+def test_no_uring_sockets_outside_a_run() -> None:
+    with tsocket.from_stdlib_socket(stdlib_socket.socket()) as s:
+        assert type(s) is not UringSocket
+
+
+# ------------------------------------------------------------------ SQEs carry the data
+async def test_socket_stream_moves_data_with_sqes() -> None:
+    """trio.serve_tcp + open_tcp_stream, unchanged: no readiness wait on the sockets."""
+    manager = current_manager()
+    messages = 50
+    fds: set[int] = set()
+
+    async def echo(stream: trio.SocketStream) -> None:
+        fds.add(stream.socket.fileno())
+        async for data in stream:
+            await stream.send_all(data)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, echo, 0)
+        port = listeners[0].socket.getsockname()[1]
+        with counting_readiness(manager) as counter:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                assert type(stream.socket) is UringSocket
+                fds.add(stream.socket.fileno())
+                fds.add(listeners[0].socket.fileno())
+                before = manager.statistics().sqes_submitted
+                for i in range(messages):
+                    payload = b"%05d" % i * 13
+                    await stream.send_all(payload)
+                    got = b""
+                    while len(got) < len(payload):
+                        got += await stream.receive_some()
+                    assert got == payload
+                sqes = manager.statistics().sqes_submitted - before
+                # Server side idle in receive_some: an SQE in flight, not a poll waiter.
+                await trio.testing.wait_all_tasks_blocked()
+                stats = manager.statistics()
+                assert stats.tasks_waiting_read <= 1  # trio's own wakeup socket
+                assert stats.operations_in_flight >= stats.tasks_waiting_read + 2
+            assert counter.on(fds) == 0, counter.waits
+        # Per message: one SQE each for client send + recv and server recv + send
+        # (the server's first recv was submitted before we started counting).
+        assert 4 * messages - 1 <= sqes <= 4 * messages + 4
+        nursery.cancel_scope.cancel()
+    await assert_idle()
+
+
+async def test_readiness_path_when_switched_off() -> None:
+    manager = current_manager()
+    with completion_sockets(False):
+        client, server = await connected_pair()
+    with client, server, counting_readiness(manager) as counter:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.recv, 10)
+            await trio.testing.wait_all_tasks_blocked()
+            await client.send(b"x")
+        assert counter.on({server.fileno()}) == 1
+
+
+# ------------------------------------------------------------------------ semantics
+async def test_methods_are_checkpoints_and_results_match() -> None:
+    a, b = tsocket.socketpair()
+    with a, b:
+        with trio.testing.assert_checkpoints():
+            assert await a.send(b"hello") == 5
+        with trio.testing.assert_checkpoints():
+            assert await b.recv(2, tsocket.MSG_PEEK) == b"he"
+        buf = bytearray(8)
+        with trio.testing.assert_checkpoints():
+            assert await b.recv_into(buf, 3) == 3
+        assert buf[:3] == b"hel"
+        view = memoryview(buf)
+        assert await b.recv_into(view[4:]) == 2
+        view.release()  # no export left behind by the SQE
+        buf.extend(b"!")  # resizable again
+        assert bytes(buf[4:6]) == b"lo"
+        # Arguments the stdlib rejects are rejected the same way, at a checkpoint.
+        with trio.testing.assert_checkpoints(), pytest.raises(TypeError):
+            await b.recv("x")  # type: ignore[arg-type]
+        with trio.testing.assert_checkpoints(), pytest.raises(ValueError, match="buffer too small"):
+            await b.recv_into(bytearray(2), 5)
+        with pytest.raises(TypeError):
+            await b.recv_into(b"read-only")
+        with pytest.raises(TypeError):
+            await a.send("text")  # type: ignore[arg-type]
+        assert await b.recv(0) == b""
+
+
+async def test_cancelled_before_the_call_does_nothing() -> None:
+    a, b = tsocket.socketpair()
+    with a, b:
+        await a.send(b"1")
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            with trio.testing.assert_checkpoints(), pytest.raises(trio.Cancelled):
+                await b.recv(10)
+            with pytest.raises(trio.Cancelled):
+                await b.send(b"2")
+        assert await b.recv(10) == b"1"
+        assert not a.is_readable()
+    await assert_idle()
+
+
+async def test_cancel_pending_recv_then_data_arrives_intact() -> None:
+    a, b = tsocket.socketpair()
+    with a, b:
+        with trio.CancelScope() as scope:
+
+            async def cancel_when_parked() -> None:
+                await trio.testing.wait_all_tasks_blocked()
+                scope.cancel()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_when_parked)
+                await b.recv(10)
+                pytest.fail("recv returned")  # pragma: no cover
+        assert scope.cancelled_caught
+        await a.send(b"after")
+        assert await b.recv(10) == b"after"
+    await assert_idle()
+
+
+async def test_recv_racing_cancel_never_loses_data() -> None:
+    """Data and cancellation in the same tick: either returned, or still in the socket."""
+    rounds = 200
+    a, b = tsocket.socketpair()
+    received = bytearray()
+    outcomes = {"data": 0, "cancelled": 0}
+
+    async def recv_one(scope: trio.CancelScope) -> None:
+        with scope:
+            received.extend(await b.recv(10))
+            outcomes["data"] += 1
+        if scope.cancelled_caught:
+            outcomes["cancelled"] += 1
+
+    with a, b:
+        for i in range(rounds):
+            scope = trio.CancelScope()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(recv_one, scope)
+                await trio.testing.wait_all_tasks_blocked()
+                await a.send(bytes([i % 256]))
+                scope.cancel()
+        a.shutdown(stdlib_socket.SHUT_WR)
+        while data := await b.recv(1000):
+            received.extend(data)
+    assert bytes(received) == bytes(i % 256 for i in range(rounds))
+    assert outcomes["data"] + outcomes["cancelled"] == rounds
+    await assert_idle()
+
+
+async def test_accept_racing_cancel_never_loses_connections() -> None:
+    accepted: list[tsocket.SocketType] = []
+    clients: list[tsocket.SocketType] = []
+
+    async def accept_one(listener: tsocket.SocketType, scope: trio.CancelScope) -> None:
+        with scope:
+            sock, addr = await listener.accept()
+            accepted.append(sock)
+            assert addr == sock.getpeername()
+
+    with tsocket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        try:
+            for _ in range(30):
+                scope = trio.CancelScope()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(accept_one, listener, scope)
+                    await trio.testing.wait_all_tasks_blocked()
+                    client = tsocket.socket()
+                    clients.append(client)
+                    await client.connect(listener.getsockname())
+                    scope.cancel()
+            # Connections whose accept was cancelled are still in the backlog.
+            while len(accepted) < len(clients):
+                sock, _ = await listener.accept()
+                accepted.append(sock)
+            assert {s.getpeername() for s in accepted} == {c.getsockname() for c in clients}
+            assert all(type(s) is UringSocket for s in accepted)
+        finally:
+            for s in accepted + clients:
+                s.close()
+    await assert_idle()
+
+
+async def test_cancel_pending_accept() -> None:
+    with tsocket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with trio.CancelScope() as scope:
+
+            async def cancel_when_parked() -> None:
+                await trio.testing.wait_all_tasks_blocked()
+                scope.cancel()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cancel_when_parked)
+                await listener.accept()
+        assert scope.cancelled_caught
+        client = tsocket.socket()
+        with client:
+            await client.connect(listener.getsockname())
+            server, addr = await listener.accept()
+            with server:
+                assert addr == client.getsockname()
+    await assert_idle()
+
+
+async def test_cancelled_connect_closes_the_socket() -> None:
+    """A connect the kernel cannot finish (full backlog) is cancelled; the socket is closed."""
+    done: list[tsocket.SocketType] = []
+
+    async def connect(sock: tsocket.SocketType, address: Any, scope: trio.CancelScope) -> None:
+        with scope:
+            await sock.connect(address)
+            done.append(sock)
+
+    with tsocket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        try:
+            for _ in range(8):
+                sock = tsocket.socket()
+                scope = trio.CancelScope()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(connect, sock, listener.getsockname(), scope)
+                    await trio.testing.wait_all_tasks_blocked()
+                    scope.cancel()
+                if scope.cancelled_caught:
+                    assert sock.fileno() == -1
+                    break
+            else:  # pragma: no cover - the kernel accepted every connection
+                pytest.fail("no connect ever blocked on a full backlog")
+        finally:
+            for s in done:
+                s.close()
+    await assert_idle()
+
+
+async def test_connect_errors_like_trio() -> None:
+    with tsocket.socket() as sock:
+        with pytest.raises(
+            ConnectionRefusedError,
+            match=r"^\[Errno \d+\] Error connecting to \('127\.0\.0\.1', 2\): ",
+        ):
+            await sock.connect(("127.0.0.1", 2))
+    with tsocket.socket() as sock:
+        with pytest.raises(ValueError, match="address should be"):
+            await sock.connect("localhost")
+    with tsocket.socket(tsocket.AF_UNIX) as sock:
+        with pytest.raises(FileNotFoundError):
+            await sock.connect("/nonexistent/trio-uring-socket")
+    with tsocket.socket(tsocket.AF_INET6) as listener, tsocket.socket(tsocket.AF_INET6) as sock:
+        await listener.bind(("::1", 0))
+        listener.listen()
+        await sock.connect(listener.getsockname())
+        server, addr = await listener.accept()
+        with server:
+            assert addr == sock.getsockname()
+    await assert_idle()
+
+
+async def test_unix_stream_accept_address_and_abstract_names() -> None:
+    name = b"\0trio-uring-test-%d" % id(object())
+    with tsocket.socket(tsocket.AF_UNIX) as listener:
+        await listener.bind(name)
+        listener.listen()
+        with tsocket.socket(tsocket.AF_UNIX) as client:
+            await client.connect(name)
+            server, addr = await listener.accept()
+            with server:
+                assert addr == ""  # an unnamed peer, as socket.accept() reports it
+                assert server.getsockname() == name
+                await client.send(b"unix")
+                assert await server.recv(10) == b"unix"
+
+
+async def test_peer_errors_map_to_the_same_exceptions() -> None:
+    client, server = await connected_pair()
+    with client, server:
+        server.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+        server.close()  # RST
+        with pytest.raises(ConnectionResetError):
+            await client.recv(10)
+        with pytest.raises(OSError) as info:
+            await client.send(b"x" * 100000)
+        assert info.value.errno in (errno.EPIPE, errno.ECONNRESET)
+    client2, server2 = await connected_pair()
+    with client2, server2:
+        server2.close()
+        assert await client2.recv(10) == b""  # EOF
+    await assert_idle()
+
+
+async def test_close_wakes_pending_recv_with_closed_resource_error() -> None:
+    a, b = tsocket.socketpair()
+    with a, b:
+
+        async def close_when_parked() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            b.close()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(close_when_parked)
+            with pytest.raises(trio.ClosedResourceError):
+                await b.recv(10)
+        with pytest.raises(OSError) as info:
+            await b.recv(10)
+        assert info.value.errno == errno.EBADF
+    await assert_idle()
+
+
+async def test_udp_connected_and_unconnected() -> None:
+    with tsocket.socket(type=tsocket.SOCK_DGRAM) as a, tsocket.socket(type=tsocket.SOCK_DGRAM) as b:
+        await a.bind(("127.0.0.1", 0))
+        await b.bind(("127.0.0.1", 0))
+        await b.connect(a.getsockname())
+        assert await b.send(b"dgram") == 5
+        assert await a.recvfrom(100) == (b"dgram", b.getsockname())
+        await a.sendto(b"back", b.getsockname())
+        assert await b.recv(2) == b"ba"  # truncated datagram, like recv(2)
+    await assert_idle()
+
+
+async def test_large_transfer_through_socket_stream() -> None:
+    a, b = tsocket.socketpair()
+    left, right = trio.SocketStream(a), trio.SocketStream(b)
+    data = bytes(range(256)) * 8192  # 2 MiB
+    received = bytearray()
+
+    async def reader() -> None:
+        while len(received) < len(data):
+            received.extend(await right.receive_some())
+
+    async with left, right, trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await left.send_all(data)
+    assert received == data
+    await assert_idle()
+
+
+# ------------------------------------------------------------------------ anyio on trio
+def test_anyio_on_trio_moves_data_with_sqes() -> None:
+    async def main() -> tuple[bytes, int, int]:
+        manager = current_manager()
+
+        async def handle(stream: anyio.abc.SocketStream) -> None:
+            async with stream:
+                async for data in stream:
+                    await stream.send(data.upper())
+
+        async with await anyio.create_tcp_listener(local_host="127.0.0.1") as listener:
+            port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(listener.serve, handle)
+                with counting_readiness(manager) as counter:
+                    async with await anyio.connect_tcp("127.0.0.1", port) as client:
+                        fd = client.extra(anyio.abc.SocketAttribute.raw_socket).fileno()
+                        got = b""
+                        for word in (b"io", b"uring"):
+                            await client.send(word)
+                            got += await client.receive()
+                tg.cancel_scope.cancel()
+        return got, counter.on({fd}), manager.statistics().sqes_submitted
+
+    got, waits, sqes = anyio.run(main, backend="trio")
+    assert got == b"IOURING"
+    assert waits == 0
+    assert sqes > 0
+
+
+# ------------------------------------------------------------------------ guest mode
+def test_guest_mode_cancelled_before_call() -> None:
+    """In guest mode SQEs are submitted at once: a cancelled task must not consume data."""
+    import queue
+
+    import trio_uring
+
+    todo: queue.Queue[Callable[[], object]] = queue.Queue()
+    result: list[object] = []
+
+    async def main() -> bytes:
+        a, b = tsocket.socketpair()
+        with a, b:
+            assert type(b) is UringSocket
+            await a.send(b"kept")
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                with pytest.raises(trio.Cancelled):
+                    await b.recv(10)
+            return await b.recv(10)
+
+    def done(outcome: Any) -> None:
+        result.append(outcome)
+
+    trio_uring.start_guest_run(main, run_sync_soon_threadsafe=todo.put, done_callback=done)
+    while not result:
+        todo.get()()
+    assert result[0].unwrap() == b"kept"  # type: ignore[attr-defined]
