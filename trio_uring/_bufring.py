@@ -49,7 +49,13 @@ _pack_entry = struct.Struct("<QIH").pack_into  # 14 bytes: never touches resv/ta
 _pack_tail = struct.Struct("<H").pack_into
 _TSO_MACHINES: Final = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
 
-_store_release = getattr(lib, "tu_store_release_u16", None)
+#: x86 orders plain stores (TSO): a plain store is a release store there.  Elsewhere
+#: the C part's ``tu_store_release_u16`` publishes the tail.
+_store_release = (
+    None
+    if platform.machine().lower() in _TSO_MACHINES
+    else getattr(lib, "tu_store_release_u16", None)
+)
 
 
 class BufferRing:

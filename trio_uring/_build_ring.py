@@ -46,6 +46,7 @@ int tu_wait(tu_ring *r, int submit, unsigned min_complete, long long timeout_ns)
 unsigned tu_reap(tu_ring *r, char *out, unsigned max);
 unsigned tu_cq_ready(tu_ring *r);
 unsigned tu_sq_flags(tu_ring *r);
+void tu_store_release_u16(void *base, size_t off, unsigned short value);
 """
 
 C_SOURCE = r"""
@@ -344,6 +345,11 @@ int tu_wait(tu_ring *r, int submit, unsigned min_complete, long long timeout_ns)
     long ret = sys_enter(r->fd, to_submit, min_complete, TU_ENTER_GETEVENTS | TU_ENTER_EXT_ARG,
                          &arg, sizeof(arg));
     return ret < 0 ? -errno : (int)ret;
+}
+
+/* Publish a provided-buffer ring tail: entries written before must be visible first. */
+void tu_store_release_u16(void *base, size_t off, unsigned short value) {
+    __atomic_store_n((unsigned short *)((char *)base + off), value, __ATOMIC_RELEASE);
 }
 
 unsigned tu_cq_ready(tu_ring *r) {

@@ -40,6 +40,7 @@ import trio
 from trio import current_effective_deadline
 from trio.lowlevel import (
     Abort,
+    checkpoint_if_cancelled,
     current_task,
     reschedule,
     wait_task_rescheduled,
@@ -688,6 +689,9 @@ class UringIOManager:
         """
         if self._guest is None:
             self._is_guest()
+        if self._guest:
+            # Guest mode submits at once, so a doomed SQE could not be dropped later.
+            await checkpoint_if_cancelled()
         ud = self._next_ud
         self._next_ud = ud + 1
         op = _DataOp(self, ud, fd, current_task())
