@@ -308,6 +308,7 @@ class UringIOManager:
         self._owner = threading.get_ident()
         self._guest: bool | None = None
         self._clock_offset: float | None = None
+        self._deadlines: Any = None
         self._next_ud = _UD_FIRST
         self._ops: dict[int, _Op] = {}
         self._readers: dict[int, _PollOp] = {}
@@ -433,6 +434,7 @@ class UringIOManager:
     def _is_guest(self) -> bool:
         runner = _trio_compat.current_runner()
         self._guest = guest = bool(runner.is_guest)
+        self._deadlines = runner.deadlines
         clock: Any = runner.clock
         if type(clock) is _trio_compat.SystemClock:
             self._clock_offset = float(getattr(clock, "offset"))  # noqa: B009
@@ -700,6 +702,7 @@ class UringIOManager:
             linkable
             and self._clock_offset is not None
             and self.linked_timeouts_enabled
+            and self._deadlines._active  # any finite deadline in this run at all?
             # -inf: the task is already cancelled; its SQE is dropped before submission.
             and -inf < (deadline := current_effective_deadline()) < inf
         ):
