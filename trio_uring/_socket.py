@@ -112,6 +112,11 @@ _be32 = struct.Struct("!I")
 
 #: Receive buffers are copied out at once; zeroing them first would be wasted work.
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
+#: ``recv`` buffers of ``_POOLED`` bytes (trio's ``DEFAULT_RECEIVE_SIZE``), reused once
+#: their data has been copied out (never while the kernel may still write to them).
+_POOLED: Final = 65536
+_pool: list[Any] = []
+_POOL_MAX: Final = 32
 _run_context = _trio_compat.GLOBAL_RUN_CONTEXT
 
 _enabled = os.environ.get("TRIO_URING_SOCKETS", "1").strip() not in ("0", "false", "no", "off")
@@ -142,7 +147,9 @@ def _current_uring() -> UringIOManager | None:
         manager = _run_context.runner.io_manager
     except AttributeError:
         return None
-    return manager if isinstance(manager, UringIOManager) else None
+    if manager.__class__ is UringIOManager or isinstance(manager, UringIOManager):
+        return manager
+    return None
 
 
 def from_stdlib_socket(sock: _stdlib_socket.socket) -> SocketType:
@@ -279,19 +286,26 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             or type(sock) is not _plain_socket
         ):
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
-        if manager._guest:
-            await trio.lowlevel.checkpoint_if_cancelled()
         holder = self._uring_receiver
         if holder is not None and holder.custom_sleep_data is self:
             raise trio.BusyResourceError(_BUSY)
-        self._uring_receiver = task = trio.lowlevel.current_task()
+        self._uring_receiver = task = _run_context.task
         task.custom_sleep_data = self
-        buf = _alloc("char[]", buflen)
+        if buflen > _POOLED:
+            buf = _alloc("char[]", buflen)
+            try:
+                n = await manager.perform(_RECV, sock.fileno(), 0, buf, buflen, flags, keep=buf)
+                return ffi.unpack(buf, n)  # type: ignore[no-any-return]
+            finally:
+                ffi.release(buf)  # free it now, not when the last reference goes
+        buf = _pool.pop() if _pool else _alloc("char[]", _POOLED)
         try:
             n = await manager.perform(_RECV, sock.fileno(), 0, buf, buflen, flags, keep=buf)
             return ffi.unpack(buf, n)  # type: ignore[no-any-return]
         finally:
-            ffi.release(buf)  # free it now, not when the last reference goes
+            # perform() returns or raises only after the final CQE: the kernel is done.
+            if len(_pool) < _POOL_MAX:
+                _pool.append(buf)
 
     async def recv_into(self, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> int:
         manager = _current_uring()
@@ -314,12 +328,10 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
                 return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
             if nbytes:
                 size = nbytes
-            if manager._guest:
-                await trio.lowlevel.checkpoint_if_cancelled()
             holder = self._uring_receiver
             if holder is not None and holder.custom_sleep_data is self:
                 raise trio.BusyResourceError(_BUSY)
-            self._uring_receiver = task = trio.lowlevel.current_task()
+            self._uring_receiver = task = _run_context.task
             task.custom_sleep_data = self
             return await manager.perform(_RECV, sock.fileno(), 0, cbuf, size, flags, keep=cbuf)
         finally:
@@ -344,12 +356,10 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         except (TypeError, ValueError, BufferError):
             return await super().send(data, flags)  # type: ignore[no-any-return]
         try:
-            if manager._guest:
-                await trio.lowlevel.checkpoint_if_cancelled()
             holder = self._uring_sender
             if holder is not None and holder.custom_sleep_data is self:
                 raise trio.BusyResourceError(_BUSY)
-            self._uring_sender = task = trio.lowlevel.current_task()
+            self._uring_sender = task = _run_context.task
             task.custom_sleep_data = self
             return await manager.perform(_SEND, sock.fileno(), 0, cbuf, len(cbuf), flags, keep=cbuf)
         finally:
@@ -362,12 +372,10 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         sock = self._sock
         if manager is None or type(sock) is not _plain_socket:
             return await super().accept()  # type: ignore[no-any-return]
-        if manager._guest:
-            await trio.lowlevel.checkpoint_if_cancelled()
         holder = self._uring_receiver
         if holder is not None and holder.custom_sleep_data is self:
             raise trio.BusyResourceError(_BUSY)
-        self._uring_receiver = task = trio.lowlevel.current_task()
+        self._uring_receiver = task = _run_context.task
         task.custom_sleep_data = self
         buf = ffi.new("char[]", _SS_SIZE + 4)
         ffi.buffer(buf)[_SS_SIZE:] = _ss_len.pack(_SS_SIZE)
@@ -401,12 +409,10 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             address = await self._resolve_address_nocp(address, local=False)
             raw = _pack_sockaddr(sock.family, address)
             if raw is not None:
-                if manager._guest:
-                    await trio.lowlevel.checkpoint_if_cancelled()
                 holder = self._uring_sender
                 if holder is not None and holder.custom_sleep_data is self:
                     raise trio.BusyResourceError(_BUSY)
-                self._uring_sender = task = trio.lowlevel.current_task()
+                self._uring_sender = task = _run_context.task
                 task.custom_sleep_data = self
                 cbuf = ffi.from_buffer(raw)
                 try:
