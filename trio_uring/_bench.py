@@ -1169,24 +1169,26 @@ def run_bench(
     started = datetime.datetime.now(datetime.timezone.utc)
 
     def one(v: Variant, s: Scenario, rep: int, counting: bool, dur: float) -> None:
-        if v.name in skipped:
-            return
-        try:
-            row = measure(
-                v,
-                s,
-                loadgen,
-                server_cmd=server_cmd,
-                warmup=warmup,
-                duration=dur,
-                count_syscalls=counting,
-                cpus=cpus,
-            )
-        except (ServerFailed, subprocess.SubprocessError, OSError, ValueError) as exc:
-            if rep == 0 and isinstance(exc, ServerFailed) and "exited" in str(exc):
-                skipped[v.name] = str(exc)
-            rows.append({"scenario": s.name, "variant": v.name, "rep": rep, "error": str(exc)})
-            return
+        for attempt in (1, 2):  # one retry: a server can fail for passing reasons (busy box)
+            try:
+                row = measure(
+                    v,
+                    s,
+                    loadgen,
+                    server_cmd=server_cmd,
+                    warmup=warmup,
+                    duration=dur,
+                    count_syscalls=counting,
+                    cpus=cpus,
+                )
+                break
+            except (ServerFailed, subprocess.SubprocessError, OSError, ValueError) as exc:
+                if attempt == 2:
+                    rows.append(
+                        {"scenario": s.name, "variant": v.name, "rep": rep, "error": str(exc)}
+                    )
+                    return
+                time.sleep(1.0)
         row["rep"] = rep
         if counting and syscalls == "separate":
             row["syscall_run"] = True
@@ -1312,8 +1314,9 @@ def format_header(doc: dict[str, Any]) -> str:
     for name, why in doc["skipped"].items():
         lines.append(f"skipped {name}: {why}")
     for row in doc["results"]:
-        if "error" in row and row["variant"] not in doc["skipped"]:
-            lines.append(f"error {row['scenario']} {row['variant']}: {row['error'][:300]}")
+        if "error" in row:
+            last = row["error"].strip().splitlines()[-1][:200]
+            lines.append(f"error {row['scenario']} {row['variant']} run {row['rep'] + 1}: {last}")
     return "\n".join(lines)
 
 
