@@ -515,3 +515,41 @@ def test_guest_mode_cancelled_before_call() -> None:
     while not result:
         todo.get()()
     assert result[0].unwrap() == b"kept"  # type: ignore[attr-defined]
+
+
+async def test_one_receiver_and_one_sender_at_a_time() -> None:
+    """Like trio's readiness waits: a second waiter per direction is Busy, the other
+    direction is free, and the slot frees itself as soon as the operation completes."""
+    a, b = tsocket.socketpair()
+    with a, b:
+        got: list[bytes] = []
+
+        async def send_then_recv() -> None:
+            await b.send(b"handshake")
+            got.append(await b.recv(10))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send_then_recv)
+            await trio.testing.wait_all_tasks_blocked()
+            assert await a.recv(100) == b"handshake"
+            # The task that sent last now waits to receive: sending is still free.
+            assert await b.send(b"free") == 4
+            with pytest.raises(trio.BusyResourceError):
+                await b.recv(10)
+            with pytest.raises(trio.BusyResourceError):
+                await b.recv_into(bytearray(10))
+            await a.send(b"x")
+        assert got == [b"x"]
+        assert await a.recv(10) == b"free"
+        await a.send(b"y")
+        assert await b.recv(10) == b"y"  # the slot is free again
+    with tsocket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(listener.accept)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BusyResourceError):
+                await listener.accept()
+            nursery.cancel_scope.cancel()
+    await assert_idle()

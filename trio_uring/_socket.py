@@ -264,8 +264,10 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
     _sock: _stdlib_socket.socket
     #: The tasks that last started a receive-side / send-side SQE on this socket.
     #: Such a task still waits for its CQE while its ``custom_sleep_data`` is this
-    #: socket (trio clears it on reschedule): the slot frees itself when the CQE
-    #: arrives, as epoll's readiness slot does when the event fires.
+    #: object (receiving) or ``self._sock`` (sending); trio clears it on reschedule,
+    #: so the slot frees itself when the CQE arrives, as epoll's readiness slot does
+    #: when the event fires.  Two markers, because the task that last sent may
+    #: now be the one receiving.
     _uring_receiver: Task | None = None
     _uring_sender: Task | None = None
 
@@ -357,10 +359,10 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             return await super().send(data, flags)  # type: ignore[no-any-return]
         try:
             holder = self._uring_sender
-            if holder is not None and holder.custom_sleep_data is self:
+            if holder is not None and holder.custom_sleep_data is sock:
                 raise trio.BusyResourceError(_BUSY)
             self._uring_sender = task = _run_context.task
-            task.custom_sleep_data = self
+            task.custom_sleep_data = sock
             return await manager.perform(_SEND, sock.fileno(), 0, cbuf, len(cbuf), flags, keep=cbuf)
         finally:
             ffi.release(cbuf)  # see recv_into
@@ -410,10 +412,10 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             raw = _pack_sockaddr(sock.family, address)
             if raw is not None:
                 holder = self._uring_sender
-                if holder is not None and holder.custom_sleep_data is self:
+                if holder is not None and holder.custom_sleep_data is sock:
                     raise trio.BusyResourceError(_BUSY)
                 self._uring_sender = task = _run_context.task
-                task.custom_sleep_data = self
+                task.custom_sleep_data = sock
                 cbuf = ffi.from_buffer(raw)
                 try:
                     await manager.perform(_CONNECT, sock.fileno(), len(raw), cbuf, 0, 0, keep=cbuf)
