@@ -63,8 +63,8 @@ static void die(const char *what) {
     exit(2);
 }
 
-/* utime+stime of a process (all its threads) in clock ticks, or -1. */
-static long long proc_ticks(int pid) {
+/* utime+stime of a process (all its threads) in clock ticks, or -1; *stime gets stime. */
+static long long proc_ticks(int pid, long long *stime) {
     char path[64], buf[4096];
     if (pid <= 0) return -1;
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -79,6 +79,7 @@ static long long proc_ticks(int pid) {
     /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
+    *stime = (long long)st;
     return (long long)(ut + st);
 }
 
@@ -125,20 +126,20 @@ static int connect_one(void) {
 /* Window bookkeeping shared by both modes. */
 typedef struct {
     uint64_t start, end;
-    long long ticks0, ticks1;
+    long long ticks0, ticks1, sys0, sys1;
     double cpu0, cpu1;
 } window_t;
 
 static void window_open(window_t *w) {
     perf_ctl("enable\n");
-    w->ticks0 = proc_ticks(stat_pid);
+    w->ticks0 = proc_ticks(stat_pid, &w->sys0);
     w->cpu0 = self_cpu();
     w->start = now_ns();
 }
 
 static void window_close(window_t *w) {
     w->end = now_ns();
-    w->ticks1 = proc_ticks(stat_pid);
+    w->ticks1 = proc_ticks(stat_pid, &w->sys1);
     w->cpu1 = self_cpu();
     perf_ctl("disable\n");
 }
@@ -150,7 +151,8 @@ static void print_common(const window_t *w, long long messages, long long bytes)
            "\"bytes_per_s\": %.1f, \"client_cpu\": %.4f",
            secs, messages, bytes, messages / secs, bytes / secs, (w->cpu1 - w->cpu0) / secs);
     if (w->ticks0 >= 0 && w->ticks1 >= 0)
-        printf(", \"server_cpu_s\": %.4f", (double)(w->ticks1 - w->ticks0) / (double)hz);
+        printf(", \"server_cpu_s\": %.4f, \"server_sys_s\": %.4f",
+               (double)(w->ticks1 - w->ticks0) / (double)hz, (double)(w->sys1 - w->sys0) / (double)hz);
 }
 
 static int run_echo(void) {

@@ -324,8 +324,8 @@ static void die(const char *what) {
     exit(2);
 }
 
-/* utime+stime of a process (all its threads) in clock ticks, or -1. */
-static long long proc_ticks(int pid) {
+/* utime+stime of a process (all its threads) in clock ticks, or -1; *stime gets stime. */
+static long long proc_ticks(int pid, long long *stime) {
     char path[64], buf[4096];
     if (pid <= 0) return -1;
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -340,6 +340,7 @@ static long long proc_ticks(int pid) {
     /* after ")": state(3) ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime(14) stime(15) */
     if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return -1;
+    *stime = (long long)st;
     return (long long)(ut + st);
 }
 
@@ -386,20 +387,20 @@ static int connect_one(void) {
 /* Window bookkeeping shared by both modes. */
 typedef struct {
     uint64_t start, end;
-    long long ticks0, ticks1;
+    long long ticks0, ticks1, sys0, sys1;
     double cpu0, cpu1;
 } window_t;
 
 static void window_open(window_t *w) {
     perf_ctl("enable\n");
-    w->ticks0 = proc_ticks(stat_pid);
+    w->ticks0 = proc_ticks(stat_pid, &w->sys0);
     w->cpu0 = self_cpu();
     w->start = now_ns();
 }
 
 static void window_close(window_t *w) {
     w->end = now_ns();
-    w->ticks1 = proc_ticks(stat_pid);
+    w->ticks1 = proc_ticks(stat_pid, &w->sys1);
     w->cpu1 = self_cpu();
     perf_ctl("disable\n");
 }
@@ -411,7 +412,8 @@ static void print_common(const window_t *w, long long messages, long long bytes)
            "\"bytes_per_s\": %.1f, \"client_cpu\": %.4f",
            secs, messages, bytes, messages / secs, bytes / secs, (w->cpu1 - w->cpu0) / secs);
     if (w->ticks0 >= 0 && w->ticks1 >= 0)
-        printf(", \"server_cpu_s\": %.4f", (double)(w->ticks1 - w->ticks0) / (double)hz);
+        printf(", \"server_cpu_s\": %.4f, \"server_sys_s\": %.4f",
+               (double)(w->ticks1 - w->ticks0) / (double)hz, (double)(w->sys1 - w->sys0) / (double)hz);
 }
 
 static int run_echo(void) {
@@ -670,13 +672,14 @@ def find_loadgen(
     )
 
 
-def _proc_ticks(pid: int) -> int | None:
+def _proc_ticks(pid: int) -> tuple[int, int] | None:
+    """(utime, stime) of a process, all threads, in clock ticks."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rpartition(")")[2].split()
     except OSError:
         return None
-    return int(fields[11]) + int(fields[12])
+    return int(fields[11]), int(fields[12])
 
 
 def pyloadgen_main(argv: Sequence[str] | None = None) -> int:
@@ -706,7 +709,8 @@ def pyloadgen_main(argv: Sequence[str] | None = None) -> int:
             if ack_fd >= 0:
                 os.read(ack_fd, 16)
         ticks = _proc_ticks(stat_pid) if stat_pid else None
-        window[which + "_ticks"] = -1 if ticks is None else ticks
+        window[which + "_ticks"] = -1 if ticks is None else sum(ticks)
+        window[which + "_sys"] = -1 if ticks is None else ticks[1]
         window[which + "_cpu"] = time.process_time()
         window[which] = time.monotonic()
         if ctl_fd >= 0 and which == "end":
@@ -785,6 +789,7 @@ def pyloadgen_main(argv: Sequence[str] | None = None) -> int:
     }
     if window["start_ticks"] >= 0 and window["end_ticks"] >= 0:
         out["server_cpu_s"] = (window["end_ticks"] - window["start_ticks"]) / hz
+        out["server_sys_s"] = (window["end_sys"] - window["start_sys"]) / hz
     if mode == "echo":
         lat.sort()
         for field, p in (("p50_us", 0.5), ("p90_us", 0.9), ("p99_us", 0.99), ("max_us", 1.0)):
@@ -1014,6 +1019,7 @@ def measure(
     messages = max(int(row["messages"]), 1)
     if "server_cpu_s" in row:
         row["cpu_us_per_msg"] = row["server_cpu_s"] / messages * 1e6
+        row["sys_us_per_msg"] = row.get("server_sys_s", 0.0) / messages * 1e6
         row["server_util"] = row["server_cpu_s"] / row["elapsed"]
     if syscalls:
         row["syscalls"] = syscalls
@@ -1049,7 +1055,9 @@ def summarize(
         counted = [r for r in group if "syscalls_per_msg" in r]
         entry: dict[str, Any] = {"scenario": scen, "variant": var, "runs": len(timed)}
         entry["backend"] = group[0]["backend"]
-        for field in ("msgs_per_s", "bytes_per_s", "p50_us", "p99_us", "cpu_us_per_msg"):
+        for field in (
+            "msgs_per_s", "bytes_per_s", "p50_us", "p99_us", "cpu_us_per_msg", "sys_us_per_msg"
+        ):  # fmt: skip
             vals = [float(r[field]) for r in timed if field in r]
             entry[field] = _median(vals)
             if field == "msgs_per_s" and vals:
@@ -1233,10 +1241,10 @@ def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
 
 def format_table(doc: dict[str, Any], markdown: bool = False) -> str:
     """The summary as a table; ratios are against trio on epoll (x = higher is better for
-    msgs/s, lower is better for CPU per message)."""
+    msgs/s, lower is better for CPU per message; "kernel us" is the stime part of it)."""
     headers = [
         "scenario", "variant", "msgs/s", "MiB/s", "vs epoll", "p50 us", "p99 us",
-        "CPU us/msg", "CPU vs epoll", "syscalls/msg", "note",
+        "CPU us/msg", "kernel us", "CPU vs epoll", "syscalls/msg", "note",
     ]  # fmt: skip
     lines: list[list[str]] = []
     for e in doc["summary"]:
@@ -1262,13 +1270,14 @@ def format_table(doc: dict[str, Any], markdown: bool = False) -> str:
                 "-" if is_bulk else _fmt(e.get("p50_us"), ".0f"),
                 "-" if is_bulk else _fmt(e.get("p99_us"), ".0f"),
                 _fmt(e.get("cpu_us_per_msg"), ".1f"),
+                _fmt(e.get("sys_us_per_msg"), ".1f"),
                 _fmt(e.get("cpu_ratio"), ".2f", "x"),
                 _fmt(e.get("syscalls_per_msg"), ".2f"),
                 ", ".join(note),
             ]
         )
     widths = [max(len(h), *(len(r[i]) for r in lines)) for i, h in enumerate(headers)]
-    right = {2, 3, 4, 5, 6, 7, 8, 9}
+    right = {2, 3, 4, 5, 6, 7, 8, 9, 10}
 
     def render(cells: list[str]) -> str:
         out = [
