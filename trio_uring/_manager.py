@@ -32,6 +32,7 @@ import struct
 import threading
 from collections.abc import Callable
 from math import inf
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 import attrs
@@ -297,6 +298,9 @@ class UringIOManager:
     #: A full SQ is submitted and filling continues; CQ overflow is kept by the
     #: kernel (``IORING_FEAT_NODROP``) and flushed on the next ``io_uring_enter``.
     sq_entries: ClassVar[int] = DEFAULT_ENTRIES
+    #: Link an operation to a LINK_TIMEOUT only if some deadline of the run is
+    #: within this many seconds (see ``_deadline_is_near``).
+    link_horizon: ClassVar[float] = 2.0
     cq_factor: ClassVar[int] = 8
 
     def __init__(self) -> None:
@@ -702,7 +706,7 @@ class UringIOManager:
             linkable
             and self._clock_offset is not None
             and self.linked_timeouts_enabled
-            and self._deadlines._active  # any finite deadline in this run at all?
+            and self._deadline_is_near()
             # -inf: the task is already cancelled; its SQE is dropped before submission.
             and -inf < (deadline := current_effective_deadline()) < inf
         ):
@@ -718,6 +722,21 @@ class UringIOManager:
         await wait_task_rescheduled(op.abort)
         res = op.res
         return res if res >= 0 else op.result()
+
+    def _deadline_is_near(self) -> bool:
+        """Is any deadline of this run within :attr:`link_horizon` seconds?
+
+        A linked timeout only pays when it fires; looking up a task's effective
+        deadline walks its cancel scopes, so skip it when no deadline in the whole
+        run (the earliest entry of trio's deadline heap) is near.  An operation
+        that outlives this check is still cancelled at its deadline, by trio,
+        through ``ASYNC_CANCEL``.
+        """
+        heap = self._deadlines._heap
+        if not heap:
+            return False
+        assert self._clock_offset is not None
+        return bool(heap[0][0] - self._clock_offset - perf_counter() < self.link_horizon)
 
     def _submit_linked(self, op: _DataOp, deadline: float) -> None:
         assert op.args is not None and self._clock_offset is not None

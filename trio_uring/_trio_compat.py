@@ -23,7 +23,7 @@ try:
         getattr(_trio_run, _name)
     getattr(_trio_run.Task, "_cancel_status")  # noqa: B009
     getattr(_trio_run.CancelStatus, "effective_deadline")  # noqa: B009
-    getattr(_trio_run.Deadlines, "_active")  # noqa: B009
+    getattr(_trio_run.Deadlines, "_heap")  # noqa: B009
 except (ImportError, AttributeError) as exc:  # pragma: no cover - depends on trio version
     raise ImportError(
         f"trio_uring needs trio {SUPPORTED_TRIO}; trio {trio.__version__} lacks a private name "
