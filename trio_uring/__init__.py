@@ -31,6 +31,7 @@ from ._install import (
 )
 from ._manager import UringIOManager, UringStatistics
 from ._path import Path, read_bytes, read_text, stat, write_bytes, write_text
+from ._socket import UringSocket, completion_sockets_enabled, set_completion_sockets
 from ._streams import SocketListener, SocketStream
 
 __version__ = "0.1.0"
@@ -43,9 +44,11 @@ __all__ = [
     "SocketListener",
     "SocketStream",
     "UringIOManager",
+    "UringSocket",
     "UringStatistics",
     "UringUnavailableError",
     "UringUnavailableWarning",
+    "completion_sockets_enabled",
     "install",
     "installed",
     "open_file",
@@ -57,6 +60,7 @@ __all__ = [
     "run",
     "serve_listeners",
     "serve_tcp",
+    "set_completion_sockets",
     "start_guest_run",
     "stat",
     "uninstall",
