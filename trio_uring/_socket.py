@@ -80,7 +80,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 from trio import _socket as _trio_socket
 
-from . import _trio_compat
+from . import _sockaddr, _trio_compat
 from ._constants import Op
 from ._manager import UringIOManager, run_start_hooks
 from ._ring_cffi import ffi
@@ -120,11 +120,6 @@ _plain_socket: Final = _stdlib_socket.socket
 #: ``sizeof(struct sockaddr_storage)``, then a ``socklen_t`` for ACCEPT's addrlen.
 _SS_SIZE: Final = 128
 _ss_len = struct.Struct("=I")
-_sa_family = struct.Struct("=H")
-_sockaddr_in = struct.Struct("=H2s4s8x")
-_sockaddr_in6 = struct.Struct("=H2s4s16sI")
-_be16 = struct.Struct("!H")
-_be32 = struct.Struct("!I")
 
 #: Receive buffers are copied out at once; zeroing them first would be wasted work.
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
@@ -204,64 +199,16 @@ run_start_hooks.append(_install_patch)
 def _pack_sockaddr(family: int, address: Any) -> bytes | None:
     """``address`` (already resolved, numeric) as ``struct sockaddr``; ``None`` if unusual."""
     try:
-        if family == _AF_INET:
-            host, port = address
-            if type(port) is not int or not 0 <= port <= 0xFFFF:
-                return None
-            return _sockaddr_in.pack(
-                _AF_INET, _be16.pack(port), _stdlib_socket.inet_pton(_AF_INET, host)
-            )
-        if family == _AF_INET6:
-            host, port, flowinfo, scope_id = address
-            if (
-                type(port) is not int
-                or not 0 <= port <= 0xFFFF
-                or type(flowinfo) is not int
-                or not 0 <= flowinfo <= 0xFFFFF
-                or type(scope_id) is not int
-                or not 0 <= scope_id <= 0xFFFFFFFF
-            ):
-                return None
-            packed = _stdlib_socket.inet_pton(_AF_INET6, host)
-            return _sockaddr_in6.pack(
-                _AF_INET6, _be16.pack(port), _be32.pack(flowinfo), packed, scope_id
-            )
-        if family == _AF_UNIX:
-            if isinstance(address, str):
-                path = os.fsencode(address)
-            elif isinstance(address, bytes):
-                path = address
-            else:
-                return None
-            if not path or (path[0] != 0 and len(path) >= 108) or len(path) > 108:
-                return None
-            return _sa_family.pack(_AF_UNIX) + path + (b"\0" if path[0] != 0 else b"")
-    except (TypeError, ValueError, OSError):
+        return _sockaddr.pack(family, address)
+    except (TypeError, ValueError, OverflowError, OSError):
         return None
-    return None
 
 
 def _unpack_sockaddr(family: int, raw: bytes, length: int) -> object:
     """The Python form of a ``struct sockaddr`` the kernel wrote (``None`` if unsure)."""
-    if family == _AF_INET and length >= 16:
-        _, port, addr = _sockaddr_in.unpack_from(raw)
-        return (_stdlib_socket.inet_ntop(_AF_INET, addr), _be16.unpack(port)[0])
-    if family == _AF_INET6 and length >= 28:
-        _, port, flowinfo, addr, scope_id = _sockaddr_in6.unpack_from(raw)
-        if scope_id:
-            return None  # Python spells link-local hosts with "%iface"; ask getpeername
-        return (
-            _stdlib_socket.inet_ntop(_AF_INET6, addr),
-            _be16.unpack(port)[0],
-            _be32.unpack(flowinfo)[0],
-            0,
-        )
-    if family == _AF_UNIX:
-        path = raw[2:length]
-        if path and path[0] == 0:
-            return path  # abstract namespace: bytes, as Python returns it
-        return os.fsdecode(path.split(b"\0", 1)[0])
-    return None
+    if family == _AF_INET6 and length >= 28 and raw[24:28] != b"\0\0\0\0":
+        return None  # Python spells link-local hosts with "%iface"; ask getpeername
+    return _sockaddr.unpack(raw, length)
 
 
 _BUSY: Final = "another task is already reading / writing this fd"
