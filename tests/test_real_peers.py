@@ -85,8 +85,9 @@ async def test_hypercorn_in_process_answers_httpx(monkeypatch: pytest.MonkeyPatc
     assert s2 == 404
     assert s3 == 200 and digests[:32] == digests[32:]
     assert s4 == 200 and json.loads(stats)["backend"] == "io_uring"
-    # accept, the request reads and the response writes all went through the ring
-    assert sqes >= 8
+    # Whatever had to wait (the accepts, the reads before a request arrived) went
+    # through the ring as SQEs, never as readiness waits; the rest completed at once.
+    assert sqes >= 2
     await assert_idle()
 
 

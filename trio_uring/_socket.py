@@ -23,8 +23,8 @@ How sockets become :class:`UringSocket`
     (which checks that no factory is set) passes unchanged.
 
 Semantics (the same as trio's)
-    * Every call is a checkpoint: the task parks once, until the operation's CQE.
-      Cancelled before the kernel saw the SQE: ``Cancelled`` and nothing happened.
+    * Every call is a checkpoint (one scheduler trip).  An operation that had to
+      wait parks until its CQE.  Cancelled before the kernel saw the SQE: ``Cancelled`` and nothing happened.
       Cancelled after: ``ASYNC_CANCEL``, and the task gets ``Cancelled`` only if the
       operation really did not happen; data received or a connection accepted
       meanwhile is returned, never lost.  In guest mode (where SQEs are submitted
@@ -40,30 +40,28 @@ Semantics (the same as trio's)
     * ``notify_closing`` (``SocketType.close``) wakes a pending operation with
       ``ClosedResourceError``.
 
-Why one SQE and not "try the syscall first" (trio's way): for ``recv`` on a socket
-with no data yet -- the normal case for a server waiting for a request -- trio's
-path costs a failing ``recv`` syscall, a ``POLL_ADD`` SQE and a second ``recv``;
-the completion path costs one SQE, which the kernel completes inline if data is
-there and otherwise parks on its internal poll (``IORING_FEAT_FAST_POLL``).
-``send`` usually completes at submission and rides the ``io_uring_enter`` the
-loop makes anyway.  Measured (``trio_uring._bench``, echo 256 connections x 64 B,
-server CPU per message, 2-CPU VM shared with other work, medians of 3):
+Try first, then one SQE.  ``recv``, ``recv_into`` and ``send`` first try the
+non-blocking syscall, exactly as trio does (``checkpoint_if_cancelled``, the call,
+``cancel_shielded_checkpoint``); only when it would block do they submit one
+``IORING_OP_RECV``/``SEND`` and park until its CQE, instead of trio's
+``wait_readable`` (a ``POLL_ADD``) plus a second syscall.  ``accept`` and
+``connect`` are always one SQE.  Measured 2026-11-22 (Linux 6.18.44, 2-CPU VM,
+server pinned to CPU 0, a C epoll load generator on CPU 1, 256 connections x 64 B
+ping-pong, msgs/s of the CPU-bound server, three interleaved runs):
 
-=====================================  ==========  ============  ==============
-variant                                run 1       run 2         run 3 (loaded)
-=====================================  ==========  ============  ==============
-trio on epoll                          31.5 us     27.8 us       28.5 us
-trio_uring, completion sockets         33.5 us     32.7 us       36.0 us
-trio_uring, ``TRIO_URING_SOCKETS=0``   28.2 us     30.5 us       32.6 us
-completion recv + trio's send          -           -             38.0 us
-trio's recv + completion send          -           -             35.4 us
-=====================================  ==========  ============  ==============
+=====================================  ======  ======  ======  ========
+variant                                run 1   run 2   run 3   vs epoll
+=====================================  ======  ======  ======  ========
+trio on epoll                          32,651  33,816  31,793  1.00x
+trio_uring, SQE always                 33,517  25,988  25,647  0.80x
+trio_uring, try first (the default)    39,250  39,399  37,664  1.19x
+trio_uring, ``TRIO_URING_SOCKETS=0``   33,704  33,071  36,489  1.04x
+=====================================  ======  ======  ======  ========
 
-Syscalls per message fall from ~2.0 to ~0.01-0.3, but on this machine the Python
-cost of an SQE round trip (``perform`` + CQE dispatch, ~1 us more than a
-non-blocking syscall plus trio's checkpoint) outweighs them; the hybrids are no
-better than either pure path, so each method stays one SQE.  The kernel side is
-not the bottleneck: ``IORING_SETUP_COOP_TASKRUN`` changed nothing measurable.
+An SQE round trip costs more Python (``perform``, CQE dispatch, a loop iteration
+of latency) than a non-blocking syscall that succeeds, and in a busy server most
+do; when one would block, a single SQE is cheaper than poll + retry.
+``TRIO_URING_SOCKETS_TRY_FIRST=0`` makes every call one SQE (for measuring).
 
 Switch: :func:`set_completion_sockets` (``False`` restores trio's readiness path
 for sockets created afterwards); the environment variable
@@ -79,6 +77,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 from trio import _socket as _trio_socket
+from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from . import _sockaddr, _trio_compat
 from ._constants import Op
@@ -132,6 +131,9 @@ _run_context = _trio_compat.GLOBAL_RUN_CONTEXT
 
 _enabled = os.environ.get("TRIO_URING_SOCKETS", "1").strip() not in ("0", "false", "no", "off")
 _patched = False
+#: Try the non-blocking syscall first, as trio does, and submit an SQE only when it
+#: would block (``TRIO_URING_SOCKETS_TRY_FIRST=0``: always submit).
+_try_first = os.environ.get("TRIO_URING_SOCKETS_TRY_FIRST", "1").strip() not in ("0", "off")
 
 
 def set_completion_sockets(enabled: bool) -> bool:
@@ -251,6 +253,15 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             or type(sock) is not _plain_socket
         ):
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
+        if _try_first:
+            await checkpoint_if_cancelled()
+            try:
+                data = sock.recv(buflen, flags)
+            except BlockingIOError:
+                pass
+            else:
+                await cancel_shielded_checkpoint()
+                return data
         holder = self._uring_receiver
         if holder is not None and holder.custom_sleep_data is self:
             raise trio.BusyResourceError(_BUSY)
@@ -293,6 +304,15 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
                 return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
             if nbytes:
                 size = nbytes
+            if _try_first:
+                await checkpoint_if_cancelled()
+                try:
+                    n: int = sock.recv_into(buffer, size, flags)
+                except BlockingIOError:
+                    pass
+                else:
+                    await cancel_shielded_checkpoint()
+                    return n
             holder = self._uring_receiver
             if holder is not None and holder.custom_sleep_data is self:
                 raise trio.BusyResourceError(_BUSY)
@@ -321,6 +341,15 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         except (TypeError, ValueError, BufferError):
             return await super().send(data, flags)  # type: ignore[no-any-return]
         try:
+            if _try_first:
+                await checkpoint_if_cancelled()
+                try:
+                    sent: int = sock.send(data, flags)
+                except BlockingIOError:
+                    pass
+                else:
+                    await cancel_shielded_checkpoint()
+                    return sent
             holder = self._uring_sender
             if holder is not None and holder.custom_sleep_data is sock:
                 raise trio.BusyResourceError(_BUSY)
