@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or HERE / "results" / f"profile-{variant.name}-{args.conns}x{args.size}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     server_cpu, client_cpu = cpu_plan()
-    loadgen = find_loadgen((HERE / "loadgen.c").read_text(), HERE / ".build")
+    loadgen = find_loadgen(cache_dir=HERE / ".build")
     cmd = [sys.executable, str(HERE / "servers.py"), variant.name, "--mode", "echo"]
     if server_cpu is not None:
         cmd += ["--cpu", str(server_cpu)]

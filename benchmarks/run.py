@@ -10,7 +10,7 @@ epoll (the baseline), the same trio code under ``trio_uring.run``, trio_uring's
 streams and lowlevel ops, asyncio streams/protocol, and both on uvloop (see
 ``servers.py``).  Runs are interleaved (rep 1 of every cell, then rep 2, ...,
 with the variant order rotated) and the median is reported.  The server runs
-on one CPU and the C load generator (``loadgen.c``, compiled into
+on one CPU and the C load generator (``trio_uring/_loadgen.c``, compiled into
 ``benchmarks/.build/``) on another.  Syscalls are counted with ``perf stat`` in
 a separate short run per cell, so the timed runs carry no tracing overhead.
 
@@ -128,9 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         if len(scenarios) != len(wanted_s):
             parser.error(f"scenarios are: {', '.join(s.name for s in FULL_SCENARIOS)}")
 
-    loadgen: Loadgen = find_loadgen(
-        (HERE / "loadgen.c").read_text(), HERE / ".build", force_python=args.python_loadgen
-    )
+    loadgen: Loadgen = find_loadgen(cache_dir=HERE / ".build", force_python=args.python_loadgen)
     doc = run_bench(
         variants,
         scenarios,

@@ -18,8 +18,7 @@
  * exactly the window).  Its own CPU use is reported as client_cpu so a run
  * where the generator was the bottleneck can be spotted.
  *
- * The canonical copy of this file is embedded in trio_uring/_bench.py
- * (LOADGEN_C); tests/test_bench_smoke.py checks that the two are identical.
+ * It ships inside the package; trio_uring._bench compiles it on first use.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
