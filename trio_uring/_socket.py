@@ -213,6 +213,25 @@ def _unpack_sockaddr(family: int, raw: bytes, length: int) -> object:
     return _sockaddr.unpack(raw, length)
 
 
+_WOULD_BLOCK: Final = object()
+
+
+async def _try_now(call: Any, *args: Any) -> Any:
+    """trio's fast path: the non-blocking syscall as a full checkpoint, or ``_WOULD_BLOCK``.
+
+    Like trio's ``_nonblocking_helper``: a pending cancel raises first; a call that
+    completes is followed by ``cancel_shielded_checkpoint``; ``BlockingIOError`` means
+    the caller submits an SQE instead (``perform`` is the checkpoint then).
+    """
+    await checkpoint_if_cancelled()
+    try:
+        result = call(*args)
+    except BlockingIOError:
+        return _WOULD_BLOCK
+    await cancel_shielded_checkpoint()
+    return result
+
+
 _BUSY: Final = "another task is already reading / writing this fd"
 
 
@@ -254,14 +273,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         ):
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
         if _try_first:
-            await checkpoint_if_cancelled()
-            try:
-                data = sock.recv(buflen, flags)
-            except BlockingIOError:
-                pass
-            else:
-                await cancel_shielded_checkpoint()
-                return data
+            data = await _try_now(sock.recv, buflen, flags)
+            if data is not _WOULD_BLOCK:
+                return data  # type: ignore[no-any-return]
         holder = self._uring_receiver
         if holder is not None and holder.custom_sleep_data is self:
             raise trio.BusyResourceError(_BUSY)
@@ -305,14 +319,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             if nbytes:
                 size = nbytes
             if _try_first:
-                await checkpoint_if_cancelled()
-                try:
-                    n: int = sock.recv_into(buffer, size, flags)
-                except BlockingIOError:
-                    pass
-                else:
-                    await cancel_shielded_checkpoint()
-                    return n
+                n = await _try_now(sock.recv_into, buffer, size, flags)
+                if n is not _WOULD_BLOCK:
+                    return n  # type: ignore[no-any-return]
             holder = self._uring_receiver
             if holder is not None and holder.custom_sleep_data is self:
                 raise trio.BusyResourceError(_BUSY)
@@ -342,14 +351,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             return await super().send(data, flags)  # type: ignore[no-any-return]
         try:
             if _try_first:
-                await checkpoint_if_cancelled()
-                try:
-                    sent: int = sock.send(data, flags)
-                except BlockingIOError:
-                    pass
-                else:
-                    await cancel_shielded_checkpoint()
-                    return sent
+                sent = await _try_now(sock.send, data, flags)
+                if sent is not _WOULD_BLOCK:
+                    return sent  # type: ignore[no-any-return]
             holder = self._uring_sender
             if holder is not None and holder.custom_sleep_data is sock:
                 raise trio.BusyResourceError(_BUSY)
