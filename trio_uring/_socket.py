@@ -255,6 +255,22 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
     _uring_receiver: Task | None = None
     _uring_sender: Task | None = None
 
+    def _claim_receive(self) -> None:
+        """Take the receive-side slot, or ``BusyResourceError`` if a task waits in it."""
+        holder = self._uring_receiver
+        if holder is not None and holder.custom_sleep_data is self:
+            raise trio.BusyResourceError(_BUSY)
+        self._uring_receiver = task = _run_context.task
+        task.custom_sleep_data = self
+
+    def _claim_send(self) -> None:
+        """Take the send-side slot (marked with ``self._sock``), or ``BusyResourceError``."""
+        holder = self._uring_sender
+        if holder is not None and holder.custom_sleep_data is self._sock:
+            raise trio.BusyResourceError(_BUSY)
+        self._uring_sender = task = _run_context.task
+        task.custom_sleep_data = self._sock
+
     def dup(self) -> SocketType:
         """Same as :meth:`socket.socket.dup`."""
         return UringSocket(self._sock.dup())
@@ -276,11 +292,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             data = await _try_now(sock.recv, buflen, flags)
             if data is not _WOULD_BLOCK:
                 return data  # type: ignore[no-any-return]
-        holder = self._uring_receiver
-        if holder is not None and holder.custom_sleep_data is self:
-            raise trio.BusyResourceError(_BUSY)
-        self._uring_receiver = task = _run_context.task
-        task.custom_sleep_data = self
+        self._claim_receive()
         if buflen > _POOLED:
             buf = _alloc("char[]", buflen)
             try:
@@ -322,11 +334,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
                 n = await _try_now(sock.recv_into, buffer, size, flags)
                 if n is not _WOULD_BLOCK:
                     return n  # type: ignore[no-any-return]
-            holder = self._uring_receiver
-            if holder is not None and holder.custom_sleep_data is self:
-                raise trio.BusyResourceError(_BUSY)
-            self._uring_receiver = task = _run_context.task
-            task.custom_sleep_data = self
+            self._claim_receive()
             return await manager.perform(_RECV, sock.fileno(), 0, cbuf, size, flags, keep=cbuf)
         finally:
             # Drop our export of the caller's buffer now (the kernel is done with it),
@@ -354,11 +362,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
                 sent = await _try_now(sock.send, data, flags)
                 if sent is not _WOULD_BLOCK:
                     return sent  # type: ignore[no-any-return]
-            holder = self._uring_sender
-            if holder is not None and holder.custom_sleep_data is sock:
-                raise trio.BusyResourceError(_BUSY)
-            self._uring_sender = task = _run_context.task
-            task.custom_sleep_data = sock
+            self._claim_send()
             return await manager.perform(_SEND, sock.fileno(), 0, cbuf, len(cbuf), flags, keep=cbuf)
         finally:
             ffi.release(cbuf)  # see recv_into
@@ -370,11 +374,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         sock = self._sock
         if manager is None or type(sock) is not _plain_socket:
             return await super().accept()  # type: ignore[no-any-return]
-        holder = self._uring_receiver
-        if holder is not None and holder.custom_sleep_data is self:
-            raise trio.BusyResourceError(_BUSY)
-        self._uring_receiver = task = _run_context.task
-        task.custom_sleep_data = self
+        self._claim_receive()
         buf = ffi.new("char[]", _SS_SIZE + 4)
         ffi.buffer(buf)[_SS_SIZE:] = _ss_len.pack(_SS_SIZE)
         len_addr = int(ffi.cast("uintptr_t", buf)) + _SS_SIZE
@@ -407,11 +407,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             address = await self._resolve_address_nocp(address, local=False)
             raw = _pack_sockaddr(sock.family, address)
             if raw is not None:
-                holder = self._uring_sender
-                if holder is not None and holder.custom_sleep_data is sock:
-                    raise trio.BusyResourceError(_BUSY)
-                self._uring_sender = task = _run_context.task
-                task.custom_sleep_data = sock
+                self._claim_send()
                 cbuf = ffi.from_buffer(raw)
                 try:
                     await manager.perform(_CONNECT, sock.fileno(), len(raw), cbuf, 0, 0, keep=cbuf)
