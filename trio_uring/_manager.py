@@ -249,12 +249,10 @@ class _DataOp(_Op):
             self.expired = False
             self.task = None
             return Abort.SUCCEEDED
-        if manager._closed or manager._unsubmit(self):
+        if manager._withdraw(self):
             self.task = None
-            manager._ops.pop(self.user_data, None)
             return Abort.SUCCEEDED
-        self.raise_cancel = raise_cancel
-        manager._cancel(self.user_data)
+        self.raise_cancel = raise_cancel  # its CQE decides: -ECANCELED -> raise_cancel()
         return Abort.FAILED
 
     def on_closing(self) -> None:
@@ -269,14 +267,11 @@ class _DataOp(_Op):
             reschedule(
                 task, outcome.Error(trio.ClosedResourceError("another task closed this resource"))
             )
-        elif manager._unsubmit(self):
-            manager._ops.pop(self.user_data, None)
+        elif manager._withdraw(self):
             task, self.task = self.task, None
             reschedule(
                 task, outcome.Error(trio.ClosedResourceError("another task closed this resource"))
             )
-        else:
-            manager._cancel(self.user_data)
 
     def result(self) -> int:
         """Turn the final CQE into the operation's result, or raise."""
@@ -412,12 +407,23 @@ class UringIOManager:
             return True
         return False
 
-    def _discard(self, op: _Op) -> None:
-        """Nobody waits for ``op`` any more: unsubmit it, or cancel it and ignore its CQE."""
-        if self._closed:
+    def _withdraw(self, op: _Op) -> bool:
+        """Take back ``op``: the one place that decides how an operation is cancelled.
+
+        If the kernel has not consumed its SQE (or the ring is closed), the SQE
+        becomes a NOP, the record is dropped and True is returned: the operation
+        never happened.  Otherwise ``ASYNC_CANCEL`` is submitted and False is
+        returned: the operation's own CQE is still coming.
+        """
+        if self._closed or self._unsubmit(op):
             self._ops.pop(op.user_data, None)
-            return
-        if self._unsubmit(op):
+            return True
+        self._cancel(op.user_data)
+        return False
+
+    def _discard(self, op: _Op) -> None:
+        """Nobody waits for ``op`` any more: withdraw it and ignore its late CQE."""
+        if self._closed or self._unsubmit(op):
             self._ops.pop(op.user_data, None)
         else:
             detached = _IgnoredOp(self, op.user_data, op.fd, None)
@@ -435,7 +441,8 @@ class UringIOManager:
             self._make_room(rc)
             rc = lib.tu_submit(self._r)
 
-    def _is_guest(self) -> bool:
+    def _bind_run(self) -> bool:
+        """Learn what only the running Runner knows: guest mode, its clock, its deadlines."""
         runner = _trio_compat.current_runner()
         self._guest = guest = bool(runner.is_guest)
         self._deadlines = runner.deadlines
@@ -601,7 +608,7 @@ class UringIOManager:
         if fd in waiters:
             raise trio.BusyResourceError("another task is already reading / writing this fd")
         if self._guest is None:
-            self._is_guest()
+            self._bind_run()
         ud = self._next_ud
         self._next_ud = ud + 1
         op = _PollOp(self, ud, fd, current_task())
@@ -694,7 +701,7 @@ class UringIOManager:
         the final CQE.  Errors raise ``OSError`` with the errno from the CQE.
         """
         if self._guest is None:
-            self._is_guest()
+            self._bind_run()
         if self._guest:
             # Guest mode submits at once, so a doomed SQE could not be dropped later.
             await checkpoint_if_cancelled()

@@ -166,13 +166,8 @@ class _RecvOp(_DataOp):
         s._closed = True
         if not self.closing:
             self.closing = True
-            manager = self.manager
-            if manager._unsubmit(self):
-                manager._ops.pop(self.user_data, None)
-                if s._recv_op is self:
-                    s._recv_op = None
-            else:
-                manager._cancel(self.user_data)
+            if self.manager._withdraw(self) and s._recv_op is self:
+                s._recv_op = None
         s._wake_receiver_closed()
 
 
@@ -449,7 +444,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         ring = self._ring
         assert manager is not None and ring is not None
         if manager._guest is None:
-            manager._is_guest()
+            manager._bind_run()
         fd = self.socket.fileno()
         op = _RecvOp(manager, manager.new_user_data(), fd, None)
         op.stream = self

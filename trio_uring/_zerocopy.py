@@ -134,7 +134,7 @@ def submit_zc(
 ) -> ZcSendOp:
     """Write the SEND_ZC SQE for the current task and track it (does not wait)."""
     if manager._guest is None:
-        manager._is_guest()
+        manager._bind_run()
     op = ZcSendOp(manager, manager.new_user_data(), fd, current_task())
     op.keep = keep
     op.wait_notif = wait_notif
