@@ -16,6 +16,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests._pairs import tcp_socketpair
 from trio_uring import lowlevel as ll
 from trio_uring._install import current_manager
 from trio_uring._manager import UringStatistics
@@ -23,18 +24,9 @@ from trio_uring._manager import UringStatistics
 Pair = tuple[socket.socket, socket.socket]
 
 
-def _tcp_pair() -> Pair:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
-    return client, server
-
-
 @pytest.fixture(params=["socketpair", "tcp"])
 def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
-    a, b = socket.socketpair() if request.param == "socketpair" else _tcp_pair()
+    a, b = socket.socketpair() if request.param == "socketpair" else tcp_socketpair()
     a.setblocking(False)
     b.setblocking(False)
     with a, b:

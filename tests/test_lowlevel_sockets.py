@@ -17,23 +17,15 @@ import trio
 import trio.testing
 
 import trio_uring
+from tests._pairs import tcp_socketpair
 from trio_uring import lowlevel as ll
 from trio_uring._install import current_manager
 
 Pair = tuple[socket.socket, socket.socket]
 
 
-def _tcp_pair() -> Pair:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        client = socket.create_connection(listener.getsockname())
-        server, _ = listener.accept()
-    return client, server
-
-
 def _make_pair(kind: str) -> Pair:
-    a, b = socket.socketpair() if kind == "socketpair" else _tcp_pair()
+    a, b = socket.socketpair() if kind == "socketpair" else tcp_socketpair()
     a.setblocking(False)
     b.setblocking(False)
     return a, b
@@ -228,7 +220,7 @@ async def test_send_to_closed_peer_is_epipe_without_sigpipe() -> None:
 
 
 async def test_recv_after_reset_is_econnreset() -> None:
-    a, b = _tcp_pair()
+    a, b = tcp_socketpair()
     with a:
         b.send(b"unread")  # a never reads it: closing a with unread data sends RST
         a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -15,6 +15,7 @@ import trio
 import trio.testing
 from trio import socket as tsocket
 
+from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle
 from trio_uring import _bufring
 from trio_uring._highlevel import (
@@ -31,16 +32,7 @@ from trio_uring._streams import (
     SocketStream,
 )
 
-
-async def tcp_pair(**kwargs: object) -> tuple[SocketStream, SocketStream]:
-    listener = tsocket.socket()
-    with listener:
-        await listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        client = tsocket.socket()
-        await client.connect(listener.getsockname())
-        server, _ = await listener.accept()
-    return SocketStream(client, **kwargs), SocketStream(server, **kwargs)  # type: ignore[arg-type]
+tcp_pair = tcp_stream_pair
 
 
 async def unix_pair() -> tuple[SocketStream, SocketStream]:

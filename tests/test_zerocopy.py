@@ -12,23 +12,13 @@ import trio
 import trio.testing
 from trio import socket as tsocket
 
+from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle
 from trio_uring._install import current_manager
 from trio_uring._streams import ZEROCOPY_THRESHOLD, SocketStream
 from trio_uring._zerocopy import send_zc
 
 MSG_WAITALL = 0x100
-
-
-async def tcp_pair(zerocopy: str = "auto") -> tuple[SocketStream, SocketStream]:
-    listener = tsocket.socket()
-    with listener:
-        await listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        client = tsocket.socket()
-        await client.connect(listener.getsockname())
-        server, _ = await listener.accept()
-    return SocketStream(client, zerocopy=zerocopy), SocketStream(server)  # type: ignore[arg-type]
 
 
 async def receive_exactly(stream: SocketStream, n: int) -> bytes:
@@ -55,7 +45,7 @@ def resize_fails(buf: bytearray) -> bool:
 
 
 async def test_send_zc_mutable_buffer_returns_after_notification() -> None:
-    a, b = await tcp_pair()
+    a, b = await tcp_stream_pair()
     buf = bytearray(os.urandom(65536))
     expected = bytes(buf)
     before = zc_stats()
@@ -87,7 +77,7 @@ async def test_send_zc_mutable_buffer_returns_after_notification() -> None:
 
 
 async def test_send_zc_bytes_returns_after_result_and_keeps_reference() -> None:
-    a, b = await tcp_pair()
+    a, b = await tcp_stream_pair()
     data = os.urandom(65536)
     before = zc_stats()
     baseline = current_manager().statistics().operations_in_flight
@@ -120,7 +110,7 @@ async def test_send_zc_errors() -> None:
 
 
 async def test_stream_send_all_waits_for_every_notification() -> None:
-    a, b = await tcp_pair(zerocopy="always")
+    a, b = await tcp_stream_pair(zerocopy="always")
     buf = bytearray(os.urandom(3 * 65536))
     expected = bytes(buf)
     before = zc_stats()
@@ -152,7 +142,7 @@ async def test_stream_send_all_waits_for_every_notification() -> None:
 
 
 async def test_auto_uses_zerocopy_then_falls_back_when_copied() -> None:
-    a, b = await tcp_pair(zerocopy="auto")
+    a, b = await tcp_stream_pair(zerocopy="auto")
     assert a.zerocopy
     before = zc_stats()
     small = os.urandom(ZEROCOPY_THRESHOLD - 1)
@@ -176,7 +166,7 @@ async def test_auto_uses_zerocopy_then_falls_back_when_copied() -> None:
 
 
 async def test_never_policy() -> None:
-    a, b = await tcp_pair(zerocopy="never")
+    a, b = await tcp_stream_pair(zerocopy="never")
     before = zc_stats()
     data = os.urandom(200_000)
     async with trio.open_nursery() as nursery:
@@ -207,7 +197,7 @@ async def test_af_unix_falls_back_to_send() -> None:
 
 
 async def test_cancel_mid_send_all_holds_buffer_until_notification() -> None:
-    a, b = await tcp_pair(zerocopy="always")
+    a, b = await tcp_stream_pair(zerocopy="always")
     buf = bytearray(8 * 1024 * 1024)
     before = zc_stats()
     outcome: list[str] = []
