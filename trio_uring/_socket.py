@@ -255,6 +255,16 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
     _uring_receiver: Task | None = None
     _uring_sender: Task | None = None
 
+    def _completion_manager(self, flags: object) -> UringIOManager | None:
+        """The manager to submit on, or ``None`` where trio's own method must run.
+
+        That is: outside a run on io_uring, for a swapped-in ``_sock`` that is not a
+        plain ``socket.socket``, and for ``flags`` the stdlib would reject.
+        """
+        if type(self._sock) is not _plain_socket or not isinstance(flags, int) or flags < 0:
+            return None
+        return _current_uring()
+
     def _claim_receive(self) -> None:
         """Take the receive-side slot, or ``BusyResourceError`` if a task waits in it."""
         holder = self._uring_receiver
@@ -277,16 +287,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
 
     # ------------------------------------------------------------- receive
     async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
-        manager = _current_uring()
+        manager = self._completion_manager(flags)
         sock = self._sock
-        if (
-            manager is None
-            or type(buflen) is not int
-            or buflen <= 0
-            or not isinstance(flags, int)
-            or flags < 0
-            or type(sock) is not _plain_socket
-        ):
+        if manager is None or type(buflen) is not int or buflen <= 0:
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
         if _try_first:
             data = await _try_now(sock.recv, buflen, flags)
@@ -310,14 +313,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
                 _pool.append(buf)
 
     async def recv_into(self, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> int:
-        manager = _current_uring()
+        manager = self._completion_manager(flags)
         sock = self._sock
-        if (
-            manager is None
-            or type(sock) is not _plain_socket
-            or not isinstance(flags, int)
-            or flags < 0
-        ):
+        if manager is None:
             return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
         try:
             cbuf = ffi.from_buffer(buffer, require_writable=True)
@@ -344,14 +342,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
 
     # ---------------------------------------------------------------- send
     async def send(self, data: Buffer, flags: int = 0, /) -> int:
-        manager = _current_uring()
+        manager = self._completion_manager(flags)
         sock = self._sock
-        if (
-            manager is None
-            or type(sock) is not _plain_socket
-            or not isinstance(flags, int)
-            or flags < 0
-        ):
+        if manager is None:
             return await super().send(data, flags)  # type: ignore[no-any-return]
         try:
             cbuf = ffi.from_buffer(data)
@@ -370,9 +363,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
     # -------------------------------------------------------------- accept
     async def accept(self) -> tuple[SocketType, Any]:
         """Like :meth:`socket.socket.accept`, but async; the new socket is a ``UringSocket``."""
-        manager = _current_uring()
+        manager = self._completion_manager(0)
         sock = self._sock
-        if manager is None or type(sock) is not _plain_socket:
+        if manager is None:
             return await super().accept()  # type: ignore[no-any-return]
         self._claim_receive()
         buf = ffi.new("char[]", _SS_SIZE + 4)
@@ -399,9 +392,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
 
     # ------------------------------------------------------------- connect
     async def connect(self, address: Any) -> None:
-        manager = _current_uring()
+        manager = self._completion_manager(0)
         sock = self._sock
-        if manager is None or type(sock) is not _plain_socket:
+        if manager is None:
             return await super().connect(address)  # type: ignore[no-any-return]
         try:
             address = await self._resolve_address_nocp(address, local=False)
