@@ -26,11 +26,12 @@ Rules this module keeps (see docs/mapping.rst):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from math import inf
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
@@ -44,7 +45,6 @@ from trio.lowlevel import (
     checkpoint_if_cancelled,
     current_task,
     reschedule,
-    wait_task_rescheduled,
 )
 
 from . import _trio_compat
@@ -60,6 +60,7 @@ from ._constants import (
 )
 from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring
 from ._ring_cffi import ffi, lib
+from ._trio_compat import READY, WaitTaskRescheduled, park
 
 if TYPE_CHECKING:
     from trio.lowlevel import Task
@@ -181,7 +182,7 @@ class _PollOp(_Op):
         if self.waiters.get(self.fd) is self:
             del self.waiters[self.fd]
         self.res = res
-        reschedule(task)
+        self.manager.reschedule(task, READY)
 
     def abort(self, _: RaiseCancel) -> Abort:
         self.task = None
@@ -240,7 +241,15 @@ class _DataOp(_Op):
             self.manager._expired.append(self)
             return
         self.task = None
-        reschedule(task)
+        self.manager.reschedule(task, READY)
+
+    def __await__(self) -> Generator[Any, Any, int]:
+        """Park until the final CQE; return ``cqe->res`` or raise (see ``perform``)."""
+        msg = yield WaitTaskRescheduled(self.abort)
+        if msg is not READY:
+            msg.unwrap()
+        res = self.res
+        return res if res >= 0 else self.result()
 
     def abort(self, raise_cancel: RaiseCancel) -> Abort:
         manager = self.manager
@@ -309,6 +318,8 @@ class UringIOManager:
         self._clock_offset: float | None = None
         self._deadlines: Any = None
         self._next_ud = _UD_FIRST
+        #: The run's ``Runner.reschedule`` once bound (trio's public wrapper until then).
+        self.reschedule: Callable[..., None] = reschedule
         self._ops: dict[int, _Op] = {}
         self._readers: dict[int, _PollOp] = {}
         self._writers: dict[int, _PollOp] = {}
@@ -446,6 +457,8 @@ class UringIOManager:
         runner = _trio_compat.current_runner()
         self._guest = guest = bool(runner.is_guest)
         self._deadlines = runner.deadlines
+        self.reschedule = runner.reschedule
+        _trio_compat.speed_up_instrument_checks(runner)
         clock: Any = runner.clock
         if type(clock) is _trio_compat.SystemClock:
             self._clock_offset = float(getattr(clock, "offset"))  # noqa: B009
@@ -499,6 +512,9 @@ class UringIOManager:
         """Dispatch reaped CQEs: wake the tasks whose operations completed."""
         if self._fresh:
             self._fresh = False
+            if self._guest is None:
+                with contextlib.suppress(RuntimeError):  # a manager driven outside a run
+                    self._bind_run()
             for hook in run_start_hooks:
                 hook(self)
         if not events:
@@ -619,7 +635,7 @@ class UringIOManager:
         waiters[fd] = op
         if self._guest:
             self._submit_now()
-        await wait_task_rescheduled(op.abort)
+        await park(WaitTaskRescheduled(op.abort))
         res = op.res
         if res < 0 and res != _ECANCELED:
             raise OSError(-res, os.strerror(-res))
@@ -726,9 +742,7 @@ class UringIOManager:
         self._ops[ud] = op
         if self._guest:
             self._submit_now()
-        await wait_task_rescheduled(op.abort)
-        res = op.res
-        return res if res >= 0 else op.result()
+        return await op
 
     def _deadline_is_near(self) -> bool:
         """Is any deadline of this run within :attr:`link_horizon` seconds?

@@ -48,6 +48,7 @@ from ._constants import (
 from ._install import current_manager
 from ._manager import UringIOManager, _DataOp
 from ._ring_cffi import ffi
+from ._trio_compat import READY, WaitTaskRescheduled, park
 from ._zerocopy import submit_zc, wait_notification
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ class _RecvOp(_DataOp):
                     task = s._r_waiter
                     if task is not None:
                         s._r_waiter = None
-                        reschedule(task)
+                        self.manager.reschedule(task, READY)
                     return
             else:
                 self.ring.recycle(flags >> CQE_BUFFER_SHIFT)
@@ -159,7 +160,7 @@ class _RecvOp(_DataOp):
         task = s._r_waiter
         if task is not None and (s._rq or s._r_eof or s._r_err is not None or s._ring is None):
             s._r_waiter = None
-            reschedule(task)
+            self.manager.reschedule(task, READY)
 
     def on_closing(self) -> None:
         s = self.stream
@@ -218,6 +219,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._r_eof = False
         self._r_err: OSError | None = None
         self._r_waiter: Task | None = None
+        self._r_trap = WaitTaskRescheduled(self._abort_receive)
         self._recv_op: _RecvOp | None = None
         self._ring: _bufring.BufferRing | None = None
         with suppress(OSError):
@@ -380,7 +382,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 if self._recv_op is None:
                     self._arm_recv()
                 self._r_waiter = current_task()
-                await wait_task_rescheduled(self._abort_receive)
+                await park(self._r_trap)
             if self._closed:
                 raise trio.ClosedResourceError("another task closed this stream")
             rq = self._rq

@@ -7,15 +7,20 @@ import with a message naming the trio version, not deep inside a run.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+import types
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import outcome
 import trio
 
 SUPPORTED_TRIO = ">=0.30,<0.36"
 
 try:
     from trio._core import _run as _trio_run
+    from trio._core._instrumentation import Instruments
     from trio._core._io_epoll import EpollIOManager as EpollIOManager
+    from trio._core._traps import WaitTaskRescheduled as WaitTaskRescheduled
 
     GLOBAL_RUN_CONTEXT: Any = _trio_run.GLOBAL_RUN_CONTEXT
     SystemClock: type = _trio_run.SystemClock
@@ -24,6 +29,7 @@ try:
     getattr(_trio_run.Task, "_cancel_status")  # noqa: B009
     getattr(_trio_run.CancelStatus, "effective_deadline")  # noqa: B009
     getattr(_trio_run.Deadlines, "_heap")  # noqa: B009
+    getattr(_trio_run.Runner, "instruments")  # noqa: B009
 except (ImportError, AttributeError) as exc:  # pragma: no cover - depends on trio version
     raise ImportError(
         f"trio_uring needs trio {SUPPORTED_TRIO}; trio {trio.__version__} lacks a private name "
@@ -54,3 +60,55 @@ def current_runner() -> Any:
 def task_deadline(task: Task) -> float:
     """The effective deadline of ``task`` (trio exposes only the current task's)."""
     return float(task._cancel_status.effective_deadline())
+
+
+class _Ready(outcome.Outcome[None]):
+    """``Value(None)`` that can be sent any number of times (trio allocates one per wake)."""
+
+    __slots__ = ()
+
+    def unwrap(self) -> None:
+        return None
+
+    def send(self, gen: Generator[Any, None, Any]) -> Any:
+        return gen.send(None)
+
+    async def asend(self, agen: Any) -> Any:  # pragma: no cover - never used by trio
+        return await agen.asend(None)
+
+
+#: What trio_uring passes to ``Runner.reschedule`` to wake a task with ``None``.
+#: Our own parking points compare with ``is`` and skip ``unwrap()``.
+READY: Final = _Ready()
+
+
+@types.coroutine
+def park(trap: WaitTaskRescheduled) -> Generator[Any, Any, None]:
+    """``await trio.lowlevel.wait_task_rescheduled(abort)`` in one frame instead of two.
+
+    ``trap`` is ``WaitTaskRescheduled(abort)``, which a caller that parks often
+    creates once.  The task must be woken with :data:`READY` or an ``Outcome``;
+    this raises what an ``Error`` outcome holds (``Cancelled`` when the abort
+    function returned ``Abort.SUCCEEDED``).
+    """
+    msg = yield trap
+    if msg is not READY:
+        msg.unwrap()
+
+
+def speed_up_instrument_checks(runner: Any) -> None:
+    """Make the runner's ``"hook" in runner.instruments`` checks C-level dict lookups.
+
+    trio's ``Instruments`` is a ``UserDict``, so every task step and every
+    ``reschedule`` pays three Python-level ``UserDict.__contains__`` calls (about
+    5 % of a busy server's CPU).  Give this run's instance a private subclass whose
+    ``__contains__`` is the bound ``__contains__`` of the dict it wraps (trio only
+    mutates that dict in place), so the answer is the same and costs a C call.
+    Anything unexpected leaves the object alone.
+    """
+    inst = runner.instruments
+    data = getattr(inst, "data", None)
+    if type(inst) is not Instruments or type(data) is not dict:
+        return
+    fast = type("Instruments", (Instruments,), {"__slots__": (), "__contains__": data.__contains__})
+    inst.__class__ = fast
