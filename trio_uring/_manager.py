@@ -721,10 +721,6 @@ class UringIOManager:
         if self._guest:
             # Guest mode submits at once, so a doomed SQE could not be dropped later.
             await checkpoint_if_cancelled()
-        ud = self._next_ud
-        self._next_ud = ud + 1
-        op = _DataOp(self, ud, fd, current_task())
-        op.keep = keep
         if (
             linkable
             and self._clock_offset is not None
@@ -733,16 +729,59 @@ class UringIOManager:
             # -inf: the task is already cancelled; its SQE is dropped before submission.
             and -inf < (deadline := current_effective_deadline()) < inf
         ):
+            ud = self._next_ud
+            self._next_ud = ud + 1
+            op = _DataOp(self, ud, fd, current_task())
+            op.keep = keep
             op.args = (opcode, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)
             self._submit_linked(op, deadline)
+            self._ops[ud] = op
+            if self._guest:
+                self._submit_now()
         else:
-            op.sq_pos = self._prep(
-                opcode, 0, fd, off, addr, length, op_flags, ud, buf_index, file_index, ioprio
+            op = self.submit(
+                opcode, fd, off, addr, length, op_flags, keep, buf_index, file_index, ioprio
             )
+        return await op
+
+    def submit(
+        self,
+        opcode: int,
+        fd: int,
+        off: int,
+        addr: Any,
+        length: int,
+        op_flags: int,
+        keep: object,
+        buf_index: int = 0,
+        file_index: int = 0,
+        ioprio: int = 0,
+    ) -> _DataOp:
+        """Queue one operation (no linked timeout) for the current task; ``await`` it at once.
+
+        ``await op`` is :meth:`perform`'s wait: the same cancellation, results and
+        errors.  The caller must await the returned op before its next checkpoint,
+        and in guest mode must have passed ``checkpoint_if_cancelled()`` first
+        (``perform`` does both).  For hot paths that know they need no deadline link.
+        """
+        ud = self._next_ud
+        self._next_ud = ud + 1
+        op = _DataOp(self, ud, fd, current_task())
+        op.keep = keep
+        pos: int = lib.tu_prep(
+            self._r, opcode, 0, fd, off, addr, length, op_flags, ud, buf_index, file_index, ioprio
+        )
+        while pos < 0:
+            self._make_room(pos)
+            pos = lib.tu_prep(
+                self._r, opcode, 0, fd, off, addr, length, op_flags, ud, buf_index, file_index,
+                ioprio,
+            )  # fmt: skip
+        op.sq_pos = pos
         self._ops[ud] = op
         if self._guest:
             self._submit_now()
-        return await op
+        return op
 
     def _deadline_is_near(self) -> bool:
         """Is any deadline of this run within :attr:`link_horizon` seconds?

@@ -73,16 +73,19 @@ from __future__ import annotations
 import os
 import socket as _stdlib_socket
 import struct
+import types
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
 from trio import _socket as _trio_socket
-from trio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
+from trio.lowlevel import checkpoint_if_cancelled
 
 from . import _sockaddr, _trio_compat
 from ._constants import Op
 from ._manager import UringIOManager, run_start_hooks
 from ._ring_cffi import ffi
+from ._trio_compat import CancelShieldedCheckpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -214,21 +217,24 @@ def _unpack_sockaddr(family: int, raw: bytes, length: int) -> object:
 
 
 _WOULD_BLOCK: Final = object()
+_SEND_TYPES: Final = frozenset({bytes, bytearray, memoryview})
 
 
-async def _try_now(call: Any, *args: Any) -> Any:
+@types.coroutine
+def _try_now(call: Any, *args: Any) -> Generator[Any, Any, Any]:
     """trio's fast path: the non-blocking syscall as a full checkpoint, or ``_WOULD_BLOCK``.
 
     Like trio's ``_nonblocking_helper``: a pending cancel raises first; a call that
     completes is followed by ``cancel_shielded_checkpoint``; ``BlockingIOError`` means
     the caller submits an SQE instead (``perform`` is the checkpoint then).
     """
-    await checkpoint_if_cancelled()
+    yield from checkpoint_if_cancelled()
     try:
         result = call(*args)
     except BlockingIOError:
         return _WOULD_BLOCK
-    await cancel_shielded_checkpoint()
+    # cancel_shielded_checkpoint(), inlined: trio answers with Value(None), unread.
+    yield CancelShieldedCheckpoint
     return result
 
 
@@ -342,7 +348,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             self._claim_receive()
             n = await manager.perform(_RECV, sock.fileno(), 0, cbuf, size, flags, keep=cbuf)
             self._uring_recv_waits = n < size
-            return n  # type: ignore[no-any-return]
+            return n
         finally:
             # Drop our export of the caller's buffer now (the kernel is done with it),
             # not when a traceback frees this frame: memoryview.release() and
@@ -355,12 +361,20 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         sock = self._sock
         if manager is None:
             return await super().send(data, flags)  # type: ignore[no-any-return]
+        tried = False
+        if _try_first and type(data) in _SEND_TYPES:
+            # Exported to the C buffer only if the SQE path needs it (the common
+            # case completes here).
+            sent = await _try_now(sock.send, data, flags)
+            if sent is not _WOULD_BLOCK:
+                return sent  # type: ignore[no-any-return]
+            tried = True
         try:
             cbuf = ffi.from_buffer(data)
         except (TypeError, ValueError, BufferError):
             return await super().send(data, flags)  # type: ignore[no-any-return]
         try:
-            if _try_first:
+            if _try_first and not tried:
                 sent = await _try_now(sock.send, data, flags)
                 if sent is not _WOULD_BLOCK:
                     return sent  # type: ignore[no-any-return]

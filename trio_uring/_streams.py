@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any, Final, Literal, overload
 import outcome
 import trio
 from trio import socket as tsocket
-from trio.lowlevel import Abort, checkpoint, current_task, reschedule, wait_task_rescheduled
+from trio.lowlevel import (
+    Abort,
+    checkpoint,
+    checkpoint_if_cancelled,
+    current_task,
+    reschedule,
+    wait_task_rescheduled,
+)
 
 from . import _bufring
 from ._constants import (
@@ -48,7 +55,7 @@ from ._constants import (
 from ._install import current_manager
 from ._manager import UringIOManager, _DataOp
 from ._ring_cffi import ffi
-from ._trio_compat import READY, WaitTaskRescheduled, park
+from ._trio_compat import READY, WaitTaskRescheduled, completed_checkpoint, park
 from ._zerocopy import submit_zc, wait_notification
 
 if TYPE_CHECKING:
@@ -278,6 +285,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
             return
         self._sending = True
         try:
+            if manager._guest:
+                # Guest mode submits at once (see UringIOManager.submit).
+                await checkpoint_if_cancelled()
             keep = (data, cbuf)
             sent = 0
             while sent < total:
@@ -291,9 +301,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                             manager, fd, addr, n, keep, type(data) is not bytes
                         )
                     else:
-                        sent += await manager.perform(
-                            Op.SEND, fd, 0, addr, n, _SEND_FLAGS, keep=keep, linkable=False
-                        )
+                        sent += await manager.submit(Op.SEND, fd, 0, addr, n, _SEND_FLAGS, keep)
                 except OSError as exc:
                     raise _translate(exc) from None
         finally:
@@ -377,7 +385,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._receiving = True
         try:
             if self._rq or self._r_eof or self._r_err is not None:
-                await checkpoint()
+                await completed_checkpoint()
             elif self._ring is not None:
                 if self._recv_op is None:
                     self._arm_recv()

@@ -20,6 +20,7 @@ try:
     from trio._core import _run as _trio_run
     from trio._core._instrumentation import Instruments
     from trio._core._io_epoll import EpollIOManager as EpollIOManager
+    from trio._core._traps import CancelShieldedCheckpoint as CancelShieldedCheckpoint
     from trio._core._traps import WaitTaskRescheduled as WaitTaskRescheduled
 
     GLOBAL_RUN_CONTEXT: Any = _trio_run.GLOBAL_RUN_CONTEXT
@@ -94,6 +95,20 @@ def park(trap: WaitTaskRescheduled) -> Generator[Any, Any, None]:
     msg = yield trap
     if msg is not READY:
         msg.unwrap()
+
+
+@types.coroutine
+def completed_checkpoint() -> Generator[Any, Any, None]:
+    """The checkpoint of an operation that completed at once, in one frame.
+
+    What trio's socket methods do around a syscall that succeeded:
+    ``checkpoint_if_cancelled()`` (a pending cancel raises ``Cancelled`` and the
+    operation must not happen) then ``cancel_shielded_checkpoint()`` (a schedule
+    point).  trio answers that trap with a fresh ``Value(None)``; unwrapping it
+    would only mark it used, so it is dropped unread.
+    """
+    yield from trio.lowlevel.checkpoint_if_cancelled()
+    yield CancelShieldedCheckpoint
 
 
 def speed_up_instrument_checks(runner: Any) -> None:
