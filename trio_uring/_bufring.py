@@ -10,12 +10,9 @@ buffer is lent to the kernel, filled, copied and returned within one loop tick,
 and the ring only has to cover the receives of one tick.
 
 The kernel reads the ring tail (a ``u16`` aliasing ``bufs[0].resv``) with an
-acquire load, so the entry must be visible before the new tail.  On x86 (TSO)
-plain stores in program order are enough, and a ``struct.pack_into`` on the
-mmap is a plain store.  On weakly ordered CPUs that needs a release store;
-this module uses ``lib.tu_store_release_u16`` if the C part provides one and
-otherwise refuses to set up a ring there (streams then fall back to one
-``IORING_OP_RECV`` per call).
+acquire load, so the entry must be visible before the new tail: the C part's
+``tu_pbuf_give`` writes the entry and publishes the tail with a release store,
+in one call per buffer.
 
 The mmap is referenced by every operation that may write into it (``op.keep``),
 so the manager's graveyard keeps it alive if a ring is torn down with
@@ -25,7 +22,6 @@ operations still in flight.
 from __future__ import annotations
 
 import mmap
-import platform
 import struct
 import weakref
 from typing import TYPE_CHECKING, Final
@@ -42,20 +38,8 @@ DEFAULT_BUFFER_SIZE: Final = 4096
 #: Buffer-group id of the streams' shared ring (one per manager).
 STREAM_GROUP: Final = 0x7475  # "tu"
 
-_ENTRY: Final = 16  # struct io_uring_buf {u64 addr; u32 len; u16 bid; u16 resv}
 _REGISTER_PBUF_STATUS: Final = 26
-_TAIL_OFFSET: Final = 14  # io_uring_buf_ring.tail aliases bufs[0].resv
-_pack_entry = struct.Struct("<QIH").pack_into  # 14 bytes: never touches resv/tail
-_pack_tail = struct.Struct("<H").pack_into
-_TSO_MACHINES: Final = frozenset({"x86_64", "amd64", "i386", "i686", "x86"})
-
-#: x86 orders plain stores (TSO): a plain store is a release store there.  Elsewhere
-#: the C part's ``tu_store_release_u16`` publishes the tail.
-_store_release = (
-    None
-    if platform.machine().lower() in _TSO_MACHINES
-    else getattr(lib, "tu_store_release_u16", None)
-)
+_give = lib.tu_pbuf_give
 
 
 class BufferRing:
@@ -64,7 +48,7 @@ class BufferRing:
     __slots__ = (
         "_addr",
         "_data_off",
-        "_ring_mv",
+        "_ring",
         "_tail",
         "bgid",
         "entries",
@@ -80,41 +64,29 @@ class BufferRing:
         self.entries = entries
         self.mask = entries - 1
         self.size = size
-        ring_bytes = max(entries * _ENTRY, mmap.PAGESIZE)
+        ring_bytes = max(entries * 16, mmap.PAGESIZE)  # struct io_uring_buf: 16 bytes
         # One mapping: the ring (page-aligned) followed by the buffers.
         self.mem = mmap.mmap(-1, ring_bytes + entries * size)
         base = ffi.from_buffer(self.mem)
-        ring_addr = int(ffi.cast("uintptr_t", base))
+        self._ring = ring_addr = int(ffi.cast("uintptr_t", base))
+        ffi.release(base)  # the address stays valid while self.mem is mapped
         self._addr = ring_addr + ring_bytes
         self._data_off = ring_bytes
-        self._ring_mv = memoryview(self.mem)[:ring_bytes]
-        del base
         reg = bytearray(40)  # struct io_uring_buf_reg
         struct.pack_into("<QIHH", reg, 0, ring_addr, entries, bgid, 0)
         rc = lib.tu_register(manager.ring.handle, REGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
         if rc < 0:
-            self._ring_mv.release()
             self.mem.close()
             raise OSError(-rc, "IORING_REGISTER_PBUF_RING failed")
         self._tail = 0
         for bid in range(entries):
-            _pack_entry(self._ring_mv, bid * _ENTRY, self._addr + bid * size, size, bid)
-        self._publish(entries)
-
-    def _publish(self, tail: int) -> None:
-        self._tail = tail
-        if _store_release is not None:
-            _store_release(ffi.from_buffer(self._ring_mv), _TAIL_OFFSET, tail & 0xFFFF)
-        else:
-            _pack_tail(self._ring_mv, _TAIL_OFFSET, tail & 0xFFFF)
+            self.recycle(bid)
 
     def recycle(self, bid: int) -> None:
         """Give buffer ``bid`` back to the kernel."""
         tail = self._tail
-        _pack_entry(
-            self._ring_mv, (tail & self.mask) * _ENTRY, self._addr + bid * self.size, self.size, bid
-        )
-        self._publish(tail + 1)
+        self._tail = tail + 1
+        _give(self._ring, self.mask, tail, self._addr + bid * self.size, self.size, bid)
 
     def take(self, bid: int, nbytes: int) -> bytes:
         """Copy ``nbytes`` out of buffer ``bid`` and give the buffer back to the kernel."""
@@ -122,8 +94,8 @@ class BufferRing:
         off = self._data_off + start
         data = self.mem[off : off + nbytes]
         tail = self._tail
-        _pack_entry(self._ring_mv, (tail & self.mask) * _ENTRY, self._addr + start, self.size, bid)
-        self._publish(tail + 1)
+        self._tail = tail + 1
+        _give(self._ring, self.mask, tail, self._addr + start, self.size, bid)
         return data
 
     def available(self, manager: UringIOManager) -> int:
@@ -155,8 +127,7 @@ def stream_ring(manager: UringIOManager) -> BufferRing | None:
     ``None`` if multishot receive is unavailable: a kernel without
     ``IORING_REGISTER_PBUF_RING`` (5.19) or multishot recv (6.0, probed through
     ``IORING_OP_SEND_ZC`` which arrived in the same release), a refused
-    registration (e.g. ``RLIMIT_MEMLOCK``), or a weakly ordered CPU without the
-    C release-store helper.
+    registration (e.g. ``RLIMIT_MEMLOCK``).
     """
     try:
         return _stream_rings[manager]
@@ -165,11 +136,7 @@ def stream_ring(manager: UringIOManager) -> BufferRing | None:
     ring: BufferRing | None = None
     from ._constants import Op
 
-    if (
-        manager.supports(Op.SEND_ZC)
-        and manager.supports(Op.RECV)
-        and (_store_release is not None or platform.machine().lower() in _TSO_MACHINES)
-    ):
+    if manager.supports(Op.SEND_ZC) and manager.supports(Op.RECV):
         try:
             ring = BufferRing(manager, STREAM_GROUP, DEFAULT_ENTRIES, DEFAULT_BUFFER_SIZE)
         except OSError:

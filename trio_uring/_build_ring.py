@@ -46,7 +46,8 @@ int tu_wait(tu_ring *r, int submit, unsigned min_complete, long long timeout_ns)
 unsigned tu_reap(tu_ring *r, char *out, unsigned max);
 unsigned tu_cq_ready(tu_ring *r);
 unsigned tu_sq_flags(tu_ring *r);
-void tu_store_release_u16(void *base, size_t off, unsigned short value);
+void tu_pbuf_give(uintptr_t ring, unsigned mask, unsigned tail, unsigned long long addr,
+                  unsigned len, unsigned short bid);
 """
 
 C_SOURCE = r"""
@@ -347,9 +348,18 @@ int tu_wait(tu_ring *r, int submit, unsigned min_complete, long long timeout_ns)
     return ret < 0 ? -errno : (int)ret;
 }
 
-/* Publish a provided-buffer ring tail: entries written before must be visible first. */
-void tu_store_release_u16(void *base, size_t off, unsigned short value) {
-    __atomic_store_n((unsigned short *)((char *)base + off), value, __ATOMIC_RELEASE);
+/* Provided-buffer ring: write entry (tail & mask) = {addr, len, bid}, then publish
+ * tail + 1 with a release store (the kernel reads the tail with an acquire load).
+ * struct io_uring_buf is {u64 addr; u32 len; u16 bid; u16 resv}; the ring's u16
+ * tail aliases bufs[0].resv (offset 14), which this never writes otherwise. */
+void tu_pbuf_give(uintptr_t ring, unsigned mask, unsigned tail, unsigned long long addr,
+                  unsigned len, unsigned short bid) {
+    char *e = (char *)ring + (size_t)(tail & mask) * 16;
+    memcpy(e, &addr, 8);
+    memcpy(e + 8, &len, 4);
+    memcpy(e + 12, &bid, 2);
+    __atomic_store_n((unsigned short *)((char *)ring + 14), (unsigned short)(tail + 1),
+                     __ATOMIC_RELEASE);
 }
 
 unsigned tu_cq_ready(tu_ring *r) {
