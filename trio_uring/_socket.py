@@ -260,11 +260,6 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
     #: now be the one receiving.
     _uring_receiver: Task | None = None
     _uring_sender: Task | None = None
-    #: The last receive had to wait and came back short: the next one submits its
-    #: RECV at once instead of first trying the syscall (which would most likely
-    #: fail with EAGAIN, a syscall and an exception for nothing).  A full read
-    #: means more may be queued, so the next receive tries first again.
-    _uring_recv_waits: bool = False
 
     def _completion_manager(self, flags: object) -> UringIOManager | None:
         """The manager to submit on, or ``None`` where trio's own method must run.
@@ -302,7 +297,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         sock = self._sock
         if manager is None or type(buflen) is not int or buflen <= 0:
             return await super().recv(buflen, flags)  # type: ignore[no-any-return]
-        if _try_first and not self._uring_recv_waits:
+        if _try_first:
             data = await _try_now(sock.recv, buflen, flags)
             if data is not _WOULD_BLOCK:
                 return data  # type: ignore[no-any-return]
@@ -311,14 +306,12 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             buf = _alloc("char[]", buflen)
             try:
                 n = await manager.perform(_RECV, sock.fileno(), 0, buf, buflen, flags, keep=buf)
-                self._uring_recv_waits = n < buflen
                 return ffi.unpack(buf, n)  # type: ignore[no-any-return]
             finally:
                 ffi.release(buf)  # free it now, not when the last reference goes
         buf = _pool.pop() if _pool else _alloc("char[]", _POOLED)
         try:
             n = await manager.perform(_RECV, sock.fileno(), 0, buf, buflen, flags, keep=buf)
-            self._uring_recv_waits = n < buflen
             return ffi.unpack(buf, n)  # type: ignore[no-any-return]
         finally:
             # perform() returns or raises only after the final CQE: the kernel is done.
@@ -341,14 +334,12 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
                 return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
             if nbytes:
                 size = nbytes
-            if _try_first and not self._uring_recv_waits:
+            if _try_first:
                 n = await _try_now(sock.recv_into, buffer, size, flags)
                 if n is not _WOULD_BLOCK:
                     return n  # type: ignore[no-any-return]
             self._claim_receive()
-            n = await manager.perform(_RECV, sock.fileno(), 0, cbuf, size, flags, keep=cbuf)
-            self._uring_recv_waits = n < size
-            return n
+            return await manager.perform(_RECV, sock.fileno(), 0, cbuf, size, flags, keep=cbuf)
         finally:
             # Drop our export of the caller's buffer now (the kernel is done with it),
             # not when a traceback frees this frame: memoryview.release() and
