@@ -175,6 +175,33 @@ async def test_idle_connections_hold_no_buffer() -> None:
     await assert_idle()
 
 
+async def test_send_all_cancelled_before_submission_sends_nothing() -> None:
+    a, b = await tcp_pair()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await a.send_all(b"never sent")
+    assert scope.cancelled_caught
+    assert a._s_op is None  # the stream's send slot is free again
+    await a.send_all(b"after cancel")
+    assert await b.receive_some() == b"after cancel"
+    await a.aclose()
+    await b.aclose()
+
+
+async def test_send_all_cancelled_while_clogged_then_stream_still_closes() -> None:
+    a, b = await tcp_pair()
+    await fill_stream(a)  # its send_all was parked on a SEND and cancelled
+    assert a._s_op is None and not a._sending
+    await a.aclose()
+    got = 0
+    while data := await b.receive_some():
+        assert set(data) == {ord("x")}
+        got += len(data)
+    assert got > 0
+    await assert_idle()
+    await b.aclose()
+
+
 async def test_cancel_mid_receive_some_loses_nothing() -> None:
     a, b = await tcp_pair()
     with trio.move_on_after(0.01) as scope:

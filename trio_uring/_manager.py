@@ -80,6 +80,7 @@ _UD_WAKEUP: Final = 1
 _UD_FIRST: Final = 16
 
 _unpack_cqes = struct.Struct("=QiI").iter_unpack
+_run_context = _trio_compat.GLOBAL_RUN_CONTEXT
 
 #: Called with the manager at the first loop tick of every run on io_uring, on the
 #: trio thread with the run context set (before any task has run).  Used to set
@@ -766,7 +767,7 @@ class UringIOManager:
         """
         ud = self._next_ud
         self._next_ud = ud + 1
-        op = _DataOp(self, ud, fd, current_task())
+        op = _DataOp(self, ud, fd, _run_context.task)
         op.keep = keep
         pos: int = lib.tu_prep(
             self._r, opcode, 0, fd, off, addr, length, op_flags, ud, buf_index, file_index, ioprio

@@ -38,7 +38,6 @@ from trio.lowlevel import (
     Abort,
     checkpoint,
     checkpoint_if_cancelled,
-    current_task,
     reschedule,
     wait_task_rescheduled,
 )
@@ -55,7 +54,15 @@ from ._constants import (
 from ._install import current_manager
 from ._manager import UringIOManager, _DataOp
 from ._ring_cffi import ffi
-from ._trio_compat import READY, WaitTaskRescheduled, completed_checkpoint, park
+from ._trio_compat import (
+    GLOBAL_RUN_CONTEXT as _run_context,
+)
+from ._trio_compat import (
+    READY,
+    WaitTaskRescheduled,
+    completed_checkpoint,
+    park,
+)
 from ._zerocopy import submit_zc, wait_notification
 
 if TYPE_CHECKING:
@@ -227,6 +234,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._r_err: OSError | None = None
         self._r_waiter: Task | None = None
         self._r_trap = WaitTaskRescheduled(self._abort_receive)
+        self._s_op: _DataOp | None = None
+        self._s_trap = WaitTaskRescheduled(self._abort_send)
         self._recv_op: _RecvOp | None = None
         self._ring: _bufring.BufferRing | None = None
         with suppress(OSError):
@@ -301,11 +310,21 @@ class SocketStream(trio.abc.HalfCloseableStream):
                             manager, fd, addr, n, keep, type(data) is not bytes
                         )
                     else:
-                        sent += await manager.submit(Op.SEND, fd, 0, addr, n, _SEND_FLAGS, keep)
+                        op = manager.submit(Op.SEND, fd, 0, addr, n, _SEND_FLAGS, keep)
+                        self._s_op = op
+                        await park(self._s_trap)  # as `await op`, with a trap made once
+                        res = op.res
+                        sent += res if res >= 0 else op.result()
                 except OSError as exc:
                     raise _translate(exc) from None
         finally:
+            self._s_op = None
             self._sending = False
+
+    def _abort_send(self, raise_cancel: Callable[[], object]) -> Abort:
+        op = self._s_op
+        assert op is not None
+        return op.abort(raise_cancel)
 
     async def _send_zc(
         self, manager: UringIOManager, fd: int, addr: Any, n: int, keep: object, wait_notif: bool
@@ -389,7 +408,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             elif self._ring is not None:
                 if self._recv_op is None:
                     self._arm_recv()
-                self._r_waiter = current_task()
+                self._r_waiter = _run_context.task
                 await park(self._r_trap)
             if self._closed:
                 raise trio.ClosedResourceError("another task closed this stream")
