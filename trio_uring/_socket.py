@@ -85,7 +85,7 @@ from . import _sockaddr, _trio_compat
 from ._constants import Op
 from ._manager import UringIOManager, run_start_hooks
 from ._ring_cffi import ffi
-from ._trio_compat import CancelShieldedCheckpoint
+from ._trio_compat import CancelShieldedCheckpoint, cancel_pending
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -228,7 +228,8 @@ def _try_now(call: Any, *args: Any) -> Generator[Any, Any, Any]:
     completes is followed by ``cancel_shielded_checkpoint``; ``BlockingIOError`` means
     the caller submits an SQE instead (``perform`` is the checkpoint then).
     """
-    yield from checkpoint_if_cancelled()
+    if cancel_pending():
+        yield from checkpoint_if_cancelled()  # raises Cancelled
     try:
         result = call(*args)
     except BlockingIOError:
