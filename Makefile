@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-project test-trio lint bench docs clean
+.PHONY: run test test-project test-trio lint bench bench-instr docs clean
 
 $(STAMP): pyproject.toml setup.py trio_uring/_build_ring.py
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test-trio: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) benchmarks/run.py
+
+# Instructions per echoed message under callgrind: the steady figure for A/B work.
+bench-instr: $(STAMP)
+	$(PY) benchmarks/instructions.py
 
 DOCS_STAMP := $(VENV)/.docs-installed
 $(DOCS_STAMP): $(STAMP)

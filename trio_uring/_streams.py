@@ -94,6 +94,7 @@ RECEIVE_LOW_WATER: Final = 64 * 1024
 _MSG_WAITALL: Final = 0x100
 _MSG_NOSIGNAL: Final = 0x4000
 _SEND_FLAGS: Final = _MSG_WAITALL | _MSG_NOSIGNAL
+_OP_SEND: Final = int(Op.SEND)  # a plain int: cheaper to look up and to convert
 _ENOBUFS: Final = -errno.ENOBUFS
 _ECANCELED: Final = -errno.ECANCELED
 _EINVAL: Final = -errno.EINVAL
@@ -310,7 +311,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                             manager, fd, addr, n, keep, type(data) is not bytes
                         )
                     else:
-                        op = manager.submit(Op.SEND, fd, 0, addr, n, _SEND_FLAGS, keep)
+                        op = manager.submit(_OP_SEND, fd, 0, addr, n, _SEND_FLAGS, keep)
                         self._s_op = op
                         await park(self._s_trap)  # as `await op`, with a trap made once
                         res = op.res
