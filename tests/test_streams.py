@@ -181,7 +181,8 @@ async def test_send_all_cancelled_before_submission_sends_nothing() -> None:
         scope.cancel()
         await a.send_all(b"never sent")
     assert scope.cancelled_caught
-    assert a._s_op is None  # the stream's send slot is free again
+    # the stream's send slot is free again and holds no buffer
+    assert not a._sending and (a._s_op is None or a._s_op.keep is None)
     await a.send_all(b"after cancel")
     assert await b.receive_some() == b"after cancel"
     await a.aclose()
@@ -191,7 +192,7 @@ async def test_send_all_cancelled_before_submission_sends_nothing() -> None:
 async def test_send_all_cancelled_while_clogged_then_stream_still_closes() -> None:
     a, b = await tcp_pair()
     await fill_stream(a)  # its send_all was parked on a SEND and cancelled
-    assert a._s_op is None and not a._sending
+    assert not a._sending and a._s_op is not None and a._s_op.keep is None
     await a.aclose()
     got = 0
     while data := await b.receive_some():

@@ -757,6 +757,7 @@ class UringIOManager:
         buf_index: int = 0,
         file_index: int = 0,
         ioprio: int = 0,
+        op: _DataOp | None = None,
     ) -> _DataOp:
         """Queue one operation (no linked timeout) for the current task; ``await`` it at once.
 
@@ -764,10 +765,21 @@ class UringIOManager:
         errors.  The caller must await the returned op before its next checkpoint,
         and in guest mode must have passed ``checkpoint_if_cancelled()`` first
         (``perform`` does both).  For hot paths that know they need no deadline link.
+
+        ``op`` recycles a record the caller keeps for one operation at a time (a
+        stream's send slot) instead of allocating one; it must be finished, i.e.
+        its previous wait has returned or raised.
         """
         ud = self._next_ud
         self._next_ud = ud + 1
-        op = _DataOp(self, ud, fd, _run_context.task)
+        if op is None:
+            op = _DataOp(self, ud, fd, _run_context.task)
+        else:
+            op.user_data = ud
+            op.fd = fd
+            op.task = _run_context.task
+            op.raise_cancel = None
+            op.closing = False
         op.keep = keep
         pos: int = lib.tu_prep(
             self._r, opcode, 0, fd, off, addr, length, op_flags, ud, buf_index, file_index, ioprio

@@ -235,6 +235,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._r_err: OSError | None = None
         self._r_waiter: Task | None = None
         self._r_trap = WaitTaskRescheduled(self._abort_receive)
+        #: The record of this stream's SEND, reused by every send_all (one at a time).
         self._s_op: _DataOp | None = None
         self._s_trap = WaitTaskRescheduled(self._abort_send)
         self._recv_op: _RecvOp | None = None
@@ -311,7 +312,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
                             manager, fd, addr, n, keep, type(data) is not bytes
                         )
                     else:
-                        op = manager.submit(_OP_SEND, fd, 0, addr, n, _SEND_FLAGS, keep)
+                        op = manager.submit(
+                            _OP_SEND, fd, 0, addr, n, _SEND_FLAGS, keep, 0, 0, 0, self._s_op
+                        )
                         self._s_op = op
                         await park(self._s_trap)  # as `await op`, with a trap made once
                         res = op.res
@@ -319,7 +322,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 except OSError as exc:
                     raise _translate(exc) from None
         finally:
-            self._s_op = None
+            if self._s_op is not None:
+                self._s_op.keep = None  # the kernel is done with the buffer
             self._sending = False
 
     def _abort_send(self, raise_cancel: Callable[[], object]) -> Abort:
