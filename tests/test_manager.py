@@ -393,3 +393,47 @@ def test_close_drains_in_flight_requests() -> None:
         manager.close()  # idempotent
         assert not manager._undrained  # every request's final CQE arrived before the ring went
     assert manager.statistics().operations_in_flight == 0
+
+
+async def test_instruments_work_with_the_fast_membership_test() -> None:
+    """The run's Instruments object answers `in` from C; adding/removing hooks still works."""
+    from trio_uring import _trio_compat
+
+    runner = _trio_compat.current_runner()
+    assert type(runner.instruments).__contains__ == runner.instruments.data.__contains__
+    scheduled: list[object] = []
+
+    class Recorder(trio.abc.Instrument):
+        def task_scheduled(self, task: trio.lowlevel.Task) -> None:
+            scheduled.append(task)
+
+    recorder = Recorder()
+    assert "task_scheduled" not in runner.instruments
+    trio.lowlevel.add_instrument(recorder)
+    assert "task_scheduled" in runner.instruments
+    await trio.sleep(0)
+    assert scheduled == [trio.lowlevel.current_task()]
+    trio.lowlevel.remove_instrument(recorder)
+    assert "task_scheduled" not in runner.instruments
+    await trio.sleep(0)
+    assert len(scheduled) == 1
+
+
+async def test_ready_wakes_trios_own_wait_task_rescheduled_with_none() -> None:
+    """The reusable READY outcome is a plain `None` to code that parks the trio way."""
+    manager = current_manager()
+    task = trio.lowlevel.current_task()
+    results: list[object] = []
+    for _ in range(2):  # the same outcome object twice: it is never "used up"
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_wake_with_ready, manager, task)
+            abort = lambda _: trio.lowlevel.Abort.FAILED  # noqa: E731
+            results.append(await trio.lowlevel.wait_task_rescheduled(abort))
+    assert results == [None, None]
+
+
+async def _wake_with_ready(manager: trio_uring.UringIOManager, task: trio.lowlevel.Task) -> None:
+    from trio_uring._trio_compat import READY
+
+    await trio.testing.wait_all_tasks_blocked()
+    manager.reschedule(task, READY)

@@ -1,0 +1,92 @@
+"""Python bytecodes executed per echoed message, by function.
+
+    python benchmarks/opcodes.py [trio-epoll|trio-uring|uring-streams] [--conns 256]
+                                 [--messages 3000] [--top 30]
+
+Runs the echo server in this process, warms it up with the C load generator, then
+counts every bytecode executed while ``--messages`` more messages go through
+(``sys.settrace`` with ``f_trace_opcodes``) and prints the functions that executed
+the most, per message.  Tracing makes the server ~100x slower, so only the counts
+mean anything: they are exact, and they say which Python code a change should
+shorten.  The counts include the load generator's connection set-up (accept, task
+spawn, close), spread over ``--messages``; use enough messages per connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import trio  # noqa: E402
+
+from trio_uring._bench import _trio_echo, find_loadgen  # noqa: E402
+
+Key = tuple[str, str, int]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("variant", nargs="?", default="uring-streams",
+                        choices=["trio-epoll", "trio-uring", "uring-streams"])  # fmt: skip
+    parser.add_argument("--conns", type=int, default=256)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--top", type=int, default=30)
+    args = parser.parse_args()
+    loadgen = find_loadgen()
+    counts: collections.Counter[Key] = collections.Counter()
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        frame.f_trace_opcodes = True
+        if event == "opcode":
+            code = frame.f_code
+            counts[(code.co_name, os.path.basename(code.co_filename), code.co_firstlineno)] += 1
+        return tracer
+
+    def load(port: int, messages: int) -> list[str]:
+        return [*loadgen.argv, "echo", "--port", str(port), "--conns", str(args.conns),
+                "--size", str(args.size), "--messages", str(messages),
+                "--duration", "3600", "--warmup", "0"]  # fmt: skip
+
+    async def serve() -> None:
+        if args.variant == "uring-streams":
+            from trio_uring._highlevel import serve_tcp
+        else:
+            serve_tcp = trio.serve_tcp
+        async with trio.open_nursery() as nursery:
+            handler = functools.partial(serve_tcp, _trio_echo, 0, host="127.0.0.1", backlog=4096)
+            listeners = await nursery.start(handler)
+            port = listeners[0].socket.getsockname()[1]
+            await trio.run_process(load(port, 3000), capture_stdout=True)
+            sys.settrace(tracer)
+            done = await trio.run_process(load(port, args.messages), capture_stdout=True)
+            sys.settrace(None)
+            nursery.cancel_scope.cancel()
+        messages = json.loads(done.stdout)["messages"]
+        total = sum(counts.values())
+        print(f"{args.variant}: {total / messages:,.0f} bytecodes per message "
+              f"({messages} messages, {args.conns} connections x {args.size} B)")  # fmt: skip
+        for (name, filename, line), n in counts.most_common(args.top):
+            print(f"{n / messages:8.1f}  {name}  ({filename}:{line})")
+
+    if args.variant == "trio-epoll":
+        trio.run(serve)
+    else:
+        import trio_uring
+
+        trio_uring.run(serve)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
