@@ -470,3 +470,43 @@ def test_streams_work_on_trios_own_backend() -> None:
     finally:
         if installed:
             trio_uring.install()
+
+
+async def test_completions_reach_a_busy_loop_without_an_interrupt() -> None:
+    """With COOP_TASKRUN the kernel leaves completions for our next kernel entry; a run
+    loop that never goes idle must still enter for them (IORING_SQ_TASKRUN) instead of
+    waiting for a timer interrupt.  The data comes from another process, and the loop
+    polls shared memory, so nothing here makes a syscall by accident."""
+    import mmap
+
+    a, b = stdsocket.socketpair()
+    stream = SocketStream(tsocket.from_stdlib_socket(b))
+    got: list[bytes] = []
+
+    async def reader() -> None:
+        got.append(await stream.receive_some())
+
+    flag = mmap.mmap(-1, 1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()  # the multishot RECV is armed and waiting
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child only sends
+            try:
+                a.send(b"ping")
+                flag[0] = 1
+            finally:
+                os._exit(0)
+        while flag[0] == 0:  # busy: the run loop never waits in io_uring_enter
+            await trio.sleep(0)
+        ticks = 0
+        while not got:
+            await trio.sleep(0)
+            ticks += 1
+    os.waitpid(pid, 0)
+    assert got == [b"ping"]
+    # The tick after the child sent enters the kernel and sees the data.  Without the
+    # SQ_TASKRUN check it takes until a timer interrupt: tens of loop ticks here.
+    assert ticks <= 2, ticks
+    a.close()
+    await stream.aclose()

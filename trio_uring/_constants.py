@@ -75,6 +75,8 @@ class Op(enum.IntEnum):
 SETUP_CQSIZE = 1 << 3
 SETUP_CLAMP = 1 << 4
 SETUP_SUBMIT_ALL = 1 << 7
+SETUP_COOP_TASKRUN = 1 << 8
+SETUP_TASKRUN_FLAG = 1 << 9
 
 # io_uring_params.features
 FEAT_SINGLE_MMAP = 1 << 0
@@ -147,3 +149,4 @@ UNREGISTER_PBUF_RING = 23
 
 # sq ring flags
 SQ_CQ_OVERFLOW = 1 << 1
+SQ_TASKRUN = 1 << 2

@@ -7,7 +7,15 @@ from typing import Any
 
 import trio
 
-from ._constants import FEAT_CQE_SKIP, Op
+from ._constants import (
+    FEAT_CQE_SKIP,
+    SETUP_CLAMP,
+    SETUP_COOP_TASKRUN,
+    SETUP_CQSIZE,
+    SETUP_SUBMIT_ALL,
+    SETUP_TASKRUN_FLAG,
+    Op,
+)
 from ._install import unavailable_reason
 from ._ring import Ring
 
@@ -35,6 +43,15 @@ USED_OPS: tuple[tuple[Op, str, str], ...] = (
 )
 
 
+_SETUP_NAMES = (
+    (SETUP_CQSIZE, "CQSIZE"),
+    (SETUP_CLAMP, "CLAMP"),
+    (SETUP_SUBMIT_ALL, "SUBMIT_ALL"),
+    (SETUP_COOP_TASKRUN, "COOP_TASKRUN"),
+    (SETUP_TASKRUN_FLAG, "TASKRUN_FLAG"),
+)
+
+
 def gather() -> dict[str, Any]:
     """Everything ``info`` prints, as a dict (also used by the benchmarks' JSON)."""
     info: dict[str, Any] = {
@@ -54,6 +71,7 @@ def gather() -> dict[str, Any]:
     try:
         info["features"] = ring.feature_names()
         info["setup_flags"] = hex(ring.setup_flags)
+        info["setup"] = [name for bit, name in _SETUP_NAMES if ring.setup_flags & bit]
         info["ops"] = {op.name: op in ring.supported_ops for op, _, _ in USED_OPS}
         fallbacks = [
             f"{op.name} missing: {what} uses {fallback}"
@@ -62,6 +80,10 @@ def gather() -> dict[str, Any]:
         ]
         if not ring.features & FEAT_CQE_SKIP:
             fallbacks.append("CQE_SKIP missing: internal cancels and timeouts post ignored CQEs")
+        if not ring.setup_flags & SETUP_COOP_TASKRUN:
+            fallbacks.append(
+                "COOP_TASKRUN missing (Linux < 5.19): completions interrupt the running thread"
+            )
         info["fallbacks"] = fallbacks
     finally:
         ring.close()
@@ -88,6 +110,7 @@ def main() -> int:
         return 1
     print("io_uring         usable")
     print(f"features         {' '.join(info['features'])}")
+    print(f"setup flags      {' '.join(info['setup'])}")
     print("operations:")
     for op, what, fallback in USED_OPS:
         ok = info["ops"][op.name]

@@ -55,6 +55,7 @@ from ._constants import (
     IOSQE_IO_LINK,
     POLL_ADD_MULTI,
     SQ_CQ_OVERFLOW,
+    SQ_TASKRUN,
     TIMEOUT_ABS,
     Op,
 )
@@ -483,7 +484,9 @@ class UringIOManager:
         if self._expired:
             self._resubmit_expired()
         if timeout <= 0 or lib.tu_cq_ready(r) or self._stash:
-            if lib.tu_unsubmitted(r) or lib.tu_sq_flags(r) & SQ_CQ_OVERFLOW:
+            # Enter only to submit, to flush an overflowed CQ, or to run completions
+            # the kernel left for our next entry (COOP_TASKRUN sets SQ_TASKRUN).
+            if lib.tu_unsubmitted(r) or lib.tu_sq_flags(r) & (SQ_CQ_OVERFLOW | SQ_TASKRUN):
                 rc = lib.tu_wait(r, 1, 0, 0)
                 if rc < 0 and rc not in (_ETIME, _EINTR, -errno.EBUSY, -errno.EAGAIN):
                     raise OSError(-rc, os.strerror(-rc))

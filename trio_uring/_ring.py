@@ -16,8 +16,10 @@ from ._constants import (
     FEAT_NODROP,
     FEATURE_NAMES,
     SETUP_CLAMP,
+    SETUP_COOP_TASKRUN,
     SETUP_CQSIZE,
     SETUP_SUBMIT_ALL,
+    SETUP_TASKRUN_FLAG,
     Op,
 )
 from ._ring_cffi import ffi, lib
@@ -59,10 +61,20 @@ class Ring:
     def __init__(self, entries: int = DEFAULT_ENTRIES, cq_factor: int = 8) -> None:
         self.handle: Any = ffi.new("tu_ring *")
         self.handle.fd = -1
-        flags = SETUP_CQSIZE | SETUP_CLAMP | SETUP_SUBMIT_ALL
+        # COOP_TASKRUN (5.19): completions are not pushed into the running thread
+        # with an interrupt (an IPI, a VM exit under a hypervisor) but run at its next
+        # kernel entry; TASKRUN_FLAG sets IORING_SQ_TASKRUN meanwhile, so the manager
+        # knows to enter.  A sleeping thread is still woken.
+        flags = (
+            SETUP_CQSIZE | SETUP_CLAMP | SETUP_SUBMIT_ALL | SETUP_COOP_TASKRUN | SETUP_TASKRUN_FLAG
+        )
         rc = lib.tu_setup(self.handle, entries, entries * cq_factor, flags)
         if rc == -errno.EINVAL:
-            # SUBMIT_ALL arrived in 5.18; older kernels reject the unknown flag.
+            # Older kernels reject unknown flags: COOP_TASKRUN/TASKRUN_FLAG (5.19) first,
+            # then SUBMIT_ALL (5.18).
+            flags &= ~(SETUP_COOP_TASKRUN | SETUP_TASKRUN_FLAG)
+            rc = lib.tu_setup(self.handle, entries, entries * cq_factor, flags)
+        if rc == -errno.EINVAL:
             flags &= ~SETUP_SUBMIT_ALL
             rc = lib.tu_setup(self.handle, entries, entries * cq_factor, flags)
         if rc < 0:
