@@ -150,5 +150,6 @@ def speed_up_instrument_checks(runner: Any) -> None:
     data = getattr(inst, "data", None)
     if type(inst) is not Instruments or type(data) is not dict:
         return
-    fast = type("Instruments", (Instruments,), {"__slots__": (), "__contains__": data.__contains__})
+    namespace = {"__slots__": (), "__contains__": data.__contains__, "__module__": __name__}
+    fast = type("Instruments", (Instruments,), namespace)
     inst.__class__ = fast
