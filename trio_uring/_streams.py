@@ -417,7 +417,15 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 # arrives during that loop tick, and then no park is needed (at one
                 # connection this saves a blocking io_uring_enter per message).
                 await completed_checkpoint()
-                if not (self._rq or self._r_eof or self._r_err is not None or self._closed):
+                # (Anything that happened meanwhile, a multishot that turned out to be
+                # unsupported included, found no waiter to wake: look before parking.)
+                if not (
+                    self._rq
+                    or self._r_eof
+                    or self._r_err is not None
+                    or self._closed
+                    or self._ring is None
+                ):
                     self._r_waiter = _run_context.task
                     await park(self._r_trap)
             if self._closed:
