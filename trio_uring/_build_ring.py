@@ -46,8 +46,14 @@ int tu_wait(tu_ring *r, int submit, unsigned min_complete, long long timeout_ns)
 unsigned tu_reap(tu_ring *r, char *out, unsigned max);
 unsigned tu_cq_ready(tu_ring *r);
 unsigned tu_sq_flags(tu_ring *r);
-void tu_pbuf_give(uintptr_t ring, unsigned mask, unsigned tail, unsigned long long addr,
-                  unsigned len, unsigned short bid);
+typedef struct {
+    uintptr_t ring;
+    unsigned long long base;
+    unsigned mask;
+    unsigned size;
+    unsigned tail;
+} tu_pbuf;
+void tu_pbuf_give(tu_pbuf *pb, unsigned short bid);
 """
 
 C_SOURCE = r"""
@@ -348,17 +354,29 @@ int tu_wait(tu_ring *r, int submit, unsigned min_complete, long long timeout_ns)
     return ret < 0 ? -errno : (int)ret;
 }
 
-/* Provided-buffer ring: write entry (tail & mask) = {addr, len, bid}, then publish
- * tail + 1 with a release store (the kernel reads the tail with an acquire load).
- * struct io_uring_buf is {u64 addr; u32 len; u16 bid; u16 resv}; the ring's u16
- * tail aliases bufs[0].resv (offset 14), which this never writes otherwise. */
-void tu_pbuf_give(uintptr_t ring, unsigned mask, unsigned tail, unsigned long long addr,
-                  unsigned len, unsigned short bid) {
-    char *e = (char *)ring + (size_t)(tail & mask) * 16;
+/* A provided-buffer ring: the kernel reads entries [head, tail) of the ring at
+ * `ring`; buffer `bid` is `size` bytes at base + bid * size. */
+typedef struct {
+    uintptr_t ring;
+    unsigned long long base;
+    unsigned mask;
+    unsigned size;
+    unsigned tail;
+} tu_pbuf;
+
+/* Give buffer `bid` (back) to the kernel: write entry (tail & mask) = {addr, len, bid},
+ * then publish tail + 1 with a release store (the kernel reads the tail with an
+ * acquire load).  struct io_uring_buf is {u64 addr; u32 len; u16 bid; u16 resv}; the
+ * ring's u16 tail aliases bufs[0].resv (offset 14), which this never writes otherwise. */
+void tu_pbuf_give(tu_pbuf *pb, unsigned short bid) {
+    unsigned long long addr = pb->base + (unsigned long long)bid * pb->size;
+    unsigned len = pb->size;
+    char *e = (char *)pb->ring + (size_t)(pb->tail & pb->mask) * 16;
     memcpy(e, &addr, 8);
     memcpy(e + 8, &len, 4);
     memcpy(e + 12, &bid, 2);
-    __atomic_store_n((unsigned short *)((char *)ring + 14), (unsigned short)(tail + 1),
+    pb->tail++;
+    __atomic_store_n((unsigned short *)((char *)pb->ring + 14), (unsigned short)pb->tail,
                      __ATOMIC_RELEASE);
 }
 
