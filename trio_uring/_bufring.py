@@ -82,7 +82,7 @@ class BufferRing:
             self.mem.close()
             raise OSError(-rc, "IORING_REGISTER_PBUF_RING failed")
         for bid in range(entries):
-            _give(self._pb, bid)
+            self.recycle(bid)
 
     def recycle(self, bid: int) -> None:
         """Give buffer ``bid`` back to the kernel."""

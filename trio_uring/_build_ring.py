@@ -46,6 +46,12 @@ int tu_wait(tu_ring *r, int submit, unsigned min_complete, long long timeout_ns)
 unsigned tu_reap(tu_ring *r, char *out, unsigned max);
 unsigned tu_cq_ready(tu_ring *r);
 unsigned tu_sq_flags(tu_ring *r);
+"""
+
+#: A provided-buffer ring's C-side state: the kernel reads entries [head, tail) of the
+#: ring at ``ring``; buffer ``bid`` is ``size`` bytes at ``base + bid * size``.  One
+#: definition, used by both the cdef and the C source.
+PBUF_STRUCT = r"""
 typedef struct {
     uintptr_t ring;
     unsigned long long base;
@@ -53,8 +59,9 @@ typedef struct {
     unsigned size;
     unsigned tail;
 } tu_pbuf;
-void tu_pbuf_give(tu_pbuf *pb, unsigned short bid);
 """
+
+CDEF += PBUF_STRUCT + "void tu_pbuf_give(tu_pbuf *pb, unsigned short bid);\n"
 
 C_SOURCE = r"""
 #include <errno.h>
@@ -354,16 +361,6 @@ int tu_wait(tu_ring *r, int submit, unsigned min_complete, long long timeout_ns)
     return ret < 0 ? -errno : (int)ret;
 }
 
-/* A provided-buffer ring: the kernel reads entries [head, tail) of the ring at
- * `ring`; buffer `bid` is `size` bytes at base + bid * size. */
-typedef struct {
-    uintptr_t ring;
-    unsigned long long base;
-    unsigned mask;
-    unsigned size;
-    unsigned tail;
-} tu_pbuf;
-
 /* Give buffer `bid` (back) to the kernel: write entry (tail & mask) = {addr, len, bid},
  * then publish tail + 1 with a release store (the kernel reads the tail with an
  * acquire load).  struct io_uring_buf is {u64 addr; u32 len; u16 bid; u16 resv}; the
@@ -401,7 +398,11 @@ unsigned tu_reap(tu_ring *r, char *out, unsigned max) {
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
-ffibuilder.set_source("trio_uring._ring_cffi", C_SOURCE, extra_compile_args=["-O2", "-std=gnu11"])
+ffibuilder.set_source(
+    "trio_uring._ring_cffi",
+    "#include <stdint.h>\n" + PBUF_STRUCT + C_SOURCE,
+    extra_compile_args=["-O2", "-std=gnu11"],
+)
 
 if __name__ == "__main__":  # pragma: no cover
     ffibuilder.compile(verbose=True)
