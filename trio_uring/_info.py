@@ -7,15 +7,7 @@ from typing import Any
 
 import trio
 
-from ._constants import (
-    FEAT_CQE_SKIP,
-    SETUP_CLAMP,
-    SETUP_COOP_TASKRUN,
-    SETUP_CQSIZE,
-    SETUP_SUBMIT_ALL,
-    SETUP_TASKRUN_FLAG,
-    Op,
-)
+from ._constants import FEAT_CQE_SKIP, SETUP_COOP_TASKRUN, Op
 from ._install import unavailable_reason
 from ._ring import Ring
 
@@ -43,15 +35,6 @@ USED_OPS: tuple[tuple[Op, str, str], ...] = (
 )
 
 
-_SETUP_NAMES = (
-    (SETUP_CQSIZE, "CQSIZE"),
-    (SETUP_CLAMP, "CLAMP"),
-    (SETUP_SUBMIT_ALL, "SUBMIT_ALL"),
-    (SETUP_COOP_TASKRUN, "COOP_TASKRUN"),
-    (SETUP_TASKRUN_FLAG, "TASKRUN_FLAG"),
-)
-
-
 def gather() -> dict[str, Any]:
     """Everything ``info`` prints, as a dict (also used by the benchmarks' JSON)."""
     info: dict[str, Any] = {
@@ -71,7 +54,7 @@ def gather() -> dict[str, Any]:
     try:
         info["features"] = ring.feature_names()
         info["setup_flags"] = hex(ring.setup_flags)
-        info["setup"] = [name for bit, name in _SETUP_NAMES if ring.setup_flags & bit]
+        info["setup"] = ring.setup_flag_names()
         info["ops"] = {op.name: op in ring.supported_ops for op, _, _ in USED_OPS}
         fallbacks = [
             f"{op.name} missing: {what} uses {fallback}"

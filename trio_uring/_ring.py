@@ -18,6 +18,7 @@ from ._constants import (
     SETUP_CLAMP,
     SETUP_COOP_TASKRUN,
     SETUP_CQSIZE,
+    SETUP_NAMES,
     SETUP_SUBMIT_ALL,
     SETUP_TASKRUN_FLAG,
     Op,
@@ -102,6 +103,9 @@ class Ring:
 
     def feature_names(self) -> list[str]:
         return [name for bit, name in FEATURE_NAMES.items() if self.features & bit]
+
+    def setup_flag_names(self) -> list[str]:
+        return [name for bit, name in SETUP_NAMES.items() if self.setup_flags & bit]
 
     def close(self) -> None:
         if self.handle.fd >= 0:
