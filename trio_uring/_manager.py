@@ -725,28 +725,21 @@ class UringIOManager:
         if self._guest:
             # Guest mode submits at once, so a doomed SQE could not be dropped later.
             await checkpoint_if_cancelled()
+        deadline = inf
         if (
             linkable
             and self._clock_offset is not None
             and self.linked_timeouts_enabled
             and self._deadline_is_near()
-            # -inf: the task is already cancelled; its SQE is dropped before submission.
-            and -inf < (deadline := current_effective_deadline()) < inf
         ):
-            ud = self._next_ud
-            self._next_ud = ud + 1
-            op = _DataOp(self, ud, fd, current_task())
-            op.keep = keep
-            op.args = (opcode, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)
-            self._submit_linked(op, deadline)
-            self._ops[ud] = op
-            if self._guest:
-                self._submit_now()
-        else:
-            op = self.submit(
-                opcode, fd, off, addr, length, op_flags, keep, buf_index, file_index, ioprio
-            )
-        return await op
+            deadline = current_effective_deadline()
+            if deadline == -inf:
+                # The task is already cancelled; its SQE is dropped before submission.
+                deadline = inf
+        return await self.submit(
+            opcode, fd, off, addr, length, op_flags, keep, buf_index, file_index, ioprio,
+            deadline=deadline,
+        )  # fmt: skip
 
     def submit(
         self,
@@ -761,13 +754,16 @@ class UringIOManager:
         file_index: int = 0,
         ioprio: int = 0,
         op: _DataOp | None = None,
+        deadline: float = inf,
     ) -> _DataOp:
-        """Queue one operation (no linked timeout) for the current task; ``await`` it at once.
+        """Queue one operation for the current task; ``await`` it at once.
 
         ``await op`` is :meth:`perform`'s wait: the same cancellation, results and
         errors.  The caller must await the returned op before its next checkpoint,
         and in guest mode must have passed ``checkpoint_if_cancelled()`` first
-        (``perform`` does both).  For hot paths that know they need no deadline link.
+        (``perform`` does both, and picks ``deadline``: a finite one links the SQE
+        to an ``IORING_OP_LINK_TIMEOUT`` at that trio time).  Hot paths that need no
+        deadline link call this directly.
 
         ``op`` recycles a record the caller keeps for one operation at a time (a
         stream's send slot) instead of allocating one; it must be finished, i.e.
@@ -783,17 +779,23 @@ class UringIOManager:
             op.task = _run_context.task
             op.raise_cancel = None
             op.closing = False
+            op.args = None
+            op.link_pos = -1
         op.keep = keep
-        pos: int = lib.tu_prep(
-            self._r, opcode, 0, fd, off, addr, length, op_flags, ud, buf_index, file_index, ioprio
-        )
-        while pos < 0:
-            self._make_room(pos)
-            pos = lib.tu_prep(
+        if deadline == inf:
+            # _prep(), inlined: this is every operation's path.
+            pos: int = lib.tu_prep(
                 self._r, opcode, 0, fd, off, addr, length, op_flags, ud, buf_index, file_index,
                 ioprio,
             )  # fmt: skip
-        op.sq_pos = pos
+            if pos < 0:
+                pos = self._prep(
+                    opcode, 0, fd, off, addr, length, op_flags, ud, buf_index, file_index, ioprio
+                )
+            op.sq_pos = pos
+        else:
+            op.args = (opcode, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)
+            self._submit_linked(op, deadline)
         self._ops[ud] = op
         if self._guest:
             self._submit_now()
