@@ -217,7 +217,6 @@ def _unpack_sockaddr(family: int, raw: bytes, length: int) -> object:
 
 
 _WOULD_BLOCK: Final = object()
-_SEND_TYPES: Final = frozenset({bytes, bytearray, memoryview})
 
 
 @types.coroutine
@@ -353,23 +352,17 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         sock = self._sock
         if manager is None:
             return await super().send(data, flags)  # type: ignore[no-any-return]
-        tried = False
-        if _try_first and type(data) in _SEND_TYPES:
-            # Exported to the C buffer only if the SQE path needs it (the common
-            # case completes here).
+        if _try_first:
+            # Arguments the stdlib rejects raise here, as in trio.  The buffer is
+            # exported to C only if the SQE path needs it (the common case ends here).
             sent = await _try_now(sock.send, data, flags)
             if sent is not _WOULD_BLOCK:
                 return sent  # type: ignore[no-any-return]
-            tried = True
         try:
             cbuf = ffi.from_buffer(data)
         except (TypeError, ValueError, BufferError):
             return await super().send(data, flags)  # type: ignore[no-any-return]
         try:
-            if _try_first and not tried:
-                sent = await _try_now(sock.send, data, flags)
-                if sent is not _WOULD_BLOCK:
-                    return sent  # type: ignore[no-any-return]
             self._claim_send()
             return await manager.perform(_SEND, sock.fileno(), 0, cbuf, len(cbuf), flags, keep=cbuf)
         finally:
