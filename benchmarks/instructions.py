@@ -43,14 +43,13 @@ sys.path.insert(0, str(HERE))
 
 from servers import ALL_VARIANTS  # noqa: E402
 
-from trio_uring._bench import BASELINE, find_loadgen, start_server  # noqa: E402
+from trio_uring._bench import BASELINE, Loadgen, find_loadgen, start_server  # noqa: E402
 
 DEFAULT_VARIANTS = "trio-epoll,trio-uring,uring-streams,uring-lowlevel,asyncio-streams"
 
 
-def _loadgen(argv: tuple[str, ...], port: int, conns: int, size: int, messages: int) -> int:
-    cmd = [*argv, "echo", "--port", str(port), "--conns", str(conns), "--size", str(size)]
-    cmd += ["--messages", str(messages), "--duration", "3600", "--warmup", "0"]
+def _loadgen(lg: Loadgen, port: int, conns: int, size: int, messages: int) -> int:
+    cmd = lg.command("echo", port, conns, size, messages=messages, duration=3600, warmup=0)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=3600)
     return int(json.loads(out.stdout)["messages"])
 
@@ -66,9 +65,7 @@ def _total(dump: Path) -> int:
     raise RuntimeError(f"no totals in {dump}")
 
 
-def count(
-    variant: Any, conns: int, size: int, messages: int, lg: tuple[str, ...]
-) -> dict[str, Any]:
+def count(variant: Any, conns: int, size: int, messages: int, lg: Loadgen) -> dict[str, Any]:
     """Instructions per message for one variant (one server under callgrind)."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
@@ -126,8 +123,7 @@ def main() -> int:
         return 1
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
         futures = [
-            pool.submit(count, known[n], args.conns, args.size, args.messages, lg.argv)
-            for n in names
+            pool.submit(count, known[n], args.conns, args.size, args.messages, lg) for n in names
         ]
         rows = [f.result() for f in futures]
     base = next((r["per_message"] for r in rows if r["variant"] == BASELINE), None)

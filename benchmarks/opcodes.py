@@ -54,9 +54,9 @@ def main() -> int:
         return tracer
 
     def load(port: int, messages: int) -> list[str]:
-        return [*loadgen.argv, "echo", "--port", str(port), "--conns", str(args.conns),
-                "--size", str(args.size), "--messages", str(messages),
-                "--duration", "3600", "--warmup", "0"]  # fmt: skip
+        return loadgen.command(
+            "echo", port, args.conns, args.size, messages=messages, duration=3600, warmup=0
+        )
 
     async def serve() -> None:
         if args.variant == "uring-streams":

@@ -84,11 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env.update(variant.env)
     with start_server(cmd, env) as (_proc, ready, _err):
-        lg = [*loadgen.argv, "echo", "--port", str(ready["port"]), "--conns", str(args.conns)]
-        lg += ["--size", str(args.size), "--warmup", "1", "--duration", str(args.seconds + 1.5)]
-        lg += ["--stat-pid", str(ready["pid"])]
-        if client_cpu is not None:
-            lg += ["--cpu", str(client_cpu)]
+        lg = loadgen.command(
+            "echo", ready["port"], args.conns, args.size, warmup=1,
+            duration=args.seconds + 1.5, stat_pid=ready["pid"], cpu=client_cpu,
+        )  # fmt: skip
         gen = subprocess.Popen(lg, stdout=subprocess.PIPE, text=True)
         time.sleep(1.2)
         spy = [pyspy, "record", "--pid", str(ready["pid"]), "--format", "raw", "--nonblocking"]

@@ -272,6 +272,16 @@ class Loadgen:
     argv: tuple[str, ...]
     note: str = ""
 
+    def command(self, mode: str, port: int, conns: int, size: int, **options: object) -> list[str]:
+        """The command line for one load: ``mode`` is ``echo`` or ``sink``; ``options``
+        are further ``--name value`` pairs (``stat_pid=...`` becomes ``--stat-pid``),
+        ``None`` values left out."""
+        cmd = [*self.argv, mode, "--port", str(port), "--conns", str(conns), "--size", str(size)]
+        for name, value in options.items():
+            if value is not None:
+                cmd += ["--" + name.replace("_", "-"), str(value)]
+        return cmd
+
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -643,12 +653,11 @@ def measure(
         if perf is not None:
             cmd = perf.wrap(cmd)
         with start_server(cmd, env) as (_proc, ready, errfile):
-            lg = [*loadgen.argv, "sink" if scenario.mode == "bulk" else "echo"]
-            lg += ["--port", str(ready["port"]), "--conns", str(scenario.conns)]
-            lg += ["--size", str(scenario.size), "--warmup", str(warmup)]
-            lg += ["--duration", str(duration), "--stat-pid", str(ready["pid"])]
-            if client_cpu is not None:
-                lg += ["--cpu", str(client_cpu)]
+            lg = loadgen.command(
+                "sink" if scenario.mode == "bulk" else "echo", ready["port"], scenario.conns,
+                scenario.size, warmup=warmup, duration=duration, stat_pid=ready["pid"],
+                cpu=client_cpu,
+            )  # fmt: skip
             pass_fds: tuple[int, ...] = ()
             if perf is not None:
                 perf.open()
