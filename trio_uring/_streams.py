@@ -54,15 +54,7 @@ from ._constants import (
 from ._install import current_manager
 from ._manager import UringIOManager, _DataOp
 from ._ring_cffi import ffi
-from ._trio_compat import (
-    GLOBAL_RUN_CONTEXT as _run_context,
-)
-from ._trio_compat import (
-    READY,
-    WaitTaskRescheduled,
-    completed_checkpoint,
-    park,
-)
+from ._trio_compat import GLOBAL_RUN_CONTEXT, READY, WaitTaskRescheduled, completed_checkpoint, park
 from ._zerocopy import submit_zc, wait_notification
 
 if TYPE_CHECKING:
@@ -426,7 +418,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                     or self._closed
                     or self._ring is None
                 ):
-                    self._r_waiter = _run_context.task
+                    self._r_waiter = GLOBAL_RUN_CONTEXT.task
                     await park(self._r_trap)
             if self._closed:
                 raise trio.ClosedResourceError("another task closed this stream")
