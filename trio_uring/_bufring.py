@@ -17,8 +17,8 @@ small C struct (``tu_pbuf``), so that call takes two arguments: each cffi
 argument costs ~50-100 ns here.
 
 The mmap is referenced by every operation that may write into it (``op.keep``),
-so the manager's graveyard keeps it alive if a ring is torn down with
-operations still in flight.
+so it stays mapped while any of them is in flight, even after a run closed
+(see ``UringIOManager.close``).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class BufferRing:
         self._pb = ffi.new("tu_pbuf *", (ring_addr, self._addr, self.mask, size, 0))
         reg = bytearray(40)  # struct io_uring_buf_reg
         struct.pack_into("<QIHH", reg, 0, ring_addr, entries, bgid, 0)
-        rc = lib.tu_register(manager.ring.handle, REGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
+        rc = manager.register(REGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
         if rc < 0:
             self.mem.close()
             raise OSError(-rc, "IORING_REGISTER_PBUF_RING failed")
@@ -99,7 +99,7 @@ class BufferRing:
         """Buffers the kernel may still pick (``IORING_REGISTER_PBUF_STATUS``, Linux 6.8)."""
         status = bytearray(40)  # struct io_uring_buf_status {u32 buf_group; u32 head; u32 resv[8]}
         struct.pack_into("<I", status, 0, self.bgid)
-        rc = lib.tu_register(manager.ring.handle, _REGISTER_PBUF_STATUS, ffi.from_buffer(status), 1)
+        rc = manager.register(_REGISTER_PBUF_STATUS, ffi.from_buffer(status), 1)
         if rc < 0:
             raise OSError(-rc, "IORING_REGISTER_PBUF_STATUS failed")
         head: int = struct.unpack_from("<I", status, 4)[0]
@@ -110,7 +110,7 @@ class BufferRing:
         """Unregister the group (the memory stays mapped until this object dies)."""
         reg = bytearray(40)
         struct.pack_into("<QIH", reg, 0, 0, 0, self.bgid)
-        lib.tu_register(manager.ring.handle, UNREGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
+        manager.register(UNREGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
 
 
 # Per manager: the streams' ring, or None if the kernel refused it.
@@ -141,12 +141,3 @@ def stream_ring(manager: UringIOManager) -> BufferRing | None:
             ring = None
     _stream_rings[manager] = ring
     return ring
-
-
-def disable_stream_ring(manager: UringIOManager) -> None:
-    """Multishot receive turned out to be unsupported: streams use one RECV per call."""
-    ring = _stream_rings.get(manager)
-    if ring is not None:
-        _stream_rings[manager] = None
-        if not manager._closed:
-            ring.unregister(manager)

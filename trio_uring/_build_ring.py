@@ -26,6 +26,8 @@ typedef struct {
 
 int tu_setup(tu_ring *r, unsigned entries, unsigned cq_entries, unsigned flags);
 void tu_teardown(tu_ring *r);
+void tu_forget(tu_ring *r);
+int tu_disconnect(int fd);
 int tu_probe(tu_ring *r, unsigned char *supported, int n);
 int tu_register(tu_ring *r, unsigned opcode, void *arg, unsigned nr_args);
 long long tu_prep(tu_ring *r, unsigned char opcode, unsigned char sqe_flags,
@@ -70,6 +72,7 @@ C_SOURCE = r"""
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -159,6 +162,7 @@ void tu_teardown(tu_ring *r) {
     free(r->timespecs);
     r->sqes = NULL; r->cq_map = NULL; r->sq_map = NULL; r->timespecs = NULL;
     r->fd = -1;
+    r->sq_khead = NULL;
 }
 
 int tu_setup(tu_ring *r, unsigned entries, unsigned cq_entries, unsigned flags) {
@@ -235,11 +239,31 @@ int tu_register(tu_ring *r, unsigned opcode, void *arg, unsigned nr_args) {
     return ret < 0 ? -errno : (int)ret;
 }
 
+/* After fork() the child has none of the ring's mappings (MADV_DONTFORK): close its
+   copy of the fd and make every call below fail instead of touching unmapped memory.
+   Never munmap here: those addresses may belong to something else in the child. */
+void tu_forget(tu_ring *r) {
+    if (r->fd >= 0) close(r->fd);
+    r->fd = -1;
+    r->sq_khead = NULL;
+}
+
+/* connect(fd, AF_UNSPEC): a TCP socket drops its send queue and resets the
+   connection (tcp_disconnect), so the kernel lets go of zero-copy pages at once. */
+int tu_disconnect(int fd) {
+    struct sockaddr sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_family = AF_UNSPEC;
+    return connect(fd, &sa, sizeof(sa)) < 0 ? -errno : 0;
+}
+
 unsigned tu_unsubmitted(tu_ring *r) {
+    if (!r->sq_khead) return 0;
     return r->sq_tail - __atomic_load_n(r->sq_khead, __ATOMIC_ACQUIRE);
 }
 
 unsigned tu_sq_flags(tu_ring *r) {
+    if (!r->sq_khead) return 0;
     return __atomic_load_n(r->sq_kflags, __ATOMIC_RELAXED);
 }
 
@@ -253,6 +277,7 @@ int tu_submit(tu_ring *r) {
 
 /* Get a free SQE slot, submitting what is queued if the SQ is full. */
 static struct tu_sqe *get_sqe(tu_ring *r, unsigned *pos, int *err) {
+    if (!r->sq_khead) { *err = -EBADF; return NULL; }
     unsigned head = __atomic_load_n(r->sq_khead, __ATOMIC_ACQUIRE);
     if (r->sq_tail - head >= r->sq_entries) {
         int ret = tu_submit(r);
@@ -266,6 +291,7 @@ static struct tu_sqe *get_sqe(tu_ring *r, unsigned *pos, int *err) {
 
 /* Make sure n SQEs fit without a submission in between (for linked pairs). */
 int tu_reserve(tu_ring *r, unsigned n) {
+    if (!r->sq_khead) return -EBADF;
     unsigned head = __atomic_load_n(r->sq_khead, __ATOMIC_ACQUIRE);
     if (r->sq_entries - (r->sq_tail - head) >= n) return 0;
     int ret = tu_submit(r);
@@ -331,6 +357,7 @@ long long tu_prep_timeout(tu_ring *r, unsigned char opcode, unsigned char sqe_fl
 /* Turn a queued SQE into a NOP if the kernel has not consumed it yet.
    Only called from the thread that also submits, so nothing races with it. */
 int tu_nop_if_unsubmitted(tu_ring *r, long long position) {
+    if (!r->sq_khead) return 0;
     unsigned pos = (unsigned)position;
     unsigned head = __atomic_load_n(r->sq_khead, __ATOMIC_ACQUIRE);
     if ((int)(pos - head) < 0 || (int)(r->sq_tail - pos) <= 0) return 0;
@@ -378,11 +405,13 @@ void tu_pbuf_give(tu_pbuf *pb, unsigned short bid) {
 }
 
 unsigned tu_cq_ready(tu_ring *r) {
+    if (!r->sq_khead) return 0;
     return __atomic_load_n(r->cq_ktail, __ATOMIC_ACQUIRE) - *r->cq_khead;
 }
 
 /* Copy up to max CQEs (16 bytes each: u64 user_data, s32 res, u32 flags) into out. */
 unsigned tu_reap(tu_ring *r, char *out, unsigned max) {
+    if (!r->sq_khead) return 0;
     unsigned head = *r->cq_khead;
     unsigned tail = __atomic_load_n(r->cq_ktail, __ATOMIC_ACQUIRE);
     unsigned n = tail - head;

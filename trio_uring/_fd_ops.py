@@ -13,8 +13,9 @@ cancellation behaves the same everywhere:
   its real result is returned (a short read/write, an opened fd) and the
   cancellation is delivered at the caller's next checkpoint.
 
-Buffers passed in (``readinto``, ``write``) are referenced by the operation and
-free again as soon as the call returns or raises.
+Buffers passed in (``readinto``, ``write``) are exported by the operation and
+released at its final CQE, so they are free again (resizable, releasable) as
+soon as the call returns or raises.
 
 Thread fallback: if the run is not on the io_uring manager (plain ``trio.run``,
 the epoll fallback), or the kernel lacks an opcode (``IORING_REGISTER_PROBE``),
@@ -160,11 +161,9 @@ async def read(fd: int, nbytes: int, offset: int = -1) -> bytes:
     # The kernel reads straight into a fresh, still unshared bytes object (one
     # copy, like io's BufferedReader); it is only handed out after the final CQE.
     out = bytes(length)
-    cbuf = ffi.from_buffer(out)
     n = await manager.perform(
-        Op.READ, fd, _sqe_off(offset), cbuf, length, 0, keep=(out, cbuf), linkable=offset != -1
+        Op.READ, fd, _sqe_off(offset), 0, length, 0, buffer=out, linkable=offset != -1
     )
-    del cbuf
     return out if n == length else out[:n]
 
 
@@ -185,10 +184,10 @@ async def readinto(fd: int, buffer: Buffer, offset: int = -1) -> int:
         if offset == -1:
             return await _in_thread(os.readv, fd, [buffer])
         return await _in_thread(os.preadv, fd, [buffer], offset)
-    cbuf = ffi.from_buffer(buffer, require_writable=True)
     return await manager.perform(
-        Op.READ, fd, _sqe_off(offset), cbuf, length, 0, keep=(buffer, cbuf), linkable=offset != -1
-    )
+        Op.READ, fd, _sqe_off(offset), 0, length, 0, buffer=buffer, writable=True,
+        linkable=offset != -1,
+    )  # fmt: skip
 
 
 async def write(fd: int, data: Buffer, offset: int = -1) -> int:
@@ -208,9 +207,8 @@ async def write(fd: int, data: Buffer, offset: int = -1) -> int:
         if offset == -1:
             return await _in_thread(os.write, fd, data)
         return await _in_thread(os.pwrite, fd, data, offset)
-    cbuf = ffi.from_buffer(data)
     return await manager.perform(
-        Op.WRITE, fd, _sqe_off(offset), cbuf, length, 0, keep=(data, cbuf), linkable=offset != -1
+        Op.WRITE, fd, _sqe_off(offset), 0, length, 0, buffer=data, linkable=offset != -1
     )
 
 

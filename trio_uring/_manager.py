@@ -21,7 +21,8 @@ Rules this module keeps (see docs/mapping.rst):
 * An SQE the kernel has not consumed yet is turned into a NOP instead of being
   cancelled, so an operation aborted before submission costs no cancel SQE.
 * Memory the kernel may touch stays referenced from the operation record until
-  its final CQE.
+  its final CQE (the lifecycle and the buffer rule: :mod:`trio_uring._operation`).
+* A forked child cannot use its parent's ring: touching it raises ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ import errno
 import os
 import struct
 import threading
-from collections.abc import Callable, Generator
+import warnings
+import weakref
+from collections.abc import Callable
 from math import inf
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
@@ -59,9 +62,18 @@ from ._constants import (
     TIMEOUT_ABS,
     Op,
 )
+from ._operation import (
+    ABANDONED,
+    CANCELLING,
+    COMPLETED,
+    PREPARED,
+    RESTARTABLE,
+    SUBMITTED,
+    Operation,
+)
 from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring
 from ._ring_cffi import ffi, lib
-from ._trio_compat import READY, WaitTaskRescheduled, park
+from ._trio_compat import WaitTaskRescheduled, park
 
 if TYPE_CHECKING:
     from trio.lowlevel import Task
@@ -88,10 +100,10 @@ _run_context = _trio_compat.GLOBAL_RUN_CONTEXT
 #: per-run state such as trio's custom socket factory.
 run_start_hooks: list[Callable[[UringIOManager], None]] = []
 
-#: Buffers of operations still in flight when a manager was closed without
-#: draining them (a kernel that never completed them).  Kept forever so the
-#: kernel never writes into freed memory.
-_graveyard: list[object] = []
+#: The kernel never transfers more than this in one request (MAX_RW_COUNT).
+MAX_RW_COUNT: Final = 0x7FFFF000
+#: ``submit(task=...)``'s default: the current task waits.
+_CURRENT: Final[Any] = object()
 
 
 @attrs.frozen
@@ -114,32 +126,12 @@ class UringStatistics:
     zerocopy_sends: int
     zerocopy_notifications: int
     zerocopy_copied: int
+    #: Requests nobody waits for but the kernel still holds (their memory stays referenced).
+    operations_abandoned: int = 0
     backend: str = "io_uring"
 
 
-class _Op:
-    """One in-flight request.  Subclasses decide what its CQEs mean."""
-
-    __slots__ = ("cqe_flags", "fd", "keep", "manager", "res", "sq_pos", "task", "user_data")
-
-    def __init__(self, manager: UringIOManager, user_data: int, fd: int, task: Task | None) -> None:
-        self.manager = manager
-        self.user_data = user_data
-        self.fd = fd
-        self.task = task
-        self.sq_pos = -1
-        self.res = 0
-        self.cqe_flags = 0
-        self.keep: object = None
-
-    def on_cqe(self, res: int, flags: int) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def on_closing(self) -> None:
-        """``notify_closing`` was called for this op's fd."""
-
-
-class _WakeupOp(_Op):
+class _WakeupOp(Operation):
     """Multishot poll on the eventfd that ``force_wakeup`` writes."""
 
     __slots__ = ()
@@ -153,17 +145,12 @@ class _WakeupOp(_Op):
             self.manager._arm_wakeup()
 
 
-class _IgnoredOp(_Op):
-    """A request nobody waits for any more (aborted poll, detached op)."""
+class _PollOp(Operation):
+    """``wait_readable`` / ``wait_writable``: a one-shot POLL_ADD.
 
-    __slots__ = ()
-
-    def on_cqe(self, res: int, flags: int) -> None:
-        pass
-
-
-class _PollOp(_Op):
-    """``wait_readable`` / ``wait_writable``: a one-shot POLL_ADD."""
+    A readiness wait has nothing to lose, so its abort always succeeds at once:
+    the poll is withdrawn, or cancelled and left ``ABANDONED`` until its CQE.
+    """
 
     __slots__ = ("mask", "waiters")
 
@@ -173,128 +160,36 @@ class _PollOp(_Op):
     def on_cqe(self, res: int, flags: int) -> None:
         task = self.task
         if task is None:
+            self.complete()
             return
         if res >= 0 and not res & (self.mask | _POLLERR_HUP_NVAL):
             # The kernel reports the wake-up's key, which need not include what we
             # asked for (AF_UNIX wakes writers with other bits).  epoll would not
             # report it; wait again under a fresh user_data.
-            self.manager._rearm_poll(self)
+            self.manager.submit(Op.POLL_ADD, self.fd, 0, ffi.NULL, 0, self.mask, op=self, task=task)
             return
-        self.task = None
         if self.waiters.get(self.fd) is self:
             del self.waiters[self.fd]
         self.res = res
-        self.manager.reschedule(task, READY)
+        self.complete()
 
     def abort(self, _: RaiseCancel) -> Abort:
-        self.task = None
         if self.waiters.get(self.fd) is self:
             del self.waiters[self.fd]
-        self.manager._discard(self)
+        if not self.manager.withdraw(self):
+            self.detach()
+        self.task = None
         return Abort.SUCCEEDED
 
     def on_closing(self) -> None:
         task = self.task
-        self.task = None
         if self.waiters.get(self.fd) is self:
             del self.waiters[self.fd]
-        self.manager._discard(self)
+        if not self.manager.withdraw(self):
+            self.detach()
         if task is not None:
+            self.task = None
             reschedule(task, outcome.Error(trio.ClosedResourceError("another task closed this fd")))
-
-
-class _DataOp(_Op):
-    """A completion-based operation whose result must never be lost."""
-
-    __slots__ = ("args", "closing", "expired", "link_pos", "raise_cancel")
-
-    def __init__(self, manager: UringIOManager, user_data: int, fd: int, task: Task | None) -> None:
-        # (inlined _Op.__init__: this runs once per operation)
-        self.manager = manager
-        self.user_data = user_data
-        self.fd = fd
-        self.task = task
-        self.sq_pos = -1
-        self.res = 0
-        self.cqe_flags = 0
-        self.keep: object = None
-        self.raise_cancel: RaiseCancel | None = None
-        self.closing = False
-        self.expired = False
-        self.link_pos = -1
-        self.args: tuple[Any, ...] | None = None
-
-    def on_cqe(self, res: int, flags: int) -> None:
-        self.res = res
-        self.cqe_flags = flags
-        task = self.task
-        if task is None:
-            return
-        if (
-            res == _ECANCELED
-            and self.raise_cancel is None
-            and not self.closing
-            and self.args is not None
-        ):
-            # Our linked timeout fired, but trio has not cancelled the task (yet).
-            # trio stays authoritative: park until it aborts, else resubmit.
-            self.expired = True
-            self.manager._linked_timeouts_fired += 1
-            self.manager._expired.append(self)
-            return
-        self.task = None
-        self.manager.reschedule(task, READY)
-
-    def __await__(self) -> Generator[Any, Any, int]:
-        """Park until the final CQE; return ``cqe->res`` or raise (see ``perform``)."""
-        msg = yield WaitTaskRescheduled(self.abort)
-        if msg is not READY:
-            msg.unwrap()
-        res = self.res
-        return res if res >= 0 else self.result()
-
-    def abort(self, raise_cancel: RaiseCancel) -> Abort:
-        manager = self.manager
-        if self.expired:
-            # The kernel already ended it at the deadline: nothing left to cancel.
-            self.expired = False
-            self.task = None
-            return Abort.SUCCEEDED
-        if manager._withdraw(self):
-            self.task = None
-            return Abort.SUCCEEDED
-        self.raise_cancel = raise_cancel  # its CQE decides: -ECANCELED -> raise_cancel()
-        return Abort.FAILED
-
-    def on_closing(self) -> None:
-        if self.task is None or self.closing:
-            return
-        self.closing = True
-        manager = self.manager
-        if self.expired:
-            self.expired = False
-            manager._expired.remove(self)
-            task, self.task = self.task, None
-            reschedule(
-                task, outcome.Error(trio.ClosedResourceError("another task closed this resource"))
-            )
-        elif manager._withdraw(self):
-            task, self.task = self.task, None
-            reschedule(
-                task, outcome.Error(trio.ClosedResourceError("another task closed this resource"))
-            )
-
-    def result(self) -> int:
-        """Turn the final CQE into the operation's result, or raise."""
-        res = self.res
-        if res >= 0:
-            return res
-        if res == _ECANCELED or (res == _EINTR and self.raise_cancel is not None):
-            if self.raise_cancel is not None:
-                self.raise_cancel()
-            if self.closing:
-                raise trio.ClosedResourceError("another task closed this resource")
-        raise OSError(-res, os.strerror(-res))
 
 
 class UringIOManager:
@@ -308,25 +203,36 @@ class UringIOManager:
     #: within this many seconds (see ``_deadline_is_near``).
     link_horizon: ClassVar[float] = 2.0
     cq_factor: ClassVar[int] = 8
+    #: How long ``close()`` waits for cancelled requests to end before it leaves
+    #: the rest to the kernel (see :func:`lingering`).
+    drain_timeout: ClassVar[float] = 1.0
 
     def __init__(self) -> None:
         self._closed = True
+        self._forked_from: int | None = None
+        _reap_lingering()
         self._ring = Ring(self.sq_entries, self.cq_factor)
         self._r = self._ring.handle
         self._closed = False
         self._fresh = True
         self._owner = threading.get_ident()
+        self._pid = os.getpid()
         self._guest: bool | None = None
         self._clock_offset: float | None = None
         self._deadlines: Any = None
         self._next_ud = _UD_FIRST
         #: The run's ``Runner.reschedule`` once bound (trio's public wrapper until then).
         self.reschedule: Callable[..., None] = reschedule
-        self._ops: dict[int, _Op] = {}
+        #: Every operation whose final CQE has not arrived, by user_data.
+        self._ops: dict[int, Operation] = {}
+        #: Operations by fd, for notify_closing (pruned lazily; see _index_fd).
+        self._by_fd: dict[int, list[Operation]] = {}
         self._readers: dict[int, _PollOp] = {}
         self._writers: dict[int, _PollOp] = {}
-        self._expired: list[_DataOp] = []
+        self._expired: list[Operation] = []
         self._stash: list[bytes] = []
+        #: Guest mode reaps in the worker thread; a full SQ may make the trio thread reap.
+        self._reap_lock = threading.Lock()
         self._cqbuf = ffi.new("char[]", self._ring.cq_entries * CQE_SIZE)
         self._cqbuf_max = self._ring.cq_entries
         self._skip_flag = IOSQE_CQE_SKIP_SUCCESS if self._ring.features & FEAT_CQE_SKIP else 0
@@ -346,18 +252,47 @@ class UringIOManager:
             self._ring.close()
             self._closed = True
             raise
-        self._wakeup = _WakeupOp(self, _UD_WAKEUP, self._wakefd, None)
+        self._wakeup = _WakeupOp(self, self._wakefd)
+        self._wakeup.user_data = _UD_WAKEUP
         self._ops[_UD_WAKEUP] = self._wakeup
         self._arm_wakeup()
+        _live_managers.add(self)
 
     # ------------------------------------------------------------------ ring
     @property
     def ring(self) -> Ring:
         return self._ring
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` ran (the ring no longer takes requests)."""
+        return self._closed
+
+    @property
+    def guest(self) -> bool:
+        """Whether this run is a guest run (SQEs are submitted at once)."""
+        if self._guest is None:
+            self._bind_run()
+        return bool(self._guest)
+
     def supports(self, op: Op) -> bool:
         """Whether the running kernel implements ``op`` (``IORING_REGISTER_PROBE``)."""
         return self._ring.supports(op)
+
+    def register(self, opcode: int, arg: Any, nr_args: int) -> int:
+        """``io_uring_register(2)`` on this ring; returns the result (``-errno`` on failure)."""
+        self._check_owner()
+        if self._closed:
+            return -errno.EBADF
+        rc: int = lib.tu_register(self._r, opcode, arg, nr_args)
+        return rc
+
+    def _check_owner(self) -> None:
+        if self._forked_from is not None:
+            raise RuntimeError(
+                f"this trio_uring run belongs to process {self._forked_from}: an io_uring is "
+                "not inherited across fork(); a forked child must start its own run"
+            )
 
     def _arm_wakeup(self) -> None:
         multi = POLL_ADD_MULTI
@@ -392,9 +327,11 @@ class UringIOManager:
 
     def _make_room(self, err: int) -> None:
         """The SQ was full and submitting failed (CQ overflow): reap, then retry."""
+        self._check_owner()
         if err not in (-errno.EBUSY, -errno.EAGAIN, _EINTR):
             raise OSError(-err, "io_uring submission failed: " + os.strerror(-err))
-        self._stash.append(self._reap())
+        with self._reap_lock:  # guest mode: the worker thread may be reaping too
+            self._stash.append(self._reap_locked())
 
     def _cancel(self, target: int) -> None:
         """Submit ``IORING_OP_ASYNC_CANCEL`` for ``target``; its own CQE is ignored."""
@@ -410,40 +347,179 @@ class UringIOManager:
         if self._guest:
             self._submit_now()
 
-    def _unsubmit(self, op: _Op) -> bool:
+    def _unsubmit(self, op: Operation) -> bool:
         """Turn ``op``'s SQE (and its linked timeout) into NOPs if not yet submitted."""
         if self._guest:
             return False
         if lib.tu_nop_if_unsubmitted(self._r, op.sq_pos):
-            if isinstance(op, _DataOp) and op.link_pos >= 0:
+            if op.link_pos >= 0:
                 lib.tu_nop_if_unsubmitted(self._r, op.link_pos)
             return True
         return False
 
-    def _withdraw(self, op: _Op) -> bool:
+    # ------------------------------------------------ the operation lifecycle
+    def withdraw(self, op: Operation) -> bool:
         """Take back ``op``: the one place that decides how an operation is cancelled.
 
         If the kernel has not consumed its SQE (or the ring is closed), the SQE
-        becomes a NOP, the record is dropped and True is returned: the operation
-        never happened.  Otherwise ``ASYNC_CANCEL`` is submitted and False is
-        returned: the operation's own CQE is still coming.
+        becomes a NOP, the operation completes without having happened (its
+        memory is released) and True is returned.  Otherwise ``ASYNC_CANCEL`` is
+        submitted, the operation is ``CANCELLING`` and False is returned: its
+        own CQE is still coming.
         """
         if self._closed or self._unsubmit(op):
             self._ops.pop(op.user_data, None)
+            op.state = COMPLETED
+            op.release()
             return True
-        self._cancel(op.user_data)
+        if op.state != CANCELLING:
+            op.state = CANCELLING
+            self._cancel(op.user_data)
         return False
 
-    def _discard(self, op: _Op) -> None:
-        """Nobody waits for ``op`` any more: withdraw it and ignore its late CQE."""
-        if self._closed or self._unsubmit(op):
-            self._ops.pop(op.user_data, None)
+    def submit(
+        self,
+        opcode: int,
+        fd: int,
+        off: int = 0,
+        addr: Any = ffi.NULL,
+        length: int = 0,
+        op_flags: int = 0,
+        keep: object = None,
+        buf_index: int = 0,
+        file_index: int = 0,
+        ioprio: int = 0,
+        op: Operation | None = None,
+        deadline: float = inf,
+        *,
+        buffer: object = None,
+        writable: bool = False,
+        sqe_flags: int = 0,
+        task: Any = _CURRENT,
+    ) -> Operation:
+        """Start one operation: the one place that writes an operation's SQE and tracks it.
+
+        ``await op`` is :meth:`perform`'s wait: the same cancellation, results and
+        errors.  The caller must await the returned op before its next checkpoint,
+        and in guest mode must have passed ``checkpoint_if_cancelled()`` first
+        (``perform`` does both, and picks ``deadline``: a finite one links the SQE
+        to an ``IORING_OP_LINK_TIMEOUT`` at that trio time).  Hot paths that need no
+        deadline link call this directly.
+
+        ``buffer``: a caller's buffer the kernel reads (or, ``writable``, writes);
+        the operation exports it and releases the export at completion.  Then
+        ``addr`` is a byte offset into it and a negative ``length`` means "the
+        rest of it".  A buffer of the wrong type raises ``TypeError`` before
+        anything is submitted.  ``keep``: other memory the kernel touches, held
+        until completion.
+
+        ``op`` is a record of an :class:`Operation` subclass, or one the caller
+        recycles (a stream's send slot); it must not be in flight.  ``task``: the
+        waiter (default: the current task; ``None`` for operations nobody parks on).
+        """
+        if op is None:
+            op = Operation(self, fd)
         else:
-            detached = _IgnoredOp(self, op.user_data, op.fd, None)
-            detached.keep = op.keep
-            if op.user_data in self._ops:
-                self._ops[op.user_data] = detached
-                self._cancel(op.user_data)
+            op.fd = fd
+            op.raise_cancel = None
+            op.closing = False
+            op.expired = False
+            op.link_pos = -1
+            op.sqe = None
+        if buffer is not None:
+            cbuf = op.export(buffer, writable)
+            if length < 0:
+                length = len(cbuf) - addr
+                if length > MAX_RW_COUNT:
+                    length = MAX_RW_COUNT
+            addr = cbuf + addr if addr else cbuf
+        ud = self._next_ud
+        self._next_ud = ud + 1
+        op.user_data = ud
+        op.task = _run_context.task if task is _CURRENT else task
+        op.state = SUBMITTED
+        op.keep = keep
+        if deadline == inf:
+            # _prep(), inlined: this is every operation's path.
+            pos: int = lib.tu_prep(
+                self._r, opcode, sqe_flags, fd, off, addr, length, op_flags, ud, buf_index,
+                file_index, ioprio,
+            )  # fmt: skip
+            if pos < 0:
+                try:
+                    pos = self._prep(
+                        opcode, sqe_flags, fd, off, addr, length, op_flags, ud, buf_index,
+                        file_index, ioprio,
+                    )  # fmt: skip
+                except BaseException:
+                    op.state = COMPLETED
+                    op.release()
+                    raise
+            op.sq_pos = pos
+        else:
+            op.sqe = (
+                opcode,
+                sqe_flags,
+                fd,
+                off,
+                addr,
+                length,
+                op_flags,
+                buf_index,
+                file_index,
+                ioprio,
+            )
+            try:
+                self._submit_linked(op, deadline)
+            except BaseException:
+                op.state = COMPLETED
+                op.release()
+                raise
+        self._ops[ud] = op
+        if fd >= 0:
+            by_fd = self._by_fd.get(fd)
+            if by_fd is None:
+                self._by_fd[fd] = [op]
+            else:
+                by_fd.append(op)
+                if len(by_fd) > 32:
+                    self._prune_fd(fd, by_fd)
+        if self._guest:
+            self._submit_now()
+        return op
+
+    def _prune_fd(self, fd: int, by_fd: list[Operation]) -> None:
+        """Drop finished operations from ``fd``'s list (amortised O(1) per submit)."""
+        live: list[Operation] = []
+        for o in by_fd:
+            if o.fd == fd and o.state != COMPLETED and o.state != PREPARED and o not in live:
+                live.append(o)
+        by_fd[:] = live
+
+    def cancel(self, op: Operation) -> None:
+        """Ask the kernel to end ``op`` (``ASYNC_CANCEL``) without withdrawing a waiter.
+
+        For operations nobody parks on (a multishot receive that should stop);
+        their final CQE still comes and completes them.
+        """
+        if not self._closed and op.state == SUBMITTED:
+            op.state = CANCELLING
+            self._cancel(op.user_data)
+
+    def linked_timeout_expired(self, op: Operation) -> None:
+        """``op``'s linked timeout ended it, but trio has not cancelled its task (yet).
+
+        trio stays authoritative: the task stays parked; if trio aborts the wait,
+        it gets ``Cancelled``; else the next loop tick resubmits the operation.
+        """
+        op.expired = True
+        self._linked_timeouts_fired += 1
+        self._expired.append(op)
+
+    def forget_expired(self, op: Operation) -> None:
+        op.expired = False
+        with contextlib.suppress(ValueError):
+            self._expired.remove(op)
 
     def _submit_now(self) -> None:
         rc = lib.tu_submit(self._r)
@@ -453,6 +529,11 @@ class UringIOManager:
                 continue
             self._make_room(rc)
             rc = lib.tu_submit(self._r)
+
+    def submit_pending(self) -> None:
+        """Hand queued SQEs to the kernel now, not at the next loop tick."""
+        if not self._closed and lib.tu_unsubmitted(self._r):
+            self._submit_now()
 
     def _bind_run(self) -> bool:
         """Learn what only the running Runner knows: guest mode, its clock, its deadlines."""
@@ -481,6 +562,8 @@ class UringIOManager:
             if rc == _EINTR:
                 return b"\0" * CQE_SIZE  # a CQE for user_data 0: truthy, ignored
             return self._reap()
+        if self._forked_from is not None:
+            self._check_owner()
         if self._expired:
             self._resubmit_expired()
         if timeout <= 0 or lib.tu_cq_ready(r) or self._stash:
@@ -500,6 +583,10 @@ class UringIOManager:
         return self._reap()
 
     def _reap(self) -> bytes:
+        with self._reap_lock:
+            return self._reap_locked()
+
+    def _reap_locked(self) -> bytes:
         r = self._r
         buf = self._cqbuf
         n = lib.tu_reap(r, buf, self._cqbuf_max)
@@ -543,11 +630,13 @@ class UringIOManager:
             pass
 
     def statistics(self) -> UringStatistics:
+        self._check_owner()
         r = self._r
+        ops = self._ops
         return UringStatistics(
             tasks_waiting_read=len(self._readers),
             tasks_waiting_write=len(self._writers),
-            operations_in_flight=len(self._ops) - (1 if _UD_WAKEUP in self._ops else 0),
+            operations_in_flight=len(ops) - (1 if _UD_WAKEUP in ops else 0),
             sqes_submitted=r.sqes_prepared - lib.tu_unsubmitted(r)
             if not self._closed
             else r.sqes_prepared,
@@ -559,57 +648,105 @@ class UringIOManager:
             zerocopy_sends=self.zerocopy_sends,
             zerocopy_notifications=self.zerocopy_notifications,
             zerocopy_copied=self.zerocopy_copied,
+            operations_abandoned=sum(1 for op in ops.values() if op.state == ABANDONED),
         )
 
     def close(self) -> None:
-        """Cancel and drain every in-flight request, then release the ring.  Never raises."""
+        """Cancel and drain every in-flight request, then release the ring.  Never raises.
+
+        Waits at most :attr:`drain_timeout` for cancelled requests to end, and never
+        for zero-copy notifications: whatever the kernel still holds then stays
+        referenced, with the ring, until it lets go (see :func:`lingering`), and a
+        ``ResourceWarning`` says how much.
+        """
         if self._closed:
             return
+        _live_managers.discard(self)
+        if self._forked_from is not None:
+            self._closed = True
+            return
+        leftover = 0
         try:
             self._drain()
         except BaseException:  # close() must never raise: it would poison the thread
             pass
         finally:
             self._closed = True
-            leftovers = [op.keep for op in self._ops.values() if op.keep is not None]
-            if leftovers and self._undrained:
-                _graveyard.extend(leftovers)
-            self._ops.clear()
             self._readers.clear()
             self._writers.clear()
             self._expired.clear()
+            self._by_fd.clear()
+            for op in self._ops.values():
+                op.detach()
+            leftover = len(self._ops)
             try:
-                self._ring.close()
+                if leftover:
+                    _lingering.append(self)  # the ring stays open until the kernel lets go
+                else:
+                    self._ring.close()
             finally:
                 try:
                     os.close(self._wakefd)
                 except OSError:
                     pass
-
-    _undrained = False
+        if leftover:
+            nbytes = sum(op.pinned_bytes() for op in self._ops.values())
+            with contextlib.suppress(Warning):
+                warnings.warn(
+                    f"trio_uring: the run ended with {leftover} request(s) the kernel still "
+                    f"holds ({nbytes} bytes of buffers, e.g. zero-copy sends waiting for the "
+                    "peer's ACK); they stay referenced until the kernel lets go",
+                    ResourceWarning,
+                    stacklevel=2,
+                )
 
     def _drain(self) -> None:
+        """Withdraw or cancel every request; wait a little for the cancellations to land."""
         self._ops.pop(_UD_WAKEUP, None)
         self._guest = False
-        if not self._ops:
-            self._undrained = False
+        ops = self._ops
+        if not ops:
             return
-        self._undrained = True
-        for ud in list(self._ops):
-            if isinstance(self._ops[ud], _DataOp | _PollOp) and self._unsubmit(self._ops[ud]):
-                del self._ops[ud]
-                continue
-            if lib.tu_reserve(self._r, 1) == 0:
+        for ud, op in list(ops.items()):
+            if self._unsubmit(op):
+                del ops[ud]
+                op.state = COMPLETED
+                op.release()
+            elif op.cancellable() and lib.tu_reserve(self._r, 1) == 0:
                 lib.tu_prep_u64(self._r, Op.ASYNC_CANCEL, 0, -1, 0, ud, 0, 0, _UD_IGNORE)
         lib.tu_submit(self._r)
-        for _ in range(50):  # up to ~5 s for the kernel to finish cancelling
-            if not self._ops:
+        end = perf_counter() + self.drain_timeout
+        while any(op.cancellable() for op in ops.values()):
+            left = end - perf_counter()
+            if left <= 0:
                 break
-            lib.tu_wait(self._r, 1, 1, 100_000_000)
-            for user_data, _res, flags in _unpack_cqes(self._reap()):
-                if not flags & CQE_F_MORE:
-                    self._ops.pop(user_data, None)
-        self._undrained = bool(self._ops)
+            lib.tu_wait(self._r, 1, 1, int(min(left, 0.05) * 1e9))
+            self._finish_quietly(self._reap())
+        self._finish_quietly(self._reap())
+
+    def _finish_quietly(self, events: bytes) -> None:
+        """Dispatch CQEs after the run: nobody is woken; memory is released at final CQEs."""
+        ops = self._ops
+        for user_data, res, flags in _unpack_cqes(events):
+            op = ops.get(user_data) if flags & CQE_F_MORE else ops.pop(user_data, None)
+            if op is not None:
+                op.task = None
+                op.state = ABANDONED
+                op.on_cqe(res, flags)
+                if not flags & CQE_F_MORE and op.state != COMPLETED:
+                    ops.pop(user_data, None)
+                    op.state = COMPLETED
+                    op.release()
+
+    def _poll_lingering(self) -> bool:
+        """Reap a closed ring's late CQEs; True once the kernel let go of everything."""
+        if self._forked_from is not None:
+            return True
+        self._finish_quietly(self._reap())
+        if self._ops:
+            return False
+        self._ring.close()
+        return True
 
     # ---------------------------------------------------- readiness waits
     async def wait_readable(self, fd: int | _trio_compat.HasFileno) -> None:
@@ -629,29 +766,15 @@ class UringIOManager:
             raise trio.BusyResourceError("another task is already reading / writing this fd")
         if self._guest is None:
             self._bind_run()
-        ud = self._next_ud
-        self._next_ud = ud + 1
-        op = _PollOp(self, ud, fd, current_task())
+        op = _PollOp(self, fd)
         op.waiters = waiters
         op.mask = mask
-        op.sq_pos = self._prep(Op.POLL_ADD, 0, fd, 0, ffi.NULL, 0, mask, ud)
-        self._ops[ud] = op
+        self.submit(Op.POLL_ADD, fd, 0, ffi.NULL, 0, mask, op=op)
         waiters[fd] = op
-        if self._guest:
-            self._submit_now()
         await park(WaitTaskRescheduled(op.abort))
         res = op.res
         if res < 0 and res != _ECANCELED:
             raise OSError(-res, os.strerror(-res))
-
-    def _rearm_poll(self, op: _PollOp) -> None:
-        ud = self._next_ud
-        self._next_ud = ud + 1
-        op.user_data = ud
-        op.sq_pos = self._prep(Op.POLL_ADD, 0, op.fd, 0, ffi.NULL, 0, op.mask, ud)
-        self._ops[ud] = op
-        if self._guest:
-            self._submit_now()
 
     def notify_closing(self, fd: int | _trio_compat.HasFileno) -> None:
         """Wake every task using ``fd`` with ``ClosedResourceError``; call before closing it.
@@ -660,10 +783,12 @@ class UringIOManager:
         ``ASYNC_CANCEL`` submitted before this returns (the kernel holds its own
         reference to the file, so closing the fd would not end them); their tasks
         get ``ClosedResourceError`` unless the operation completed anyway, in which
-        case they get its real result.  An unknown fd is a no-op.
+        case they get its real result.  An unknown fd is a no-op.  Costs O(the
+        operations on ``fd``), not O(all operations).
         """
         if not isinstance(fd, int):
             fd = fd.fileno()
+        self._check_owner()
         try:
             me: Task | None = current_task()
         except RuntimeError:
@@ -676,11 +801,15 @@ class UringIOManager:
                     raise_at_end = True
                     poll.task = None
                     del waiters[fd]
-                    self._discard(poll)
+                    if not self.withdraw(poll):
+                        poll.detach()
                 else:
                     poll.on_closing()
-        for op in [o for o in self._ops.values() if o.fd == fd and isinstance(o, _DataOp)]:
-            op.on_closing()
+        by_fd = self._by_fd.pop(fd, None)
+        if by_fd:
+            for op in by_fd:
+                if op.fd == fd and (op.state == SUBMITTED or op.state == CANCELLING):
+                    op.on_closing()
         if not self._closed and lib.tu_unsubmitted(self._r):
             # Submit now: the caller closes the fd as soon as we return.
             self._submit_now()
@@ -698,10 +827,13 @@ class UringIOManager:
         op_flags: int = 0,
         *,
         keep: object = None,
+        buffer: object = None,
+        writable: bool = False,
         buf_index: int = 0,
         file_index: int = 0,
         ioprio: int = 0,
         linkable: bool = True,
+        op: Operation | None = None,
     ) -> int:
         """Submit one operation and wait for its result (``cqe->res``, >= 0).
 
@@ -712,24 +844,35 @@ class UringIOManager:
           until the operation's own CQE.  ``-ECANCELED`` raises ``Cancelled``; any
           other result is the operation's real result and is returned;
         * under trio's real clock with a finite deadline, the SQE is linked to an
-          ``IORING_OP_LINK_TIMEOUT`` (``linkable`` ops only), so the kernel ends it at
-          the deadline.  If trio did not cancel (deadline moved, shield), the
-          operation is resubmitted;
+          ``IORING_OP_LINK_TIMEOUT`` if the op table says the opcode may be
+          resubmitted (:data:`~trio_uring._operation.RESTARTABLE`) and ``linkable``
+          (False for reads/writes at the file position).  If the timeout fired but
+          trio did not cancel (deadline moved, shield), the operation is resubmitted;
         * ``notify_closing(fd)`` makes a pending operation raise ``ClosedResourceError``.
 
-        ``keep`` (the buffers the kernel reads or writes) stays referenced until
-        the final CQE.  Errors raise ``OSError`` with the errno from the CQE.
+        ``buffer`` (exported by the operation, see :meth:`submit`) and ``keep`` stay
+        referenced until the final CQE; the wait returns or raises only after it,
+        so the caller's buffer is free again then.  Errors raise ``OSError`` with
+        the errno from the CQE.  ``op``: a prepared record (an :class:`Operation`
+        subclass, or one that already exported buffers with :meth:`Operation.export`);
+        it is released if this raises before submitting it.
         """
         if self._guest is None:
             self._bind_run()
         if self._guest:
             # Guest mode submits at once, so a doomed SQE could not be dropped later.
-            await checkpoint_if_cancelled()
+            try:
+                await checkpoint_if_cancelled()
+            except BaseException:
+                if op is not None:
+                    op.release()
+                raise
         deadline = inf
         if (
             linkable
             and self._clock_offset is not None
             and self.linked_timeouts_enabled
+            and opcode in RESTARTABLE
             and self._deadline_is_near()
         ):
             deadline = current_effective_deadline()
@@ -738,68 +881,8 @@ class UringIOManager:
                 deadline = inf
         return await self.submit(
             opcode, fd, off, addr, length, op_flags, keep, buf_index, file_index, ioprio,
-            deadline=deadline,
+            op, deadline, buffer=buffer, writable=writable,
         )  # fmt: skip
-
-    def submit(
-        self,
-        opcode: int,
-        fd: int,
-        off: int,
-        addr: Any,
-        length: int,
-        op_flags: int,
-        keep: object,
-        buf_index: int = 0,
-        file_index: int = 0,
-        ioprio: int = 0,
-        op: _DataOp | None = None,
-        deadline: float = inf,
-    ) -> _DataOp:
-        """Queue one operation for the current task; ``await`` it at once.
-
-        ``await op`` is :meth:`perform`'s wait: the same cancellation, results and
-        errors.  The caller must await the returned op before its next checkpoint,
-        and in guest mode must have passed ``checkpoint_if_cancelled()`` first
-        (``perform`` does both, and picks ``deadline``: a finite one links the SQE
-        to an ``IORING_OP_LINK_TIMEOUT`` at that trio time).  Hot paths that need no
-        deadline link call this directly.
-
-        ``op`` recycles a record the caller keeps for one operation at a time (a
-        stream's send slot) instead of allocating one; it must be finished, i.e.
-        its previous wait has returned or raised.
-        """
-        ud = self._next_ud
-        self._next_ud = ud + 1
-        if op is None:
-            op = _DataOp(self, ud, fd, _run_context.task)
-        else:
-            op.user_data = ud
-            op.fd = fd
-            op.task = _run_context.task
-            op.raise_cancel = None
-            op.closing = False
-            op.args = None
-            op.link_pos = -1
-        op.keep = keep
-        if deadline == inf:
-            # _prep(), inlined: this is every operation's path.
-            pos: int = lib.tu_prep(
-                self._r, opcode, 0, fd, off, addr, length, op_flags, ud, buf_index, file_index,
-                ioprio,
-            )  # fmt: skip
-            if pos < 0:
-                pos = self._prep(
-                    opcode, 0, fd, off, addr, length, op_flags, ud, buf_index, file_index, ioprio
-                )
-            op.sq_pos = pos
-        else:
-            op.args = (opcode, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)
-            self._submit_linked(op, deadline)
-        self._ops[ud] = op
-        if self._guest:
-            self._submit_now()
-        return op
 
     def _deadline_is_near(self) -> bool:
         """Is any deadline of this run within :attr:`link_horizon` seconds?
@@ -816,13 +899,13 @@ class UringIOManager:
         assert self._clock_offset is not None
         return bool(heap[0][0] - self._clock_offset - perf_counter() < self.link_horizon)
 
-    def _submit_linked(self, op: _DataOp, deadline: float) -> None:
-        assert op.args is not None and self._clock_offset is not None
-        opcode, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = op.args
+    def _submit_linked(self, op: Operation, deadline: float) -> None:
+        assert op.sqe is not None and self._clock_offset is not None
+        opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = op.sqe
         while (rc := lib.tu_reserve(self._r, 2)) < 0:
             self._make_room(rc)
         op.sq_pos = self._prep(
-            opcode, IOSQE_IO_LINK, fd, off, addr, length, op_flags, op.user_data,
+            opcode, sqe_flags | IOSQE_IO_LINK, fd, off, addr, length, op_flags, op.user_data,
             buf_index, file_index, ioprio,
         )  # fmt: skip
         ns = int((deadline - self._clock_offset) * 1e9) if deadline > -inf else 0
@@ -838,30 +921,70 @@ class UringIOManager:
             if not op.expired or op.task is None:
                 continue
             op.expired = False
-            task = op.task
-            deadline = current_effective_deadline_of(task)
+            assert op.sqe is not None
+            deadline = _trio_compat.task_deadline(op.task)
             self._ops[op.user_data] = op
             if deadline != inf:
                 self._submit_linked(op, deadline)
             else:
-                assert op.args is not None
-                opcode, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = op.args
+                (
+                    opcode,
+                    sqe_flags,
+                    fd,
+                    off,
+                    addr,
+                    length,
+                    op_flags,
+                    buf_index,
+                    file_index,
+                    ioprio,
+                ) = op.sqe
                 op.link_pos = -1
                 op.sq_pos = self._prep(
-                    opcode, 0, fd, off, addr, length, op_flags, op.user_data,
+                    opcode, sqe_flags, fd, off, addr, length, op_flags, op.user_data,
                     buf_index, file_index, ioprio,
                 )  # fmt: skip
 
-    def register_op(self, op: _Op) -> None:
-        """Track an op created by another module (streams, zero-copy sends)."""
-        self._ops[op.user_data] = op
 
-    def new_user_data(self) -> int:
-        ud = self._next_ud
-        self._next_ud = ud + 1
-        return ud
+#: Managers alive in this process (the fork handler must find them).
+_live_managers: weakref.WeakSet[UringIOManager] = weakref.WeakSet()
+#: Closed managers whose ring still has requests the kernel holds (zero-copy
+#: notifications waiting for a peer's ACK, requests that ignored the cancel).
+#: Their memory stays referenced and their ring open until the kernel lets go;
+#: every new or closing manager reaps them without waiting.
+_lingering: list[UringIOManager] = []
 
 
-def current_effective_deadline_of(task: Task) -> float:
-    """The effective deadline of a parked task (trio only exposes the current task's)."""
-    return _trio_compat.task_deadline(task)
+def _reap_lingering() -> None:
+    if _lingering:
+        _lingering[:] = [m for m in _lingering if not m._poll_lingering()]
+
+
+def lingering() -> int:
+    """How many requests of closed runs the kernel still holds (their memory stays referenced)."""
+    _reap_lingering()
+    return sum(len(m._ops) for m in _lingering)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has none of the parent's rings (they are MADV_DONTFORK).
+
+    Mark every manager so that touching it raises ``RuntimeError`` instead of
+    reading unmapped memory, close the child's copies of their fds, and forget the
+    lingering rings (the parent still owns their memory).
+    """
+    parent = os.getppid()
+    for manager in list(_live_managers) + _lingering:
+        manager._forked_from = parent
+        manager._closed = True
+        lib.tu_forget(manager._r)
+        with contextlib.suppress(OSError):
+            os.close(manager._wakefd)
+        manager._ops.clear()
+        manager._by_fd.clear()
+        manager._expired.clear()
+    _live_managers.clear()
+    _lingering.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

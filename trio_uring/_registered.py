@@ -24,7 +24,8 @@ import trio
 from ._constants import REGISTER_BUFFERS, UNREGISTER_BUFFERS, Op
 from ._install import current_manager
 from ._manager import UringIOManager
-from ._ring_cffi import ffi, lib
+from ._operation import export
+from ._ring_cffi import ffi
 from ._socket_ops import fileno_of
 
 _iovec = struct.Struct("@PN")
@@ -42,8 +43,8 @@ class RegisteredBuffers:
         self._manager = manager
         self._views = [memoryview(b) for b in buffers]
         try:
-            self._cdata = [ffi.from_buffer(v, require_writable=True) for v in self._views]
-        except BufferError:
+            self._cdata = [export(v, writable=True) for v in self._views]
+        except (TypeError, BufferError):
             raise TypeError("registered buffers must be writable (bytearray, mmap, ...)") from None
         self._in_flight = 0
         self._registered = False
@@ -51,7 +52,7 @@ class RegisteredBuffers:
         view = ffi.buffer(iov)
         for i, (c, v) in enumerate(zip(self._cdata, self._views, strict=True)):
             _iovec.pack_into(view, i * _iovec.size, int(ffi.cast("uintptr_t", c)), v.nbytes)
-        rc = lib.tu_register(manager._r, REGISTER_BUFFERS, iov, len(buffers))
+        rc = manager.register(REGISTER_BUFFERS, iov, len(buffers))
         if rc < 0:
             self._release()
             raise OSError(-rc, "IORING_REGISTER_BUFFERS: " + os.strerror(-rc))
@@ -84,8 +85,8 @@ class RegisteredBuffers:
         if self._in_flight:
             raise trio.BusyResourceError("an operation on these registered buffers is in flight")
         manager = self._manager
-        if not manager._closed:
-            lib.tu_register(manager._r, UNREGISTER_BUFFERS, ffi.NULL, 0)
+        if not manager.closed:
+            manager.register(UNREGISTER_BUFFERS, ffi.NULL, 0)
         if manager.registered_buffers is self:
             manager.registered_buffers = None
         self._registered = False

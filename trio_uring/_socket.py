@@ -84,6 +84,7 @@ from trio.lowlevel import checkpoint_if_cancelled
 from . import _sockaddr, _trio_compat
 from ._constants import Op
 from ._manager import UringIOManager, run_start_hooks
+from ._operation import buffer_nbytes
 from ._ring_cffi import ffi
 from ._trio_compat import CancelShieldedCheckpoint, cancel_pending
 
@@ -324,27 +325,23 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         if manager is None:
             return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
         try:
-            cbuf = ffi.from_buffer(buffer, require_writable=True)
-        except (TypeError, ValueError, BufferError):
+            size = buffer_nbytes(buffer, writable=True)
+        except TypeError:
             return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
-        try:
-            size = len(cbuf)
-            if type(nbytes) is not int or nbytes < 0 or nbytes > size:
-                ffi.release(cbuf)
-                return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
-            if nbytes:
-                size = nbytes
-            if _try_first:
-                n = await _try_now(sock.recv_into, buffer, size, flags)
-                if n is not _WOULD_BLOCK:
-                    return n  # type: ignore[no-any-return]
-            self._claim_receive()
-            return await manager.perform(_RECV, sock.fileno(), 0, cbuf, size, flags, keep=cbuf)
-        finally:
-            # Drop our export of the caller's buffer now (the kernel is done with it),
-            # not when a traceback frees this frame: memoryview.release() and
-            # bytearray resizing fail while an export is alive.
-            ffi.release(cbuf)
+        if type(nbytes) is not int or nbytes < 0 or nbytes > size:
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+        if nbytes:
+            size = nbytes
+        if _try_first:
+            n = await _try_now(sock.recv_into, buffer, size, flags)
+            if n is not _WOULD_BLOCK:
+                return n  # type: ignore[no-any-return]
+        self._claim_receive()
+        # The operation exports `buffer` and releases it at the final CQE, before
+        # this returns or raises: the caller may resize or release it at once.
+        return await manager.perform(
+            _RECV, sock.fileno(), 0, 0, size, flags, buffer=buffer, writable=True
+        )
 
     # ---------------------------------------------------------------- send
     async def send(self, data: Buffer, flags: int = 0, /) -> int:
@@ -359,14 +356,11 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             if sent is not _WOULD_BLOCK:
                 return sent  # type: ignore[no-any-return]
         try:
-            cbuf = ffi.from_buffer(data)
-        except (TypeError, ValueError, BufferError):
+            size = buffer_nbytes(data)
+        except TypeError:
             return await super().send(data, flags)  # type: ignore[no-any-return]
-        try:
-            self._claim_send()
-            return await manager.perform(_SEND, sock.fileno(), 0, cbuf, len(cbuf), flags, keep=cbuf)
-        finally:
-            ffi.release(cbuf)  # see recv_into
+        self._claim_send()
+        return await manager.perform(_SEND, sock.fileno(), 0, 0, size, flags, buffer=data)
 
     # -------------------------------------------------------------- accept
     async def accept(self) -> tuple[SocketType, Any]:
@@ -409,8 +403,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             raw = _pack_sockaddr(sock.family, address)
             if raw is not None:
                 self._claim_send()
-                cbuf = ffi.from_buffer(raw)
+                cbuf = ffi.new("char[]", raw)
                 try:
+                    # CONNECT is never linked to a timeout (not restartable: EALREADY).
                     await manager.perform(_CONNECT, sock.fileno(), len(raw), cbuf, 0, 0, keep=cbuf)
                 except OSError as exc:
                     err = exc.errno or 0

@@ -37,6 +37,7 @@ import trio
 from . import _sockaddr
 from ._constants import Op
 from ._install import current_manager
+from ._operation import Operation, buffer_nbytes
 from ._ring_cffi import ffi
 
 if TYPE_CHECKING:
@@ -95,7 +96,8 @@ def fileno_of(sock: FdLike) -> int:
     return fd
 
 
-def _flags(flags: int) -> int:
+def checked_flags(flags: int) -> int:
+    """``MSG_*`` / ``SHUT_*`` / poll flags as the kernel's unsigned 32 bits, checked like the stdlib."""
     value = operator.index(flags)
     if not -0x80000000 <= value <= 0xFFFFFFFF:
         raise OverflowError("signed integer is greater than maximum")
@@ -131,18 +133,22 @@ async def _raise_at_checkpoint() -> None:
 async def recv(sock: FdLike, nbytes: int, flags: int = 0) -> bytes:
     """Receive up to ``nbytes`` bytes (``IORING_OP_RECV``), like :meth:`socket.socket.recv`.
 
-    Returns ``b""`` at end of stream.  Cancelled: either nothing was received and
-    ``Cancelled`` is raised, or the data that arrived is returned.
+    Returns ``b""`` at end of stream, and at once (a checkpoint) for ``nbytes=0``,
+    as the stdlib does.  Cancelled: either nothing was received and ``Cancelled``
+    is raised, or the data that arrived is returned.
     """
     manager = current_manager()
     try:
         fd = fileno_of(sock)
         n = min(_size(nbytes, "negative buffersize in recv"), MAX_IO)
-        fl = _flags(flags)
+        fl = checked_flags(flags)
     except Exception:
         await _raise_at_checkpoint()
         raise
-    buf = _alloc("char[]", n or 1)
+    if n == 0:
+        await trio.lowlevel.checkpoint()
+        return b""
+    buf = _alloc("char[]", n)
     res = await manager.perform(Op.RECV, fd, 0, buf, n, fl, keep=buf)
     data: bytes = ffi.buffer(buf, res)[:]
     return data
@@ -152,31 +158,31 @@ async def recv_into(sock: FdLike, buffer: Buffer, nbytes: int = 0, flags: int = 
     """Receive into ``buffer`` (``IORING_OP_RECV``), like :meth:`socket.socket.recv_into`.
 
     Reads at most ``nbytes`` bytes (0: the whole buffer) and returns how many it
-    read.  The kernel writes into ``buffer`` only while this call is running.
+    read.  The kernel writes into ``buffer`` only while this call is running;
+    ``buffer`` is free again (resizable, releasable) when it returns or raises.
     """
     manager = current_manager()
     try:
         fd = fileno_of(sock)
         try:
-            cbuf = ffi.from_buffer(buffer, require_writable=True)
-        except (TypeError, BufferError):
+            size = buffer_nbytes(buffer, writable=True)
+        except TypeError:
             raise TypeError(
                 "recv_into() argument 1 must be read-write bytes-like object, "
                 f"not {type(buffer).__name__}"
             ) from None
         n = _size(nbytes, "negative buffersize in recv_into")
         if n == 0:
-            n = len(cbuf)
-        elif n > len(cbuf):
+            n = size
+        elif n > size:
             raise ValueError("buffer too small for requested bytes")
-        fl = _flags(flags)
+        fl = checked_flags(flags)
     except Exception:
         await _raise_at_checkpoint()
         raise
-    try:
-        return await manager.perform(Op.RECV, fd, 0, cbuf, min(n, MAX_IO), fl, keep=cbuf)
-    finally:
-        ffi.release(cbuf)
+    return await manager.perform(
+        Op.RECV, fd, 0, 0, min(n, MAX_IO), fl, buffer=buffer, writable=True
+    )
 
 
 async def send(sock: FdLike, data: Buffer, flags: int = 0) -> int:
@@ -185,28 +191,17 @@ async def send(sock: FdLike, data: Buffer, flags: int = 0) -> int:
     May send less than ``len(data)``.  ``MSG_NOSIGNAL`` is always added: a closed
     peer gives ``BrokenPipeError``, never ``SIGPIPE``.  Cancelled: either nothing
     was sent and ``Cancelled`` is raised, or the count sent is returned.
+    ``data`` is free again when this returns or raises.
     """
     manager = current_manager()
     try:
         fd = fileno_of(sock)
-        cbuf = _readable(data)
-        fl = _flags(flags) | _MSG_NOSIGNAL
+        size = buffer_nbytes(data)
+        fl = checked_flags(flags) | _MSG_NOSIGNAL
     except Exception:
         await _raise_at_checkpoint()
         raise
-    try:
-        return await manager.perform(Op.SEND, fd, 0, cbuf, min(len(cbuf), MAX_IO), fl, keep=cbuf)
-    finally:
-        ffi.release(cbuf)
-
-
-def _readable(data: object) -> Any:
-    if isinstance(data, str):
-        raise TypeError("a bytes-like object is required, not 'str'")
-    try:
-        return ffi.from_buffer(data)
-    except TypeError:
-        raise TypeError(f"a bytes-like object is required, not {type(data).__name__!r}") from None
+    return await manager.perform(Op.SEND, fd, 0, 0, min(size, MAX_IO), fl, buffer=data)
 
 
 # ------------------------------------------------------------------ msghdr
@@ -222,7 +217,8 @@ def _pack_ancdata(ancdata: Iterable[tuple[int, int, Buffer]]) -> bytes:
                 "[sendmsg() ancillary data items]() argument must be sequence of length 3"
             )
         level, kind, payload = item
-        raw: bytes = ffi.buffer(_readable(payload))[:]
+        buffer_nbytes(payload)
+        raw = bytes(memoryview(payload))
         parts.append(
             _cmsghdr.pack(socket.CMSG_LEN(len(raw)), operator.index(level), operator.index(kind))
         )
@@ -259,44 +255,44 @@ async def sendmsg(
     added.  The buffers are referenced (not copied) until the request completes.
     """
     manager = current_manager()
+    op = Operation(manager)
     try:
         fd = fileno_of(sock)
         try:
-            cbufs = [_readable(b) for b in buffers]
+            cbufs = [op.export(b) for b in buffers]
         except TypeError as exc:
             if "bytes-like" in str(exc):
                 raise
             raise TypeError("sendmsg() argument 1 must be an iterable") from None
         control = _pack_ancdata(ancdata)
-        fl = _flags(flags) | _MSG_NOSIGNAL
+        fl = checked_flags(flags) | _MSG_NOSIGNAL
         name = b""
         if address is not None:
             name = _sockaddr.pack(_sock_kind(sock, fd)[0], address)
     except Exception:
+        op.release()
         await _raise_at_checkpoint()
         raise
+    nbufs = len(cbufs)
     iov_at = _msghdr.size
-    name_at = iov_at + _iovec.size * len(cbufs)
+    name_at = iov_at + _iovec.size * nbufs
     control_at = _align(name_at + len(name))
     block = ffi.new("char[]", control_at + len(control) or 1)
     base = _addr(block)
     view = ffi.buffer(block)
     for i, c in enumerate(cbufs):
         _iovec.pack_into(view, iov_at + i * _iovec.size, _addr(c), len(c))
+    del cbufs  # the operation owns the exports
     view[name_at : name_at + len(name)] = name
     view[control_at : control_at + len(control)] = control
     _msghdr.pack_into(
         view, 0,
         base + name_at if name else 0, len(name),
-        base + iov_at, len(cbufs),
+        base + iov_at, nbufs,
         base + control_at if control else 0, len(control),
         0,
     )  # fmt: skip
-    try:
-        return await manager.perform(Op.SENDMSG, fd, 0, block, 1, fl, keep=(block, cbufs))
-    finally:
-        for c in cbufs:
-            ffi.release(c)
+    return await manager.perform(Op.SENDMSG, fd, 0, block, 1, fl, keep=block, op=op)
 
 
 async def recvmsg(
@@ -314,7 +310,7 @@ async def recvmsg(
         fd = fileno_of(sock)
         n = min(_size(bufsize, "negative buffer size in recvmsg()"), MAX_IO)
         anc = _size(ancbufsize, "invalid ancillary data buffer length")
-        fl = _flags(flags)
+        fl = checked_flags(flags)
     except Exception:
         await _raise_at_checkpoint()
         raise
@@ -414,7 +410,7 @@ async def shutdown(sock: FdLike, how: int) -> None:
     manager = current_manager()
     try:
         fd = fileno_of(sock)
-        value = _flags(how)
+        value = checked_flags(how)
     except Exception:
         await _raise_at_checkpoint()
         raise
@@ -430,7 +426,7 @@ async def poll(sock: FdLike, events: int) -> int:
     manager = current_manager()
     try:
         fd = fileno_of(sock)
-        mask = _flags(events)
+        mask = checked_flags(events)
     except Exception:
         await _raise_at_checkpoint()
         raise

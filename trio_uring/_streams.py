@@ -29,7 +29,7 @@ import sys
 from collections import deque
 from contextlib import suppress
 from math import inf
-from typing import TYPE_CHECKING, Any, Final, Literal, overload
+from typing import TYPE_CHECKING, Final, Literal, overload
 
 import outcome
 import trio
@@ -39,7 +39,6 @@ from trio.lowlevel import (
     checkpoint,
     checkpoint_if_cancelled,
     reschedule,
-    wait_task_rescheduled,
 )
 
 from . import _bufring
@@ -52,10 +51,11 @@ from ._constants import (
     Op,
 )
 from ._install import current_manager
-from ._manager import UringIOManager, _DataOp
+from ._manager import UringIOManager
+from ._operation import Operation, buffer_nbytes
 from ._ring_cffi import ffi
 from ._trio_compat import GLOBAL_RUN_CONTEXT, READY, WaitTaskRescheduled, completed_checkpoint, park
-from ._zerocopy import submit_zc, wait_notification
+from ._zerocopy import submit_zc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -92,6 +92,8 @@ _ECANCELED: Final = -errno.ECANCELED
 _EINVAL: Final = -errno.EINVAL
 _ZC_FALLBACK_ERRNOS: Final = frozenset({errno.EOPNOTSUPP, errno.ENOMEM, errno.EINVAL})
 _CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
+#: Receive buffers the kernel fills are copied out at once: no need to zero them.
+_alloc = ffi.new_allocator(should_clear_after_alloc=False)
 
 ZeroCopyPolicy = Literal["auto", "always", "never"]
 
@@ -114,15 +116,21 @@ def _zc_threshold(policy: str) -> float:
     raise ValueError(f"zerocopy must be 'auto', 'always' or 'never', not {policy!r}")
 
 
-class _RecvOp(_DataOp):
-    """The stream's multishot RECV; nobody parks on it, its CQEs feed the stream's queue."""
+class _RecvOp(Operation):
+    """The stream's multishot RECV; nobody parks on it, its CQEs feed the stream's queue.
+
+    The buffer ring it reads into is the manager's and stays referenced (``keep``)
+    until the final CQE.
+    """
 
     __slots__ = ("got_data", "ring", "stopping", "stream")
 
-    stream: SocketStream
-    ring: _bufring.BufferRing
-    stopping: bool
-    got_data: bool
+    def __init__(self, stream: SocketStream, manager: UringIOManager, ring: _bufring.BufferRing):
+        super().__init__(manager)
+        self.stream = stream
+        self.ring = ring
+        self.stopping = False
+        self.got_data = False
 
     def on_cqe(self, res: int, flags: int) -> None:
         s = self.stream
@@ -134,7 +142,7 @@ class _RecvOp(_DataOp):
                 if flags & CQE_F_MORE:  # the hot path
                     if s._rq_bytes >= RECEIVE_HIGH_WATER and not self.stopping:
                         self.stopping = True
-                        self.manager._cancel(self.user_data)
+                        self.manager.cancel(self)
                     task = s._r_waiter
                     if task is not None:
                         s._r_waiter = None
@@ -146,12 +154,13 @@ class _RecvOp(_DataOp):
             s._r_eof = True
         elif res < 0 and res != _ENOBUFS and res != _ECANCELED:
             if res == _EINVAL and not self.got_data:
-                # The kernel does not do multishot recv after all: one RECV per call.
-                _bufring.disable_stream_ring(self.manager)
+                # This socket (or the kernel) does not do a multishot recv: this one
+                # stream falls back to one RECV per call; the others keep theirs.
                 s._ring = None
             else:
                 s._r_err = OSError(-res, os.strerror(-res))
         if not flags & CQE_F_MORE:
+            self.complete()
             if s._recv_op is self:
                 s._recv_op = None
             if not (
@@ -160,7 +169,7 @@ class _RecvOp(_DataOp):
                 or s._r_eof
                 or s._r_err is not None
                 or s._ring is None
-                or self.manager._closed
+                or self.manager.closed
                 or (self.stopping and s._rq_bytes >= RECEIVE_LOW_WATER)
             ):
                 s._arm_recv()
@@ -174,7 +183,7 @@ class _RecvOp(_DataOp):
         s._closed = True
         if not self.closing:
             self.closing = True
-            if self.manager._withdraw(self) and s._recv_op is self:
+            if self.manager.withdraw(self) and s._recv_op is self:
                 s._recv_op = None
         s._wake_receiver_closed()
 
@@ -228,7 +237,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._r_waiter: Task | None = None
         self._r_trap = WaitTaskRescheduled(self._abort_receive)
         #: The record of this stream's SEND, reused by every send_all (one at a time).
-        self._s_op: _DataOp | None = None
+        self._s_op: Operation | None = None
         self._s_trap = WaitTaskRescheduled(self._abort_send)
         self._recv_op: _RecvOp | None = None
         self._ring: _bufring.BufferRing | None = None
@@ -250,6 +259,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             self._compat = trio.SocketStream(self.socket)
             return None
         self._manager = manager
+        manager.guest  # noqa: B018 - binds the manager to this run (guest mode, clock)
         if not manager.supports(Op.SEND_ZC):
             self._zc_threshold = inf
         self._ring = _bufring.stream_ring(manager)
@@ -262,7 +272,16 @@ class SocketStream(trio.abc.HalfCloseableStream):
 
     @property
     def zerocopy(self) -> bool:
-        """Whether the next large ``send_all`` would use ``SEND_ZC``."""
+        """Whether the next large ``send_all`` would use ``SEND_ZC`` (False off io_uring)."""
+        if self._compat is not None:
+            return False
+        if self._manager is None:
+            try:
+                manager = current_manager()
+            except RuntimeError:
+                return False
+            if not manager.supports(Op.SEND_ZC):
+                return False
         return self._zc_threshold != inf
 
     # ---------------------------------------------------------------- send
@@ -278,8 +297,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
             return await self._compat.send_all(data)
         if self.socket.did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
-        cbuf = ffi.from_buffer(data)
-        total = len(cbuf)
+        kind = type(data)
+        total = len(data) if kind is bytes or kind is bytearray else buffer_nbytes(data)
         fd = self.socket.fileno()
         if self._closed or fd < 0:
             raise trio.ClosedResourceError("socket was already closed")
@@ -291,22 +310,20 @@ class SocketStream(trio.abc.HalfCloseableStream):
             if manager._guest:
                 # Guest mode submits at once (see UringIOManager.submit).
                 await checkpoint_if_cancelled()
-            keep = (data, cbuf)
             sent = 0
             while sent < total:
                 if self._closed:
                     raise trio.ClosedResourceError("another task closed this stream")
-                addr = cbuf + sent if sent else cbuf
                 n = total - sent
                 try:
                     if n >= self._zc_threshold:
-                        sent += await self._send_zc(
-                            manager, fd, addr, n, keep, type(data) is not bytes
-                        )
+                        sent += await self._send_zc(manager, fd, data, sent, n, kind is not bytes)
                     else:
+                        # The operation exports `data` and releases it at its final CQE.
                         op = manager.submit(
-                            _OP_SEND, fd, 0, addr, n, _SEND_FLAGS, keep, 0, 0, 0, self._s_op
-                        )
+                            _OP_SEND, fd, 0, sent, n, _SEND_FLAGS, None, 0, 0, 0, self._s_op,
+                            buffer=data,
+                        )  # fmt: skip
                         self._s_op = op
                         await park(self._s_trap)  # as `await op`, with a trap made once
                         res = op.res
@@ -314,8 +331,6 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 except OSError as exc:
                     raise _translate(exc) from None
         finally:
-            if self._s_op is not None:
-                self._s_op.keep = None  # the kernel is done with the buffer
             self._sending = False
 
     def _abort_send(self, raise_cancel: Callable[[], object]) -> Abort:
@@ -324,19 +339,18 @@ class SocketStream(trio.abc.HalfCloseableStream):
         return op.abort(raise_cancel)
 
     async def _send_zc(
-        self, manager: UringIOManager, fd: int, addr: Any, n: int, keep: object, wait_notif: bool
+        self, manager: UringIOManager, fd: int, data: object, offset: int, n: int, mutable: bool
     ) -> int:
-        op = submit_zc(manager, fd, addr, n, _SEND_FLAGS, keep, wait_notif)
+        op = submit_zc(manager, fd, data, offset, n, _SEND_FLAGS, mutable)
         op.owner = self
-        await wait_task_rescheduled(op.abort)
-        res = op.res
-        if res < 0 and -res in _ZC_FALLBACK_ERRNOS and op.raise_cancel is None and not op.closing:
-            # AF_UNIX, RLIMIT_MEMLOCK, no usage reports: plain SEND from now on.
-            self._zc_threshold = inf
-            if wait_notif:
-                await wait_notification(op)
-            return 0
-        return op.result()
+        try:
+            return await op
+        except OSError as exc:
+            if exc.errno in _ZC_FALLBACK_ERRNOS and op.raise_cancel is None and not op.closing:
+                # AF_UNIX, RLIMIT_MEMLOCK, no usage reports: plain SEND from now on.
+                self._zc_threshold = inf
+                return 0
+            raise
 
     async def wait_send_all_might_not_block(self) -> None:
         """Block until the socket is writable (``send_all`` may then not block)."""
@@ -463,15 +477,12 @@ class SocketStream(trio.abc.HalfCloseableStream):
 
     async def _receive_one(self, manager: UringIOManager, max_bytes: int) -> bytes:
         """No multishot receive: one ``IORING_OP_RECV`` into a fresh buffer."""
-        buf = bytearray(max_bytes)
-        cbuf = ffi.from_buffer(buf, require_writable=True)
+        buf = _alloc("char[]", max_bytes)
         try:
-            n = await manager.perform(
-                Op.RECV, self.socket.fileno(), 0, cbuf, max_bytes, 0, keep=(buf, cbuf)
-            )
+            n = await manager.perform(Op.RECV, self.socket.fileno(), 0, buf, max_bytes, 0, keep=buf)
         except OSError as exc:
             raise _translate(exc) from None
-        data: bytes = ffi.buffer(cbuf, n)[:]
+        data: bytes = ffi.unpack(buf, n)
         return data
 
     def _abort_receive(self, _: Callable[[], object]) -> Abort:
@@ -482,32 +493,12 @@ class SocketStream(trio.abc.HalfCloseableStream):
         manager = self._manager
         ring = self._ring
         assert manager is not None and ring is not None
-        if manager._guest is None:
-            manager._bind_run()
-        fd = self.socket.fileno()
-        op = _RecvOp(manager, manager.new_user_data(), fd, None)
-        op.stream = self
-        op.ring = ring
-        op.keep = ring
-        op.stopping = False
-        op.got_data = False
-        op.sq_pos = manager._prep(
-            Op.RECV,
-            IOSQE_BUFFER_SELECT,
-            fd,
-            0,
-            ffi.NULL,
-            0,
-            0,
-            op.user_data,
-            ring.bgid,
-            0,
-            RECV_MULTISHOT,
-        )
-        manager.register_op(op)
+        op = _RecvOp(self, manager, ring)
+        manager.submit(
+            Op.RECV, self.socket.fileno(), 0, ffi.NULL, 0, 0, ring, ring.bgid, 0, RECV_MULTISHOT,
+            op, sqe_flags=IOSQE_BUFFER_SELECT, task=None,
+        )  # fmt: skip
         self._recv_op = op
-        if manager._guest:
-            manager._submit_now()
 
     def _wake_receiver_closed(self) -> None:
         task = self._r_waiter

@@ -100,7 +100,12 @@ def park(trap: WaitTaskRescheduled) -> Generator[Any, Any, None]:
     """
     msg = yield trap
     if msg is not READY:
-        msg.unwrap()
+        try:
+            msg.unwrap()
+        finally:
+            # An Error outcome holds the exception, whose traceback holds this frame:
+            # drop it so a cancelled wait leaves no reference cycle (as trio's traps).
+            del msg
 
 
 @types.coroutine

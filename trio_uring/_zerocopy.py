@@ -29,9 +29,18 @@ Return policy (:func:`send_zc` and ``SocketStream.send_all``):
 
 Cancellation: before submission the SQE becomes a NOP and nothing was sent.
 After submission ``IORING_OP_ASYNC_CANCEL`` is submitted and the task stays
-parked until the result CQE, and for mutable buffers until the notification,
-even while cancelled.  ``Cancelled`` is raised if the kernel cancelled it; a
-real result (with ``MSG_WAITALL`` possibly a partial count) is returned.
+parked until the result CQE.  ``Cancelled`` is raised if the kernel cancelled
+it; a real result (with ``MSG_WAITALL`` possibly a partial count) is returned.
+
+A cancelled send of a mutable buffer whose notification is still pending must
+neither outlive its cancel scope (a peer that stops reading would keep the
+pages forever) nor let the peer see bytes the caller changes afterwards.  So
+the connection is aborted: ``connect(AF_UNSPEC)`` resets a TCP socket and
+drops its send queue, the kernel lets go of the pages at once, the
+notification arrives, and the call raises ``Cancelled``.  A cancelled
+``send_all`` leaves a stream broken anyway (trio's rule); here it is reset,
+and later calls raise ``BrokenResourceError``.  Run exit never waits for
+notifications: see :meth:`UringIOManager.close`.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
+import trio
+from trio.lowlevel import Abort
 
 from ._constants import (
     CQE_F_MORE,
@@ -49,39 +59,42 @@ from ._constants import (
     Op,
 )
 from ._install import current_manager
-from ._manager import _DataOp
-from ._ring_cffi import ffi
+from ._operation import ABANDONED, Operation
+from ._ring_cffi import lib
+from ._trio_compat import READY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from trio.lowlevel import Task
 
     from ._manager import UringIOManager
 
 
 _ECANCELED: Final = -errno.ECANCELED
+_MSG_NOSIGNAL: Final = 0x4000
 
 
 class _ZcOwner(Protocol):
     def _zerocopy_copied(self) -> None: ...
 
 
-class ZcSendOp(_DataOp):
+class ZcSendOp(Operation):
     """One ``IORING_OP_SEND_ZC`` request: result CQE, then (if ``F_MORE``) a notification.
 
-    The manager keeps the record in ``_ops`` until the final CQE, so ``keep``
-    (the buffer) stays referenced until the notification; it is dropped then.
+    The manager keeps the record until the final CQE (the notification), so
+    the exported buffer stays exported until the kernel let go of its pages.
+    ``wait_notif``: the waiter is woken only then (mutable buffers); otherwise
+    at the result, and the record stays ``ABANDONED`` until the notification.
     """
 
-    __slots__ = ("copied", "got_result", "notif_pending", "owner", "wait_notif")
+    __slots__ = ("copied", "got_result", "notif_pending", "owner", "reset", "wait_notif")
 
-    def __init__(self, manager: UringIOManager, user_data: int, fd: int, task: Task | None) -> None:
-        super().__init__(manager, user_data, fd, task)
-        self.wait_notif = True
+    def __init__(self, manager: UringIOManager, fd: int, wait_notif: bool) -> None:
+        super().__init__(manager, fd)
+        self.wait_notif = wait_notif
         self.got_result = False
         self.notif_pending = False
         self.copied = False
+        self.reset = False
         self.owner: _ZcOwner | None = None
 
     def on_cqe(self, res: int, flags: int) -> None:
@@ -94,25 +107,39 @@ class ZcSendOp(_DataOp):
                 if self.owner is not None:
                     self.owner._zerocopy_copied()
             self.notif_pending = False
-            self.keep = None  # the kernel is done with the pages
-        else:
-            self.res = res
-            self.cqe_flags = flags
-            self.got_result = True
-            if flags & CQE_F_MORE:
-                self.notif_pending = True
-                if self.wait_notif:
-                    return
+            if self.reset:
+                self.res = _ECANCELED  # the data may never have left: report the cancel
+            self.complete()
+            return
+        self.res = res
+        self.cqe_flags = flags
+        self.got_result = True
+        if not flags & CQE_F_MORE:
+            self.complete()
+            return
+        self.notif_pending = True
+        if self.wait_notif:
+            if self.raise_cancel is not None and self.task is not None:
+                self._abort_connection()  # cancelled while sending: don't wait for the peer
+            return
         task = self.task
         if task is not None:
             self.task = None
-            reschedule(task)
+            self.manager.reschedule(task, READY)
+        self.state = ABANDONED  # nobody waits; the bytes object stays referenced
+
+    def _abort_connection(self) -> None:
+        if not self.reset and self.notif_pending and self.wait_notif:
+            self.reset = True
+            lib.tu_disconnect(self.fd)
 
     def abort(self, raise_cancel: Callable[[], object]) -> Abort:
         if self.got_result:
-            # Only the notification is outstanding: nothing to cancel, but the
-            # buffer is not free yet.  Stay parked; raise Cancelled afterwards.
+            # Only the notification is outstanding: nothing to cancel in the ring.
+            # Reset the connection so the kernel lets go of the pages now, and raise
+            # Cancelled once it did.
             self.raise_cancel = raise_cancel
+            self._abort_connection()
             return Abort.FAILED
         return super().abort(raise_cancel)
 
@@ -122,67 +149,61 @@ class ZcSendOp(_DataOp):
             return
         super().on_closing()
 
+    def cancellable(self) -> bool:
+        return not self.got_result
+
 
 def submit_zc(
     manager: UringIOManager,
     fd: int,
-    addr: Any,
+    data: object,
+    offset: int,
     length: int,
     flags: int,
-    keep: object,
     wait_notif: bool,
 ) -> ZcSendOp:
-    """Write the SEND_ZC SQE for the current task and track it (does not wait)."""
-    if manager._guest is None:
-        manager._bind_run()
-    op = ZcSendOp(manager, manager.new_user_data(), fd, current_task())
-    op.keep = keep
-    op.wait_notif = wait_notif
-    op.sq_pos = manager._prep(
-        Op.SEND_ZC, 0, fd, 0, addr, length, flags, op.user_data, 0, 0, SEND_ZC_REPORT_USAGE
-    )
-    manager.register_op(op)
-    manager.zerocopy_sends += 1
-    if manager._guest:
-        manager._submit_now()
-    return op
+    """Start a SEND_ZC of ``data[offset:offset + length]`` for the current task (does not wait).
 
-
-async def wait_notification(op: ZcSendOp) -> None:
-    """Park until ``op``'s notification arrived (no-op if none is pending).
-
-    Not cancellable early: a cancel is remembered and raised once the buffer is free.
+    The operation exports ``data`` (``TypeError`` for a non-buffer, before
+    anything is submitted) and releases it at the notification.
     """
-    if not op.notif_pending:
-        return
-    op.task = current_task()
-    await wait_task_rescheduled(op.abort)
-    if op.raise_cancel is not None:
-        op.raise_cancel()
+    op = ZcSendOp(manager, fd, wait_notif)
+    manager.submit(
+        Op.SEND_ZC, fd, 0, offset, length, flags, None, 0, 0, SEND_ZC_REPORT_USAGE, op,
+        buffer=data,
+    )  # fmt: skip
+    manager.zerocopy_sends += 1
+    return op
 
 
 async def send_zc(sock: Any, data: Any, flags: int = 0) -> int:
     """Send ``data`` on the socket ``sock`` (fd or object with ``fileno()``) with SEND_ZC.
 
     Returns the number of bytes sent (``flags`` are ``MSG_*`` flags, e.g.
-    ``MSG_WAITALL`` to send everything).  Raises ``OSError`` with the CQE's
-    errno, for example ``EOPNOTSUPP`` on AF_UNIX or ``ENOMEM`` when the pinned
-    pages exceed ``RLIMIT_MEMLOCK``.
+    ``MSG_WAITALL`` to send everything; ``MSG_NOSIGNAL`` is always added).
+    Arguments are checked like :func:`trio_uring.lowlevel.send` (``TypeError``,
+    ``OSError(EBADF)`` for a closed socket), and a bad call is still a
+    checkpoint.  Raises ``OSError`` with the CQE's errno, for example
+    ``EOPNOTSUPP`` on AF_UNIX or ``ENOMEM`` when the pinned pages exceed
+    ``RLIMIT_MEMLOCK``.
 
     When the buffer is free again: for ``bytes``, the call returns after the
     result and the object stays referenced until the notification; for every
     other buffer the call returns only after the notification, so the buffer
-    may be reused or resized as soon as this returns (or raises).  Counts
-    ``zerocopy_sends``, ``zerocopy_notifications`` and ``zerocopy_copied`` in the
-    manager's statistics.  See the module docstring for cancellation.
+    may be reused or resized as soon as this returns (or raises).  Cancelled
+    while only the notification is pending, a mutable buffer's TCP connection
+    is reset (see the module docstring) and ``Cancelled`` is raised.  Counts
+    ``zerocopy_sends``, ``zerocopy_notifications`` and ``zerocopy_copied`` in
+    the manager's statistics.
     """
-    fd = sock if isinstance(sock, int) else sock.fileno()
-    if fd < 0:
-        import trio
+    from ._socket_ops import checked_flags, fileno_of
 
-        raise trio.ClosedResourceError("socket was already closed")
-    cbuf = ffi.from_buffer(data)
     manager = current_manager()
-    op = submit_zc(manager, fd, cbuf, len(cbuf), flags, (data, cbuf), type(data) is not bytes)
-    await wait_task_rescheduled(op.abort)
-    return op.result()
+    try:
+        fd = fileno_of(sock)
+        fl = checked_flags(flags) | _MSG_NOSIGNAL
+        op = submit_zc(manager, fd, data, 0, -1, fl, type(data) is not bytes)
+    except Exception:
+        await trio.lowlevel.checkpoint()  # bad input is still a checkpoint, as in trio
+        raise
+    return await op

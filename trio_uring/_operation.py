@@ -1,0 +1,350 @@
+"""The operation lifecycle: one record per io_uring request, from its SQE to its final CQE.
+
+This is the one place that says what an in-flight request is (the role
+tokio-uring's ``op.rs`` plays).  The manager (:mod:`trio_uring._manager`)
+starts, cancels and completes operations; the modules above only say how to
+fill an SQE and how to read its CQE(s), through the manager's public methods.
+
+States (``Operation.state``)::
+
+    PREPARED ──start──▶ SUBMITTED ──final CQE──▶ COMPLETED ──(recycled)──▶ PREPARED
+                           │   ▲                      ▲
+             cancel (the   │   │ linked timeout        │ final CQE
+             kernel has    ▼   │ fired, trio did not   │
+             it already)  CANCELLING ─────────────────┘
+                           │
+             the waiter    ▼
+             left          ABANDONED ──final CQE──▶ COMPLETED
+
+* ``PREPARED``: a record with no SQE in flight (new, or recycled after completion).
+* ``SUBMITTED``: its SQE is written (maybe not yet consumed by the kernel); a
+  task may be parked on it (``op.task``).
+* ``CANCELLING``: ``IORING_OP_ASYNC_CANCEL`` was submitted; the waiter stays
+  parked until the final CQE, which carries the real result if the operation
+  completed anyway (trio's IOCP ``wait_overlapped`` pattern).
+* ``ABANDONED``: nobody waits any more (a readiness wait that was cancelled, a
+  zero-copy send of ``bytes`` whose notification is pending, a run that
+  closed), but the kernel may still touch the operation's memory: the record
+  keeps it referenced until the final CQE.
+* ``COMPLETED``: the final CQE arrived (or the SQE was withdrawn before the
+  kernel saw it: then it never happened).  Only here are the buffer exports
+  released, exactly once.
+
+The buffer rule: a caller's buffer is exported to C only by the operation
+(:meth:`Operation.export`), and released in :meth:`Operation.release` when the
+operation completes.  Waits return or raise only after that, so the caller's
+object (a ``bytearray`` to resize, a ``memoryview`` to release, an ``mmap`` to
+close) is free again the moment the awaiting call returns or raises.  The only
+exceptions are documented where they happen (zero-copy ``bytes`` sends).
+
+A cancelled or failed wait leaves no cyclic garbage: the outcome a task is
+woken with is never kept in a frame that its exception's traceback holds.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+from trio.lowlevel import Abort
+
+from ._constants import Op
+from ._ring_cffi import ffi
+from ._trio_compat import READY, WaitTaskRescheduled
+
+if TYPE_CHECKING:
+    from trio.lowlevel import Task
+
+    from ._manager import UringIOManager
+
+    RaiseCancel = Callable[[], object]
+
+PREPARED: Final = 0
+SUBMITTED: Final = 1
+CANCELLING: Final = 2
+ABANDONED: Final = 3
+COMPLETED: Final = 4
+
+STATE_NAMES: Final = ("PREPARED", "SUBMITTED", "CANCELLING", "ABANDONED", "COMPLETED")
+
+_ECANCELED: Final = -errno.ECANCELED
+_EINTR: Final = -errno.EINTR
+#: The kernel's internal "restart the syscall" codes (ERESTARTSYS, ERESTARTNOINTR,
+#: ERESTARTNOHAND, ERESTART_RESTARTBLOCK): io-wq reports them for a blocking
+#: request (an open of a FIFO, ...) that a cancel interrupted.  They mean
+#: "cancelled" and never reach the user.
+RESTART_CODES: Final = frozenset({-512, -513, -514, -516})
+
+#: The op table: opcodes that may be linked to an ``IORING_OP_LINK_TIMEOUT`` and so
+#: resubmitted when that timeout fired but trio did not cancel the task (its
+#: deadline moved, a shield).  Only requests for which ``-ECANCELED`` means
+#: "nothing happened, and doing it again is the same request" belong here.  Not:
+#: ``CONNECT`` (a second connect gives ``EALREADY``), ``OPENAT``/``CLOSE``/
+#: ``SHUTDOWN``/``TIMEOUT`` (side effects, or nothing to gain), ``SEND_ZC``
+#: (two completions).  Reads and writes at the file position pass
+#: ``linkable=False`` themselves.
+RESTARTABLE: Final = frozenset(
+    int(op)
+    for op in (
+        Op.RECV,
+        Op.SEND,
+        Op.RECVMSG,
+        Op.SENDMSG,
+        Op.ACCEPT,
+        Op.READ,
+        Op.WRITE,
+        Op.READ_FIXED,
+        Op.WRITE_FIXED,
+        Op.POLL_ADD,
+        Op.STATX,
+        Op.FSYNC,
+        Op.SPLICE,
+    )
+)
+
+
+def export(obj: object, writable: bool = False) -> Any:
+    """Export ``obj``'s buffer to C: the one place a caller's buffer is exported.
+
+    Raises ``TypeError`` the way the stdlib's socket and os functions do for a
+    ``str``, a non-buffer or (``writable``) a read-only buffer.  The export must
+    be released with ``ffi.release``; :meth:`Operation.export` does that at
+    completion.
+    """
+    if isinstance(obj, str):
+        raise TypeError("a bytes-like object is required, not 'str'")
+    try:
+        return ffi.from_buffer(obj, require_writable=writable)
+    except (TypeError, BufferError):
+        if writable:
+            raise TypeError(
+                f"a writable bytes-like object is required, not {type(obj).__name__!r}"
+            ) from None
+        raise TypeError(f"a bytes-like object is required, not {type(obj).__name__!r}") from None
+
+
+def buffer_nbytes(obj: object, writable: bool = False) -> int:
+    """Check ``obj`` the way :func:`export` will, without keeping an export; return its size.
+
+    For validating arguments before anything is submitted.
+    """
+    if isinstance(obj, str):
+        raise TypeError("a bytes-like object is required, not 'str'")
+    try:
+        view = memoryview(obj)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"a bytes-like object is required, not {type(obj).__name__!r}") from None
+    with view:
+        if not view.c_contiguous:
+            raise TypeError(f"a contiguous bytes-like object is required, not {view!r}")
+        if writable and view.readonly:
+            raise TypeError(f"a writable bytes-like object is required, not {type(obj).__name__!r}")
+        return view.nbytes
+
+
+class Operation:
+    """One io_uring request: its identity, state, waiter and the memory it lends the kernel.
+
+    Subclasses decide what their CQEs mean (:meth:`on_cqe`); everything else (one
+    start, one cancel, one wait) is shared.
+    """
+
+    __slots__ = (
+        "closing",
+        "cqe_flags",
+        "expired",
+        "exports",
+        "fd",
+        "keep",
+        "link_pos",
+        "manager",
+        "raise_cancel",
+        "res",
+        "sq_pos",
+        "sqe",
+        "state",
+        "task",
+        "user_data",
+    )
+
+    def __init__(self, manager: UringIOManager, fd: int = -1) -> None:
+        self.manager = manager
+        self.user_data = 0
+        self.fd = fd
+        self.task: Task | None = None
+        self.state = PREPARED
+        self.sq_pos = -1
+        self.link_pos = -1
+        self.res = 0
+        self.cqe_flags = 0
+        #: Memory the kernel may touch (not exported buffers): kept until completion.
+        self.keep: object = None
+        #: Buffer exports this operation owns: None, one cdata, or a list of them.
+        self.exports: Any = None
+        self.raise_cancel: RaiseCancel | None = None
+        self.closing = False
+        self.expired = False
+        #: The SQE's fields, kept to resubmit after a linked timeout (None: not linked).
+        self.sqe: tuple[Any, ...] | None = None
+
+    # ------------------------------------------------------------ memory
+    def export(self, obj: object, writable: bool = False) -> Any:
+        """Export ``obj`` (see :func:`export`); released when this operation completes."""
+        cdata = export(obj, writable)
+        held = self.exports
+        if held is None:
+            self.exports = cdata
+        elif type(held) is list:
+            held.append(cdata)
+        else:
+            self.exports = [held, cdata]
+        return cdata
+
+    def release(self) -> None:
+        """Let go of everything the kernel could have touched.  Idempotent."""
+        held = self.exports
+        if held is not None:
+            self.exports = None
+            if type(held) is list:
+                for cdata in held:
+                    ffi.release(cdata)
+            else:
+                ffi.release(held)
+        self.keep = None
+
+    # ------------------------------------------------------- completion
+    def on_cqe(self, res: int, flags: int) -> None:
+        """The final CQE of a one-shot request (subclasses with several CQEs override)."""
+        self.res = res
+        self.cqe_flags = flags
+        if (
+            res == _ECANCELED
+            and self.state == SUBMITTED
+            and self.sqe is not None
+            and self.task is not None
+        ):
+            # Our linked timeout fired, but trio has not cancelled the task (yet):
+            # trio stays authoritative.  Park until it aborts, else resubmit.
+            self.manager.linked_timeout_expired(self)
+            return
+        self.complete()
+
+    def complete(self) -> None:
+        """The kernel is done: release the memory, wake the waiter with ``READY``."""
+        self.state = COMPLETED
+        if self.exports is not None:
+            self.release()
+        else:
+            self.keep = None
+        task = self.task
+        if task is not None:
+            self.task = None
+            self.manager.reschedule(task, READY)
+
+    # ------------------------------------------------------------- wait
+    def __await__(self) -> Generator[Any, Any, int]:
+        """Park until the final CQE; return ``cqe->res`` or raise (see :meth:`result`)."""
+        msg = yield WaitTaskRescheduled(self.abort)
+        if msg is not READY:
+            try:
+                msg.unwrap()
+            finally:
+                del msg  # the outcome must not outlive the raise (no cycle via the frame)
+        res = self.res
+        return res if res >= 0 else self.result()
+
+    def abort(self, raise_cancel: RaiseCancel) -> Abort:
+        """trio's abort function for a parked waiter: the one cancel.
+
+        Before the kernel saw the SQE: it becomes a NOP, the operation never
+        happened, ``Abort.SUCCEEDED``.  After: ``ASYNC_CANCEL``, ``Abort.FAILED``;
+        the final CQE decides (``-ECANCELED`` raises ``Cancelled``, anything else is
+        the real result).
+        """
+        manager = self.manager
+        if self.expired:
+            # The linked timeout already ended it in the kernel: nothing to cancel.
+            manager.forget_expired(self)
+            self.task = None
+            self.state = COMPLETED
+            self.release()
+            return Abort.SUCCEEDED
+        if manager.withdraw(self):
+            self.task = None
+            return Abort.SUCCEEDED
+        self.raise_cancel = raise_cancel
+        return Abort.FAILED
+
+    def on_closing(self) -> None:
+        """``notify_closing`` for this operation's fd: the waiter gets ``ClosedResourceError``
+        unless the operation completes anyway."""
+        if self.task is None or self.closing:
+            return
+        self.closing = True
+        manager = self.manager
+        if self.expired:
+            manager.forget_expired(self)
+            self.state = COMPLETED
+            self.release()
+            self.wake_closed()
+        elif manager.withdraw(self):
+            self.wake_closed()
+
+    def wake_closed(self) -> None:
+        task = self.task
+        if task is not None:
+            self.task = None
+            trio.lowlevel.reschedule(
+                task,
+                _closed_error(),
+            )
+
+    def cancellable(self) -> bool:
+        """Whether an ``ASYNC_CANCEL`` can end this operation (not: a pending notification)."""
+        return True
+
+    def pinned_bytes(self) -> int:
+        """Bytes of exported buffers the kernel may still touch (for reports)."""
+        held = self.exports
+        if held is None:
+            return 0
+        if type(held) is list:
+            return sum(len(c) for c in held)
+        return len(held)
+
+    def detach(self) -> None:
+        """The waiter leaves for good: nobody is woken; memory stays held until the final CQE."""
+        self.task = None
+        if self.state == SUBMITTED or self.state == CANCELLING:
+            self.state = ABANDONED
+
+    def result(self) -> int:
+        """Turn the final CQE into the operation's result, or raise.
+
+        ``-ECANCELED`` (and the kernel's restart codes) after a cancel raise
+        ``Cancelled``, after ``notify_closing`` ``ClosedResourceError``; any other
+        negative result raises ``OSError`` with that errno.
+        """
+        res = self.res
+        if res >= 0:
+            return res
+        if res in RESTART_CODES:
+            res = _ECANCELED
+        if res == _ECANCELED or (res == _EINTR and self.raise_cancel is not None):
+            if self.raise_cancel is not None:
+                self.raise_cancel()
+            if self.closing:
+                raise trio.ClosedResourceError("another task closed this resource")
+        raise OSError(-res, os.strerror(-res))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} ud={self.user_data} fd={self.fd} {STATE_NAMES[self.state]}>"
+
+
+def _closed_error() -> Any:
+    import outcome
+
+    return outcome.Error(trio.ClosedResourceError("another task closed this resource"))
