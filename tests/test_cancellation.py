@@ -225,8 +225,13 @@ async def test_deadline_uses_a_linked_timeout(pair: Pair) -> None:
     assert trio.current_time() - start >= 0.05
     after = stats()
     assert after.linked_timeouts == base.linked_timeouts + 1
-    assert after.linked_timeouts_fired == base.linked_timeouts_fired + 1
-    assert after.async_cancels == base.async_cancels  # the kernel ended it by itself
+    # Two mechanisms race at the deadline and either may win: the kernel's linked
+    # timeout (then trio's abort finds nothing to cancel) or trio's own deadline
+    # (then the abort submits ASYNC_CANCEL and the timeout never counts as fired).
+    # Exactly one of them ended the request.
+    fired = after.linked_timeouts_fired - base.linked_timeouts_fired
+    cancels = after.async_cancels - base.async_cancels
+    assert (fired, cancels) in ((1, 0), (0, 1))
     await settle(base.operations_in_flight)
 
 
