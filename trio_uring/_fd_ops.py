@@ -213,6 +213,168 @@ async def write(fd: int, data: Buffer, offset: int = -1) -> int:
 
 
 # ----------------------------------------------------------- open / close
+class _ThreadOpen:
+    """``os.open`` in a worker thread that a cancelled task abandons without leaking the fd.
+
+    ``os.open`` cannot be interrupted, so the task waits with
+    ``abandon_on_cancel=True``, and ``_lock`` makes exactly one side own the
+    new fd: the thread hands it over only while the task still waits for it;
+    the task, when it gives up, marks the open abandoned and closes an fd that
+    was handed over but had not arrived.  An abandoned thread closes what its
+    ``os.open`` returns, whenever that is; one that had not started does not open.
+
+    ``dir_fd``, if not None, is a duplicate this object owns (closed once the
+    thread's ``os.open`` returned, or by the task if the thread never started),
+    so the caller may close its own ``dir_fd`` while an abandoned thread still blocks.
+    ``limiter`` is passed on to ``trio.to_thread.run_sync``.
+    """
+
+    def __init__(
+        self,
+        path: bytes,
+        flags: int,
+        mode: int,
+        dir_fd: int | None,
+        limiter: trio.CapacityLimiter | None = None,
+    ) -> None:
+        import threading
+
+        self._path = path
+        self._flags = flags
+        self._mode = mode
+        self._dir_fd = dir_fd
+        self._limiter = limiter
+        self._lock = threading.Lock()
+        self._started = False
+        self._abandoned = False
+        self._fd = -1
+
+    def _open(self) -> int:
+        """The worker thread's part."""
+        with self._lock:
+            if self._abandoned:
+                return -1
+            self._started = True
+        try:
+            fd = os.open(self._path, self._flags, self._mode, dir_fd=self._dir_fd)
+        finally:
+            if self._dir_fd is not None:
+                os.close(self._dir_fd)
+        with self._lock:
+            if not self._abandoned:
+                self._fd = fd
+                return fd
+        os.close(fd)
+        return -1
+
+    async def run(self) -> int:
+        try:
+            return await trio.to_thread.run_sync(
+                self._open, abandon_on_cancel=True, limiter=self._limiter
+            )
+        except BaseException:
+            with self._lock:
+                self._abandoned = True
+                started = self._started
+                fd, self._fd = self._fd, -1
+            if fd >= 0:
+                os.close(fd)
+            if not started and self._dir_fd is not None:
+                os.close(self._dir_fd)
+            raise
+
+
+async def _thread_open(raw: bytes, flags: int, mode: int, dfd: int, *, fifo: bool = False) -> int:
+    """``os.open`` in a worker thread: blocks like it (a FIFO waits for a peer), but cancellable.
+
+    ``fifo``: the open is expected to wait for a FIFO's peer, maybe for good if
+    cancelled; it gets a limiter of its own, so it neither queues behind nor
+    holds a token of the run's default limiter (40 writers waiting for readers
+    whose opens queue behind them would deadlock).
+    """
+    limiter = trio.CapacityLimiter(1) if fifo else None
+    dup = None if dfd == AT_FDCWD else os.dup(dfd)
+    return await _ThreadOpen(raw, flags, mode, dup, limiter).run()
+
+
+def _fifo_hung_up(fd: int) -> bool:
+    """Does the FIFO read end ``fd`` report ``POLLHUP`` right now (a writer came and left)?"""
+    import select
+
+    poller = select.poll()
+    poller.register(fd, 0)  # POLLHUP is reported whatever is asked for
+    return any(revents & select.POLLHUP for _, revents in poller.poll(0))
+
+
+async def _await_fifo_writer(fd: int) -> int:
+    """Return the FIFO read end ``fd`` once a blocking ``open(O_RDONLY)`` would have returned.
+
+    io_uring's non-blocking first attempt opened ``fd`` whether or not the FIFO
+    has a writer; a blocking open returns only once one opened it.  A worker
+    thread waits for that with a second, blocking open of the same FIFO
+    (``/proc/self/fd/N`` of a duplicate: no path lookup that a rename or unlink
+    could change) and closes it again.  ``fd`` stays open meanwhile, as a
+    reader blocked in ``open`` counts as a reader: a writer that ``fd``
+    already let through gets no ``EPIPE`` and loses nothing it wrote.
+
+    A writer that comes and goes before the thread's open (``echo hi > fifo``
+    started first) leaves ``POLLHUP`` on ``fd``, which the task watches: the
+    open is then done, and a short-lived writer of our own (``O_NONBLOCK``,
+    nothing written, needs write permission) releases the thread.  Cancelled:
+    ``fd`` is closed, and the thread stays blocked until the FIFO gets a
+    writer, then closes its fds.  If ``/proc/self/fd`` cannot be opened, the
+    open does not wait.  Returns ``fd``, or closes it and raises.
+    """
+    from ._socket_ops import poll
+
+    try:
+        if _fifo_hung_up(fd):
+            return fd
+        token = trio.lowlevel.current_trio_token()
+        thread_done = trio.Event()
+        dup = os.dup(fd)
+
+        def wait() -> None:  # worker thread; it owns dup
+            try:
+                os.close(os.open(b"/proc/self/fd/%d" % dup, os.O_RDONLY | os.O_CLOEXEC))
+            except OSError:
+                pass  # no /proc: do not wait
+            finally:
+                os.close(dup)
+
+        with trio.CancelScope() as watch:
+
+            def finished() -> None:
+                thread_done.set()
+                watch.cancel()
+
+            def deliver(result: object) -> None:  # worker thread, after wait()
+                try:
+                    token.run_sync_soon(finished)
+                except trio.RunFinishedError:
+                    pass
+
+            trio.lowlevel.start_thread_soon(wait, deliver, name="trio_uring FIFO open")
+            await poll(fd, 0)  # only POLLHUP/POLLERR: data alone may predate the open
+            try:
+                release = os.open(
+                    b"/proc/self/fd/%d" % fd, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC
+                )
+            except OSError:
+                return fd  # no write permission: the thread stays until the next writer
+            try:
+                # Woken by the release's open, or finding it there: the thread
+                # returns at once.
+                with trio.CancelScope(shield=True):
+                    await thread_done.wait()
+            finally:
+                os.close(release)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 async def openat(
     path: StrOrBytesPath, flags: int, mode: int = 0o666, *, dir_fd: int | None = None
 ) -> int:
@@ -222,8 +384,29 @@ async def openat(
     ``dir_fd=None`` means relative to the current directory.  Never leaks an
     fd: if cancellation arrives after the kernel opened the file, the fd is
     returned (the caller owns it; the cancellation hits its next checkpoint).
-    Thread fallback: ``os.open``.
+    An open that blocks in the kernel (an io-wq worker) is cancelled too and
+    raises ``Cancelled``; a cancelled open may still have created or
+    truncated the file.
+
+    FIFOs block like with ``os.open``: without ``O_NONBLOCK``, a write-only
+    open waits for a reader and a read-only open for a writer (io_uring's
+    non-blocking first attempt fails with ``ENXIO`` or returns at once).  The
+    wait is a blocking ``os.open`` in a worker thread; for a read-only open
+    the fd from io_uring stays open meanwhile and is the result (see
+    :func:`_await_fifo_writer`).  Cancelled, the task raises ``Cancelled`` at
+    once, but the thread stays blocked in the kernel until the FIFO gets a
+    peer, then closes the fd it got; until then it counts as the FIFO's
+    reader or writer, so that peer's open succeeds and it then sees end of
+    file (or ``EPIPE``).  ``O_RDWR`` never blocks on a FIFO; with
+    ``O_NONBLOCK`` the kernel's rules apply (``ENXIO`` for a write-only open
+    without a reader), as with ``os.open``.
+
+    Thread fallback: ``os.open``, cancellable the same way (the thread is
+    abandoned and closes the fd it gets).
     """
+    import errno
+    import stat
+
     raw = fspath_bytes(path)
     flags = operator.index(flags) | os.O_CLOEXEC
     mode = operator.index(mode)
@@ -232,13 +415,26 @@ async def openat(
     dfd = _dir_fd(dir_fd)
     manager = _uring(Op.OPENAT)
     if manager is None:
-        return await _in_thread(
-            lambda: os.open(raw, flags, mode, dir_fd=None if dfd == AT_FDCWD else dfd)
-        )
+        return await _thread_open(raw, flags, mode, dfd)
+    # Without O_NONBLOCK, a read-only or write-only open of a FIFO waits for a peer.
+    blocking = not flags & (os.O_NONBLOCK | os.O_PATH)
+    accmode = flags & os.O_ACCMODE
     cpath = ffi.new("char[]", raw)
-    return await manager.perform(
-        Op.OPENAT, dfd, 0, cpath, mode, flags & 0xFFFFFFFF, keep=cpath, linkable=False
-    )
+    try:
+        # A blocking open that a cancel interrupts in io-wq completes with a kernel
+        # restart code: the operation's result() turns it into Cancelled.
+        fd = await manager.perform(
+            Op.OPENAT, dfd, 0, cpath, mode, flags & 0xFFFFFFFF, keep=cpath, linkable=False
+        )
+    except OSError as exc:
+        if exc.errno == errno.ENXIO and blocking and accmode == os.O_WRONLY:
+            # A FIFO without a reader (or a socket, a device without its
+            # driver: os.open fails the same way).
+            return await _thread_open(raw, flags, mode, dfd, fifo=True)
+        raise
+    if blocking and accmode == os.O_RDONLY and stat.S_ISFIFO(os.fstat(fd).st_mode):
+        return await _await_fifo_writer(fd)
+    return fd
 
 
 async def close(fd: int) -> None:

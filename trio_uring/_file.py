@@ -1283,9 +1283,13 @@ async def open_file(
 
     The open is ``IORING_OP_OPENAT`` (never resubmitted; if cancellation races
     a successful open the file is closed again before ``Cancelled`` propagates)
-    followed by ``IORING_OP_STATX`` on the new fd.  ``opener``, if given, is a
-    synchronous callable and runs in ``trio.to_thread.run_sync``.  Errors are
-    the ``OSError`` subclasses ``io.open`` raises, with ``filename`` set.
+    followed by ``IORING_OP_STATX`` on the new fd.  A FIFO blocks until its peer
+    opens it, as with ``io.open``: the wait is in a worker thread, and a
+    cancelled open raises ``Cancelled`` at once while that thread stays blocked
+    until the FIFO gets a peer (see :func:`trio_uring.lowlevel.openat`).
+    ``opener``, if given, is a synchronous callable and runs in
+    ``trio.to_thread.run_sync``.  Errors are the ``OSError`` subclasses
+    ``io.open`` raises, with ``filename`` set.
     """
     spec = _parse_open_args(file, mode, buffering, encoding, errors, newline, closefd)
     name, flags, text, fio_mode, buffering, encoding = spec

@@ -70,6 +70,7 @@ from ._operation import (
     RESTARTABLE,
     SUBMITTED,
     Operation,
+    export,
 )
 from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring
 from ._ring_cffi import ffi, lib
@@ -93,6 +94,7 @@ _UD_WAKEUP: Final = 1
 _UD_FIRST: Final = 16
 
 _unpack_cqes = struct.Struct("=QiI").iter_unpack
+_from_buffer = ffi.from_buffer
 _run_context = _trio_compat.GLOBAL_RUN_CONTEXT
 
 #: Called with the manager at the first loop tick of every run on io_uring, on the
@@ -421,13 +423,26 @@ class UringIOManager:
             op = Operation(self, fd)
         else:
             op.fd = fd
-            op.raise_cancel = None
-            op.closing = False
-            op.expired = False
-            op.link_pos = -1
-            op.sqe = None
+            if op.state != PREPARED:  # a recycled record: forget its last run
+                op.raise_cancel = None
+                op.closing = False
+                op.expired = False
+                op.link_pos = -1
+                op.sqe = None
         if buffer is not None:
-            cbuf = op.export(buffer, writable)
+            # Operation.export(), inlined: this is every send's and receive's path.
+            try:
+                cbuf = _from_buffer("char[]", buffer, writable)
+            except (TypeError, BufferError):
+                export(buffer, writable)  # raises the stdlib's TypeError for it
+                raise
+            held = op.exports
+            if held is None:
+                op.exports = cbuf
+            elif type(held) is list:
+                held.append(cbuf)
+            else:
+                op.exports = [held, cbuf]
             if length < 0:
                 length = len(cbuf) - addr
                 if length > MAX_RW_COUNT:
@@ -476,7 +491,8 @@ class UringIOManager:
                 op.release()
                 raise
         self._ops[ud] = op
-        if fd >= 0:
+        if op.indexed != fd and fd >= 0:
+            op.indexed = fd
             by_fd = self._by_fd.get(fd)
             if by_fd is None:
                 self._by_fd[fd] = [op]
@@ -492,8 +508,10 @@ class UringIOManager:
         """Drop finished operations from ``fd``'s list (amortised O(1) per submit)."""
         live: list[Operation] = []
         for o in by_fd:
-            if o.fd == fd and o.state != COMPLETED and o.state != PREPARED and o not in live:
+            if o.fd == fd and o.state != COMPLETED and o.state != PREPARED:
                 live.append(o)
+            elif o.indexed == fd:
+                o.indexed = -1
         by_fd[:] = live
 
     def cancel(self, op: Operation) -> None:
@@ -808,6 +826,8 @@ class UringIOManager:
         by_fd = self._by_fd.pop(fd, None)
         if by_fd:
             for op in by_fd:
+                if op.indexed == fd:
+                    op.indexed = -1
                 if op.fd == fd and (op.state == SUBMITTED or op.state == CANCELLING):
                     op.on_closing()
         if not self._closed and lib.tu_unsubmitted(self._r):

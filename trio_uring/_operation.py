@@ -78,6 +78,8 @@ _EINTR: Final = -errno.EINTR
 #: "cancelled" and never reach the user.
 RESTART_CODES: Final = frozenset({-512, -513, -514, -516})
 
+_release = ffi.release
+
 #: The op table: opcodes that may be linked to an ``IORING_OP_LINK_TIMEOUT`` and so
 #: resubmitted when that timeout fired but trio did not cancel the task (its
 #: deadline moved, a shield).  Only requests for which ``-ECANCELED`` means
@@ -158,6 +160,7 @@ class Operation:
         "expired",
         "exports",
         "fd",
+        "indexed",
         "keep",
         "link_pos",
         "manager",
@@ -174,6 +177,8 @@ class Operation:
         self.manager = manager
         self.user_data = 0
         self.fd = fd
+        #: The fd under which the manager's notify_closing index lists this record.
+        self.indexed = -1
         self.task: Task | None = None
         self.state = PREPARED
         self.sq_pos = -1
@@ -235,10 +240,15 @@ class Operation:
     def complete(self) -> None:
         """The kernel is done: release the memory, wake the waiter with ``READY``."""
         self.state = COMPLETED
-        if self.exports is not None:
-            self.release()
-        else:
-            self.keep = None
+        held = self.exports
+        if held is not None:  # release(), inlined: every operation passes here
+            self.exports = None
+            if type(held) is list:
+                for cdata in held:
+                    _release(cdata)
+            else:
+                _release(held)
+        self.keep = None
         task = self.task
         if task is not None:
             self.task = None

@@ -54,8 +54,23 @@ class RegisteredBuffers:
             _iovec.pack_into(view, i * _iovec.size, int(ffi.cast("uintptr_t", c)), v.nbytes)
         rc = manager.register(REGISTER_BUFFERS, iov, len(buffers))
         if rc < 0:
+            import errno
+
+            nbytes = sum(v.nbytes for v in self._views)
             self._release()
-            raise OSError(-rc, "IORING_REGISTER_BUFFERS: " + os.strerror(-rc))
+            message = "IORING_REGISTER_BUFFERS: " + os.strerror(-rc)
+            if rc == -errno.ENOMEM:
+                import resource
+
+                soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+                limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft} bytes"
+                message += (
+                    f" ({nbytes} bytes): registered buffers are pinned and count against "
+                    f"RLIMIT_MEMLOCK (it is {limit}) unless the process has CAP_IPC_LOCK; "
+                    "raise it with ulimit -l, LimitMEMLOCK= or docker run --ulimit memlock=, "
+                    "or register less"
+                )
+            raise OSError(-rc, message)
         self._registered = True
         manager.registered_buffers = self
 

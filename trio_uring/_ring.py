@@ -39,7 +39,16 @@ class RingUnavailable(OSError):
     """io_uring cannot be used here; ``str()`` says why."""
 
 
-def _explain_setup_errno(err: int) -> str:
+def _kernel_version(release: str) -> tuple[int, int] | None:
+    """``(major, minor)`` of a kernel release string (``os.uname().release``), or None."""
+    import re
+
+    match = re.match(r"(\d+)\.(\d+)", release)
+    return None if match is None else (int(match[1]), int(match[2]))
+
+
+def _explain_setup_errno(err: int, release: str | None = None) -> str:
+    """Why ``io_uring_setup`` failed with ``err``, on the kernel ``release`` (default: this one)."""
     if err == errno.EPERM:
         return (
             "io_uring_setup failed with EPERM: io_uring is disabled by the "
@@ -52,7 +61,32 @@ def _explain_setup_errno(err: int) -> str:
             "(CONFIG_IO_URING) or a seccomp profile hides the syscall"
         )
     if err == errno.ENOMEM:
-        return "io_uring_setup failed with ENOMEM: RLIMIT_MEMLOCK too low (kernels <= 5.11)"
+        # For a process without CAP_IPC_LOCK, the ring's memory counts against
+        # RLIMIT_MEMLOCK before Linux 5.12, and again since 6.14 (the rings became
+        # accounted "memory regions"); 5.12 to 6.13 charge it to the memory cgroup.
+        version = _kernel_version(os.uname().release if release is None else release)
+        linux = "" if version is None else f"Linux {version[0]}.{version[1]}"
+        if version is not None and (5, 12) <= version < (6, 14):
+            return (
+                "io_uring_setup failed with ENOMEM: out of memory, or the memory "
+                f"cgroup's limit (on {linux} the ring does not count against RLIMIT_MEMLOCK)"
+            )
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+        limit = "unlimited" if soft == resource.RLIM_INFINITY else f"{soft} bytes"
+        if version is None:
+            return (
+                "io_uring_setup failed with ENOMEM: out of memory, or RLIMIT_MEMLOCK "
+                f"too low (it is {limit}; Linux before 5.12 and since 6.14 counts the "
+                "ring's memory against it unless the process has CAP_IPC_LOCK)"
+            )
+        return (
+            f"io_uring_setup failed with ENOMEM: RLIMIT_MEMLOCK too low (it is {limit}; "
+            f"{linux} counts the ring's memory against it unless the process has "
+            "CAP_IPC_LOCK: raise it with ulimit -l, LimitMEMLOCK= or docker run "
+            "--ulimit memlock=), or out of memory"
+        )
     return f"io_uring_setup failed: [Errno {err}] {os.strerror(err)}"
 
 

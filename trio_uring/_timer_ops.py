@@ -10,7 +10,7 @@ functions are :func:`trio.sleep_until` / :func:`trio.sleep`.
 from __future__ import annotations
 
 import errno
-from math import inf, isnan
+from math import isnan
 
 import trio
 
@@ -20,6 +20,8 @@ from ._install import current_manager
 from ._ring_cffi import ffi
 
 _NS = 1_000_000_000
+#: The kernel's timers count signed 64-bit nanoseconds (``ktime_t``).
+_MAX_NS = (1 << 63) - 1
 
 
 async def sleep_until(deadline: float) -> None:
@@ -28,7 +30,9 @@ async def sleep_until(deadline: float) -> None:
     A deadline in the past is a checkpoint that does not block.  Cancelled: the
     kernel timer is removed (``ASYNC_CANCEL``) and ``Cancelled`` raised; if the
     timer fired in the same instant, the call returns and the next checkpoint
-    raises.  Raises ``ValueError`` if ``deadline`` is NaN.
+    raises.  Raises ``ValueError`` if ``deadline`` is NaN.  A deadline the
+    kernel's signed 64-bit nanoseconds cannot hold (``inf``, or more than 292
+    years after boot) is left to :func:`trio.sleep_until`, as under a mock clock.
     """
     manager = current_manager()
     if isnan(deadline):
@@ -38,12 +42,13 @@ async def sleep_until(deadline: float) -> None:
     if type(clock) is not _trio_compat.SystemClock:
         await trio.sleep_until(deadline)
         return
-    if deadline == inf:
-        await trio.sleep_forever()
-    ns = int((deadline - float(getattr(clock, "offset"))) * _NS)  # noqa: B009
-    if ns < 0:
-        ns = 0
-    timespec = ffi.new("long long[2]", (ns // _NS, ns % _NS))
+    ns = (deadline - float(getattr(clock, "offset"))) * _NS  # noqa: B009
+    if not ns < _MAX_NS:
+        # inf, or CLOCK_MONOTONIC beyond 2**63 ns (292 years after boot): more
+        # than the kernel's timer holds.  trio's own deadlines sleep just as well.
+        await trio.sleep_until(deadline)
+        return
+    timespec = ffi.new("long long[2]", divmod(int(ns) if ns > 0 else 0, _NS))
     try:
         await manager.perform(
             Op.TIMEOUT, -1, 0, timespec, 1, TIMEOUT_ABS, keep=timespec, linkable=False
