@@ -217,8 +217,10 @@ class AsyncBinaryFile(_Base):
         if not self._direct:
             return await _fd_ops.read(self._fd, n, offset)
         with mmap.mmap(-1, max(-(-n // mmap.PAGESIZE) * mmap.PAGESIZE, mmap.PAGESIZE)) as m:
-            with memoryview(m) as view:
-                got = await _fd_ops.readinto(self._fd, view[:n], offset)
+            # Both views are released on the way out, also when the read raises: a
+            # traceback that still held an unreleased slice would keep the mmap from closing.
+            with memoryview(m) as view, view[:n] as part:
+                got = await _fd_ops.readinto(self._fd, part, offset)
             return m[:got]
 
     async def _sys_write(self, data: Buffer, offset: int) -> int:
@@ -229,8 +231,8 @@ class AsyncBinaryFile(_Base):
             n = src.nbytes
             with mmap.mmap(-1, max(-(-n // mmap.PAGESIZE) * mmap.PAGESIZE, mmap.PAGESIZE)) as m:
                 m[:n] = src.cast("B")
-                with memoryview(m) as view:
-                    return await _fd_ops.write(self._fd, view[:n], offset)
+                with memoryview(m) as view, view[:n] as part:
+                    return await _fd_ops.write(self._fd, part, offset)
 
     # ------------------------------------------------------- kernel access
     async def _kread(self, n: int) -> int:

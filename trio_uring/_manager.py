@@ -27,6 +27,7 @@ Rules this module keeps (see docs/mapping.rst):
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
@@ -45,6 +46,7 @@ import trio
 from trio import current_effective_deadline
 from trio.lowlevel import (
     Abort,
+    checkpoint,
     checkpoint_if_cancelled,
     current_task,
     reschedule,
@@ -66,7 +68,6 @@ from ._operation import (
     ABANDONED,
     CANCELLING,
     COMPLETED,
-    PREPARED,
     RESTARTABLE,
     SUBMITTED,
     Operation,
@@ -227,8 +228,10 @@ class UringIOManager:
         self.reschedule: Callable[..., None] = reschedule
         #: Every operation whose final CQE has not arrived, by user_data.
         self._ops: dict[int, Operation] = {}
-        #: Operations by fd, for notify_closing (pruned lazily; see _index_fd).
-        self._by_fd: dict[int, list[Operation]] = {}
+        #: Operations in flight by fd, for notify_closing (an operation leaves at retire()).
+        self._by_fd: collections.defaultdict[int, dict[Operation, None]] = collections.defaultdict(
+            dict
+        )
         self._readers: dict[int, _PollOp] = {}
         self._writers: dict[int, _PollOp] = {}
         self._expired: list[Operation] = []
@@ -371,8 +374,7 @@ class UringIOManager:
         """
         if self._closed or self._unsubmit(op):
             self._ops.pop(op.user_data, None)
-            op.state = COMPLETED
-            op.release()
+            op.retire()
             return True
         if op.state != CANCELLING:
             op.state = CANCELLING
@@ -423,7 +425,8 @@ class UringIOManager:
             op = Operation(self, fd)
         else:
             op.fd = fd
-            if op.state != PREPARED:  # a recycled record: forget its last run
+            if op.raise_cancel is not None or op.closing or op.sqe is not None:
+                # A recycled record that was cancelled, closed or linked: forget that.
                 op.raise_cancel = None
                 op.closing = False
                 op.expired = False
@@ -491,28 +494,22 @@ class UringIOManager:
                 op.release()
                 raise
         self._ops[ud] = op
-        if op.indexed != fd and fd >= 0:
-            op.indexed = fd
-            by_fd = self._by_fd.get(fd)
-            if by_fd is None:
-                self._by_fd[fd] = [op]
-            else:
-                by_fd.append(op)
-                if len(by_fd) > 32:
-                    self._prune_fd(fd, by_fd)
+        if not op.sticky:
+            self._by_fd[fd][op] = None
         if self._guest:
             self._submit_now()
         return op
 
-    def _prune_fd(self, fd: int, by_fd: list[Operation]) -> None:
-        """Drop finished operations from ``fd``'s list (amortised O(1) per submit)."""
-        live: list[Operation] = []
-        for o in by_fd:
-            if o.fd == fd and o.state != COMPLETED and o.state != PREPARED:
-                live.append(o)
-            elif o.indexed == fd:
-                o.indexed = -1
-        by_fd[:] = live
+    def recycled_operation(self, fd: int) -> Operation:
+        """A record its caller submits again and again on ``fd``, one operation at a time.
+
+        It stays in the notify_closing index for good (a stream's send slot), so
+        each submit saves the index update.
+        """
+        op = Operation(self, fd)
+        op.sticky = True
+        self._by_fd[fd][op] = None
+        return op
 
     def cancel(self, op: Operation) -> None:
         """Ask the kernel to end ``op`` (``ASYNC_CANCEL``) without withdrawing a waiter.
@@ -728,8 +725,7 @@ class UringIOManager:
         for ud, op in list(ops.items()):
             if self._unsubmit(op):
                 del ops[ud]
-                op.state = COMPLETED
-                op.release()
+                op.retire()
             elif op.cancellable() and lib.tu_reserve(self._r, 1) == 0:
                 lib.tu_prep_u64(self._r, Op.ASYNC_CANCEL, 0, -1, 0, ud, 0, 0, _UD_IGNORE)
         lib.tu_submit(self._r)
@@ -753,8 +749,7 @@ class UringIOManager:
                 op.on_cqe(res, flags)
                 if not flags & CQE_F_MORE and op.state != COMPLETED:
                     ops.pop(user_data, None)
-                    op.state = COMPLETED
-                    op.release()
+                    op.retire()
 
     def _poll_lingering(self) -> bool:
         """Reap a closed ring's late CQEs; True once the kernel let go of everything."""
@@ -825,9 +820,7 @@ class UringIOManager:
                     poll.on_closing()
         by_fd = self._by_fd.pop(fd, None)
         if by_fd:
-            for op in by_fd:
-                if op.indexed == fd:
-                    op.indexed = -1
+            for op in list(by_fd):
                 if op.fd == fd and (op.state == SUBMITTED or op.state == CANCELLING):
                     op.on_closing()
         if not self._closed and lib.tu_unsubmitted(self._r):
@@ -899,10 +892,15 @@ class UringIOManager:
             if deadline == -inf:
                 # The task is already cancelled; its SQE is dropped before submission.
                 deadline = inf
-        return await self.submit(
-            opcode, fd, off, addr, length, op_flags, keep, buf_index, file_index, ioprio,
-            op, deadline, buffer=buffer, writable=writable,
-        )  # fmt: skip
+        try:
+            started = self.submit(
+                opcode, fd, off, addr, length, op_flags, keep, buf_index, file_index, ioprio,
+                op, deadline, buffer=buffer, writable=writable,
+            )  # fmt: skip
+        except TypeError:
+            await checkpoint()  # a buffer of the wrong type: still a checkpoint, as in trio
+            raise
+        return await started
 
     def _deadline_is_near(self) -> bool:
         """Is any deadline of this run within :attr:`link_horizon` seconds?

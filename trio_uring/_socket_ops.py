@@ -196,12 +196,12 @@ async def send(sock: FdLike, data: Buffer, flags: int = 0) -> int:
     manager = current_manager()
     try:
         fd = fileno_of(sock)
-        size = buffer_nbytes(data)
         fl = checked_flags(flags) | _MSG_NOSIGNAL
     except Exception:
         await _raise_at_checkpoint()
         raise
-    return await manager.perform(Op.SEND, fd, 0, 0, min(size, MAX_IO), fl, buffer=data)
+    # length -1: all of `data` (at most MAX_IO); a non-buffer raises TypeError at a checkpoint.
+    return await manager.perform(Op.SEND, fd, 0, 0, -1, fl, buffer=data)
 
 
 # ------------------------------------------------------------------ msghdr

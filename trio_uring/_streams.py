@@ -320,11 +320,12 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         sent += await self._send_zc(manager, fd, data, sent, n, kind is not bytes)
                     else:
                         # The operation exports `data` and releases it at its final CQE.
-                        op = manager.submit(
-                            _OP_SEND, fd, 0, sent, n, _SEND_FLAGS, None, 0, 0, 0, self._s_op,
-                            buffer=data,
-                        )  # fmt: skip
-                        self._s_op = op
+                        op = self._s_op
+                        if op is None:
+                            op = self._s_op = manager.recycled_operation(fd)
+                        manager.submit(
+                            _OP_SEND, fd, 0, sent, n, _SEND_FLAGS, None, 0, 0, 0, op, buffer=data
+                        )
                         await park(self._s_trap)  # as `await op`, with a trap made once
                         res = op.res
                         sent += res if res >= 0 else op.result()

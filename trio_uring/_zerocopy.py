@@ -112,7 +112,6 @@ class ZcSendOp(Operation):
             self.complete()
             return
         self.res = res
-        self.cqe_flags = flags
         self.got_result = True
         if not flags & CQE_F_MORE:
             self.complete()
