@@ -78,7 +78,6 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
-from trio import _socket as _trio_socket
 from trio.lowlevel import checkpoint_if_cancelled
 
 from . import _sockaddr, _trio_compat
@@ -95,17 +94,10 @@ if TYPE_CHECKING:
     from trio.socket import SocketType
     from typing_extensions import Buffer
 
-try:
-    _TrioSocketType: type[Any] = _trio_socket._SocketType
-    _trio_from_stdlib_socket: Callable[[_stdlib_socket.socket], SocketType] = (
-        _trio_socket.from_stdlib_socket
-    )
-    _resolve_nocp = _trio_socket._SocketType._resolve_address_nocp
-except AttributeError as exc:  # pragma: no cover - depends on trio version
-    raise ImportError(
-        f"trio_uring needs trio {_trio_compat.SUPPORTED_TRIO}; trio {trio.__version__} lacks "
-        f"a private name of trio._socket it relies on ({exc})"
-    ) from exc
+_TrioSocketType: type[Any] = _trio_compat.TrioSocketType
+_trio_from_stdlib_socket: Callable[[_stdlib_socket.socket], SocketType] = (
+    _trio_compat.trio_from_stdlib_socket
+)
 
 _RECV: Final = int(Op.RECV)
 _SEND: Final = int(Op.SEND)
@@ -187,16 +179,14 @@ def _install_patch(manager: UringIOManager) -> None:
     if _patched:
         return
     _patched = True
-    _trio_socket.from_stdlib_socket = from_stdlib_socket
-    trio.socket.from_stdlib_socket = from_stdlib_socket
+    _trio_compat.set_socket_factory(from_stdlib_socket)
 
 
 def _uninstall_patch() -> None:
     """Give trio its own constructors back (tests)."""
     global _patched
     _patched = False
-    _trio_socket.from_stdlib_socket = _trio_from_stdlib_socket  # type: ignore[assignment]
-    trio.socket.from_stdlib_socket = _trio_from_stdlib_socket  # type: ignore[assignment]
+    _trio_compat.set_socket_factory(_trio_from_stdlib_socket)
 
 
 run_start_hooks.append(_install_patch)

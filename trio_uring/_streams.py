@@ -226,6 +226,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._zc_threshold = _zc_threshold(zerocopy)
         self.socket = socket
         self._manager: UringIOManager | None = None
+        self._guest = False
         self._compat: trio.SocketStream | None = None
         self._sending = False
         self._receiving = False
@@ -259,7 +260,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             self._compat = trio.SocketStream(self.socket)
             return None
         self._manager = manager
-        manager.guest  # noqa: B018 - binds the manager to this run (guest mode, clock)
+        self._guest = manager.guest  # (also binds the manager to this run)
         if not manager.supports(Op.SEND_ZC):
             self._zc_threshold = inf
         self._ring = _bufring.stream_ring(manager)
@@ -307,7 +308,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             return
         self._sending = True
         try:
-            if manager._guest:
+            if self._guest:
                 # Guest mode submits at once (see UringIOManager.submit).
                 await checkpoint_if_cancelled()
             sent = 0

@@ -37,6 +37,13 @@ try:
             raise AttributeError(f"Runner.{_name}")
     getattr(_trio_run.Deadlines, "_heap")  # noqa: B009
     getattr(_trio_run.Runner, "instruments")  # noqa: B009
+    from trio import _socket as _trio_socket
+
+    #: trio's socket class (``trio.socket.SocketType`` is its abstract base).
+    TrioSocketType: type = _trio_socket._SocketType
+    #: trio's own ``from_stdlib_socket``, which every trio socket constructor calls.
+    trio_from_stdlib_socket: Any = _trio_socket.from_stdlib_socket
+    getattr(_trio_socket._SocketType, "_resolve_address_nocp")  # noqa: B009
 except (ImportError, AttributeError) as exc:  # pragma: no cover - depends on trio version
     raise ImportError(
         f"trio_uring needs trio {SUPPORTED_TRIO}; trio {trio.__version__} lacks a private name "
@@ -49,6 +56,12 @@ if TYPE_CHECKING:
 
 class HasFileno(Protocol):
     def fileno(self) -> int: ...
+
+
+def set_socket_factory(from_stdlib_socket: Any) -> None:
+    """Make trio build its socket objects with ``from_stdlib_socket`` (module-level names)."""
+    _trio_socket.from_stdlib_socket = from_stdlib_socket
+    trio.socket.from_stdlib_socket = from_stdlib_socket
 
 
 def run_module() -> Any:
