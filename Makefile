@@ -25,8 +25,10 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+# -X dev: ResourceWarnings and asyncio-style debug checks become test failures;
+# faulthandler: a crash prints every thread's stack (crash-prone tests also run in children).
 test-project: $(STAMP)
-	$(PY) -m pytest tests -q -ra
+	$(PY) -X dev -X faulthandler -m pytest tests -q -ra
 
 # trio's own test suite, shipped inside the trio package, with every run on io_uring.
 # The one test left out hard-codes trio's backend names (see docs/trio-suite.rst).

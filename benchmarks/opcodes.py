@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import json
 import os
@@ -37,7 +38,7 @@ Key = tuple[str, str, int]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variant", nargs="?", default="uring-streams",
-                        choices=["trio-epoll", "trio-uring", "uring-streams"])  # fmt: skip
+                        choices=["trio-epoll", "trio-uring", "uring-streams", "uring-lowlevel"])  # fmt: skip
     parser.add_argument("--conns", type=int, default=256)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--messages", type=int, default=3000)
@@ -58,13 +59,26 @@ def main() -> int:
             "echo", port, args.conns, args.size, messages=messages, duration=3600, warmup=0
         )
 
+    async def lowlevel_echo(stream: Any) -> None:
+        from trio_uring import lowlevel
+
+        conn = stream.socket
+        with contextlib.suppress(OSError):
+            while data := await lowlevel.recv(conn, 65536):
+                view = memoryview(data)
+                while view:
+                    view = view[await lowlevel.send(conn, view) :]
+
     async def serve() -> None:
+        echo: Any = _trio_echo
         if args.variant == "uring-streams":
             from trio_uring._highlevel import serve_tcp
         else:
             serve_tcp = trio.serve_tcp
+            if args.variant == "uring-lowlevel":
+                echo = lowlevel_echo
         async with trio.open_nursery() as nursery:
-            handler = functools.partial(serve_tcp, _trio_echo, 0, host="127.0.0.1", backlog=4096)
+            handler = functools.partial(serve_tcp, echo, 0, host="127.0.0.1", backlog=4096)
             listeners = await nursery.start(handler)
             port = listeners[0].socket.getsockname()[1]
             await trio.run_process(load(port, 3000), capture_stdout=True)

@@ -382,7 +382,7 @@ def test_close_drains_in_flight_requests() -> None:
     with a, b:
         keep = bytearray(16)
         ops = [
-            manager.submit(Op.POLL_ADD, a.fileno(), 0, op_flags=1, keep=keep, task=None)
+            manager.submit(Op.POLL_ADD, a.fileno(), 0, op_flags=1, keep=keep, waiter=False)
             for _ in range(5)
         ]
         manager.get_events(0)  # submitted: the kernel holds five polls

@@ -15,6 +15,7 @@ import trio
 import trio.testing
 from trio import socket as tsocket
 
+import trio_uring.lowlevel
 from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle
 from trio_uring import _bufring
@@ -510,3 +511,34 @@ async def test_completions_reach_a_busy_loop_without_an_interrupt() -> None:
     assert ticks <= 2, ticks
     a.close()
     await stream.aclose()
+
+
+async def test_closing_finds_a_parked_send_after_many_other_operations_on_its_fd() -> None:
+    """notify_closing finds a stream's send slot even after the fd's index was pruned.
+
+    The manager drops finished operations from its per-fd index in bulk; the
+    stream's recycled send record must survive that (it is idle between sends).
+    """
+    a, b = await tcp_pair(zerocopy="never")  # every send_all uses the stream's send slot
+    await a.send_all(b"x")  # the send slot exists and is idle (completed)
+    assert await b.receive_some(1) == b"x"
+    fd = a.socket.fileno()
+    for _ in range(200):  # completes at once: prunes fd's index several times
+        await trio_uring.lowlevel.poll(fd, 0x004)
+    outcome: list[str] = []
+
+    async def sender() -> None:
+        try:
+            await a.send_all(b"y" * (64 * 1024 * 1024))  # b never reads: parks
+        except (trio.ClosedResourceError, trio.BrokenResourceError) as exc:
+            outcome.append(type(exc).__name__)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            await trio.testing.wait_all_tasks_blocked()
+            a.socket.close()  # notify_closing, then close
+    assert outcome == ["ClosedResourceError"]
+    await a.aclose()
+    await b.aclose()
+    await assert_idle()

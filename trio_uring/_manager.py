@@ -27,7 +27,6 @@ Rules this module keeps (see docs/mapping.rst):
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import os
@@ -105,8 +104,6 @@ run_start_hooks: list[Callable[[UringIOManager], None]] = []
 
 #: The kernel never transfers more than this in one request (MAX_RW_COUNT).
 MAX_RW_COUNT: Final = 0x7FFFF000
-#: ``submit(task=...)``'s default: the current task waits.
-_CURRENT: Final[Any] = object()
 
 
 @attrs.frozen
@@ -169,7 +166,10 @@ class _PollOp(Operation):
             # The kernel reports the wake-up's key, which need not include what we
             # asked for (AF_UNIX wakes writers with other bits).  epoll would not
             # report it; wait again under a fresh user_data.
-            self.manager.submit(Op.POLL_ADD, self.fd, 0, ffi.NULL, 0, self.mask, op=self, task=task)
+            self.manager.submit(
+                Op.POLL_ADD, self.fd, 0, ffi.NULL, 0, self.mask, op=self, waiter=False
+            )
+            self.task = task  # (submit ran outside the task: it keeps its waiter)
             return
         if self.waiters.get(self.fd) is self:
             del self.waiters[self.fd]
@@ -228,10 +228,11 @@ class UringIOManager:
         self.reschedule: Callable[..., None] = reschedule
         #: Every operation whose final CQE has not arrived, by user_data.
         self._ops: dict[int, Operation] = {}
-        #: Operations in flight by fd, for notify_closing (an operation leaves at retire()).
-        self._by_fd: collections.defaultdict[int, dict[Operation, None]] = collections.defaultdict(
-            dict
-        )
+        #: Operations by fd (``_fd_ops[fd]``), for notify_closing: an operation is
+        #: appended at submit; finished ones are dropped in bulk (every 64th submit
+        #: prunes its fd's list) or when the fd is closed.  No hashing or removal on
+        #: the hot path.
+        self._fd_ops: list[list[Operation]] = []
         self._readers: dict[int, _PollOp] = {}
         self._writers: dict[int, _PollOp] = {}
         self._expired: list[Operation] = []
@@ -395,11 +396,11 @@ class UringIOManager:
         ioprio: int = 0,
         op: Operation | None = None,
         deadline: float = inf,
-        *,
         buffer: object = None,
         writable: bool = False,
+        *,
         sqe_flags: int = 0,
-        task: Any = _CURRENT,
+        waiter: bool = True,
     ) -> Operation:
         """Start one operation: the one place that writes an operation's SQE and tracks it.
 
@@ -418,8 +419,8 @@ class UringIOManager:
         until completion.
 
         ``op`` is a record of an :class:`Operation` subclass, or one the caller
-        recycles (a stream's send slot); it must not be in flight.  ``task``: the
-        waiter (default: the current task; ``None`` for operations nobody parks on).
+        recycles (a stream's send slot); it must not be in flight.  ``waiter``: the
+        current task waits for it (False for operations nobody parks on).
         """
         if op is None:
             op = Operation(self, fd)
@@ -435,7 +436,11 @@ class UringIOManager:
         if buffer is not None:
             # Operation.export(), inlined: this is every send's and receive's path.
             try:
-                cbuf = _from_buffer("char[]", buffer, writable)
+                cbuf = (
+                    _from_buffer(buffer, require_writable=True)
+                    if writable
+                    else _from_buffer(buffer)
+                )
             except (TypeError, BufferError):
                 export(buffer, writable)  # raises the stdlib's TypeError for it
                 raise
@@ -454,7 +459,7 @@ class UringIOManager:
         ud = self._next_ud
         self._next_ud = ud + 1
         op.user_data = ud
-        op.task = _run_context.task if task is _CURRENT else task
+        op.task = _run_context.task if waiter else None
         op.state = SUBMITTED
         op.keep = keep
         if deadline == inf:
@@ -494,8 +499,18 @@ class UringIOManager:
                 op.release()
                 raise
         self._ops[ud] = op
-        if not op.sticky:
-            self._by_fd[fd][op] = None
+        if fd >= 0 and not op.sticky:  # (AT_FDCWD, -1: not an fd anyone closes)
+            try:
+                same_fd = self._fd_ops[fd]
+            except IndexError:
+                same_fd = self._grow_fd_index(fd)
+            same_fd.append(op)
+            if not ud & 63:
+                # Finished operations stay listed until here (or notify_closing):
+                # dropping them in bulk is cheaper than removing each at completion.
+                same_fd[:] = [
+                    o for o in same_fd if o.state == SUBMITTED or o.state == CANCELLING or o.sticky
+                ]
         if self._guest:
             self._submit_now()
         return op
@@ -508,8 +523,16 @@ class UringIOManager:
         """
         op = Operation(self, fd)
         op.sticky = True
-        self._by_fd[fd][op] = None
+        if fd >= len(self._fd_ops):
+            self._grow_fd_index(fd)
+        self._fd_ops[fd].append(op)
         return op
+
+    def _grow_fd_index(self, fd: int) -> list[Operation]:
+        """Make room in the notify_closing index for ``fd``; return its list."""
+        fd_ops = self._fd_ops
+        fd_ops.extend([] for _ in range(fd + 1 - len(fd_ops)))
+        return fd_ops[fd]
 
     def cancel(self, op: Operation) -> None:
         """Ask the kernel to end ``op`` (``ASYNC_CANCEL``) without withdrawing a waiter.
@@ -690,7 +713,6 @@ class UringIOManager:
             self._readers.clear()
             self._writers.clear()
             self._expired.clear()
-            self._by_fd.clear()
             for op in self._ops.values():
                 op.detach()
             leftover = len(self._ops)
@@ -818,9 +840,11 @@ class UringIOManager:
                         poll.detach()
                 else:
                     poll.on_closing()
-        by_fd = self._by_fd.pop(fd, None)
-        if by_fd:
-            for op in list(by_fd):
+        same_fd = self._fd_ops[fd] if 0 <= fd < len(self._fd_ops) else None
+        if same_fd:
+            on_fd = same_fd[:]
+            same_fd.clear()
+            for op in on_fd:
                 if op.fd == fd and (op.state == SUBMITTED or op.state == CANCELLING):
                     op.on_closing()
         if not self._closed and lib.tu_unsubmitted(self._r):
@@ -885,8 +909,8 @@ class UringIOManager:
             linkable
             and self._clock_offset is not None
             and self.linked_timeouts_enabled
-            and opcode in RESTARTABLE
             and self._deadline_is_near()
+            and opcode in RESTARTABLE
         ):
             deadline = current_effective_deadline()
             if deadline == -inf:
@@ -895,7 +919,7 @@ class UringIOManager:
         try:
             started = self.submit(
                 opcode, fd, off, addr, length, op_flags, keep, buf_index, file_index, ioprio,
-                op, deadline, buffer=buffer, writable=writable,
+                op, deadline, buffer, writable,
             )  # fmt: skip
         except TypeError:
             await checkpoint()  # a buffer of the wrong type: still a checkpoint, as in trio
@@ -999,7 +1023,7 @@ def _after_fork_in_child() -> None:
         with contextlib.suppress(OSError):
             os.close(manager._wakefd)
         manager._ops.clear()
-        manager._by_fd.clear()
+        manager._fd_ops.clear()
         manager._expired.clear()
     _live_managers.clear()
     _lingering.clear()

@@ -154,33 +154,47 @@ class Operation:
     start, one cancel, one wait) is shared.
     """
 
-    # No __slots__: a new record sets only what differs from these class-level
-    # defaults (instances keep their attributes inline; measured cheaper per
-    # operation than initialising sixteen slots).
-    #: Identity of the request in flight (its SQE's user_data).
-    user_data: int = 0
-    #: The waiter, if a task is parked on this operation.
-    task: Task | None = None
-    state: int = PREPARED
-    sq_pos: int = -1
-    link_pos: int = -1
-    res: int = 0
-    #: Memory the kernel may touch (not exported buffers): kept until completion.
-    keep: object = None
-    #: Buffer exports this operation owns: None, one cdata, or a list of them.
-    exports: Any = None
-    raise_cancel: RaiseCancel | None = None
-    closing: bool = False
-    expired: bool = False
-    #: The SQE's fields, kept to resubmit after a linked timeout (None: not linked).
-    sqe: tuple[Any, ...] | None = None
-    #: A recycled record that stays in the manager's notify_closing index between
-    #: operations (see ``UringIOManager.recycled_operation``).
-    sticky: bool = False
+    __slots__ = (
+        "closing",
+        "expired",
+        "exports",
+        "fd",
+        "keep",
+        "link_pos",
+        "manager",
+        "raise_cancel",
+        "res",
+        "sq_pos",
+        "sqe",
+        "state",
+        "sticky",
+        "task",
+        "user_data",
+    )
 
     def __init__(self, manager: UringIOManager, fd: int = -1) -> None:
         self.manager = manager
+        #: Identity of the request in flight (its SQE's user_data).
+        self.user_data = 0
         self.fd = fd
+        #: The waiter, if a task is parked on this operation.
+        self.task: Task | None = None
+        self.state = PREPARED
+        self.sq_pos = -1
+        self.link_pos = -1
+        self.res = 0
+        #: Memory the kernel may touch (not exported buffers): kept until completion.
+        self.keep: object = None
+        #: Buffer exports this operation owns: None, one cdata, or a list of them.
+        self.exports: Any = None
+        self.raise_cancel: RaiseCancel | None = None
+        self.closing = False
+        self.expired = False
+        #: The SQE's fields, kept to resubmit after a linked timeout (None: not linked).
+        self.sqe: tuple[Any, ...] | None = None
+        #: A recycled record that stays in the manager's notify_closing index between
+        #: operations (see ``UringIOManager.recycled_operation``).
+        self.sticky = False
 
     # ------------------------------------------------------------ memory
     def export(self, obj: object, writable: bool = False) -> Any:
@@ -223,10 +237,6 @@ class Operation:
             return
         # complete(), inlined: this is every one-shot operation's path.
         self.state = COMPLETED
-        if not self.sticky:
-            by_fd = self.manager._by_fd.get(self.fd)
-            if by_fd is not None:
-                by_fd.pop(self, None)
         held = self.exports
         if held is not None:
             self.exports = None
@@ -252,10 +262,6 @@ class Operation:
     def retire(self) -> None:
         """``COMPLETED`` without waking anyone: the one place memory is let go of."""
         self.state = COMPLETED
-        if not self.sticky:
-            by_fd = self.manager._by_fd.get(self.fd)
-            if by_fd is not None:
-                by_fd.pop(self, None)
         held = self.exports
         if held is not None:
             self.exports = None

@@ -325,7 +325,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         if op is None:
                             op = self._s_op = manager.recycled_operation(fd)
                         manager.submit(
-                            _OP_SEND, fd, 0, sent, n, _SEND_FLAGS, None, 0, 0, 0, op, buffer=data
+                            _OP_SEND, fd, 0, sent, n, _SEND_FLAGS, None, 0, 0, 0, op, inf, data
                         )
                         await park(self._s_trap)  # as `await op`, with a trap made once
                         res = op.res
@@ -498,7 +498,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         op = _RecvOp(self, manager, ring)
         manager.submit(
             Op.RECV, self.socket.fileno(), 0, ffi.NULL, 0, 0, ring, ring.bgid, 0, RECV_MULTISHOT,
-            op, sqe_flags=IOSQE_BUFFER_SELECT, task=None,
+            op, sqe_flags=IOSQE_BUFFER_SELECT, waiter=False,
         )  # fmt: skip
         self._recv_op = op
 
