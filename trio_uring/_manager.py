@@ -480,18 +480,7 @@ class UringIOManager:
                     raise
             op.sq_pos = pos
         else:
-            op.sqe = (
-                opcode,
-                sqe_flags,
-                fd,
-                off,
-                addr,
-                length,
-                op_flags,
-                buf_index,
-                file_index,
-                ioprio,
-            )
+            op.sqe = (opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)  # fmt: skip
             try:
                 self._submit_linked(op, deadline)
             except BaseException:
@@ -941,15 +930,20 @@ class UringIOManager:
         assert self._clock_offset is not None
         return bool(heap[0][0] - self._clock_offset - perf_counter() < self.link_horizon)
 
-    def _submit_linked(self, op: Operation, deadline: float) -> None:
-        assert op.sqe is not None and self._clock_offset is not None
+    def _prep_sqe(self, op: Operation, link: int = 0) -> int:
+        """Write ``op``'s SQE again from its saved fields (``op.sqe``), with ``link`` flags."""
+        assert op.sqe is not None
         opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = op.sqe
-        while (rc := lib.tu_reserve(self._r, 2)) < 0:
-            self._make_room(rc)
-        op.sq_pos = self._prep(
-            opcode, sqe_flags | IOSQE_IO_LINK, fd, off, addr, length, op_flags, op.user_data,
+        return self._prep(
+            opcode, sqe_flags | link, fd, off, addr, length, op_flags, op.user_data,
             buf_index, file_index, ioprio,
         )  # fmt: skip
+
+    def _submit_linked(self, op: Operation, deadline: float) -> None:
+        assert self._clock_offset is not None
+        while (rc := lib.tu_reserve(self._r, 2)) < 0:
+            self._make_room(rc)
+        op.sq_pos = self._prep_sqe(op, IOSQE_IO_LINK)
         ns = int((deadline - self._clock_offset) * 1e9) if deadline > -inf else 0
         op.link_pos = lib.tu_prep_timeout(
             self._r, Op.LINK_TIMEOUT, self._skip_flag, ns, 0, TIMEOUT_ABS, _UD_IGNORE
@@ -963,29 +957,13 @@ class UringIOManager:
             if not op.expired or op.task is None:
                 continue
             op.expired = False
-            assert op.sqe is not None
             deadline = _trio_compat.task_deadline(op.task)
             self._ops[op.user_data] = op
             if deadline != inf:
                 self._submit_linked(op, deadline)
             else:
-                (
-                    opcode,
-                    sqe_flags,
-                    fd,
-                    off,
-                    addr,
-                    length,
-                    op_flags,
-                    buf_index,
-                    file_index,
-                    ioprio,
-                ) = op.sqe
                 op.link_pos = -1
-                op.sq_pos = self._prep(
-                    opcode, sqe_flags, fd, off, addr, length, op_flags, op.user_data,
-                    buf_index, file_index, ioprio,
-                )  # fmt: skip
+                op.sq_pos = self._prep_sqe(op)
 
 
 #: Managers alive in this process (the fork handler must find them).
