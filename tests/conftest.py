@@ -6,6 +6,7 @@ Where the kernel refuses io_uring the tests skip with the reason, except under
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 
@@ -13,7 +14,9 @@ import pytest
 import trio
 
 import trio_uring
+from trio_uring import _kernels
 from trio_uring._install import current_manager
+from trio_uring._ring import Ring
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,6 +28,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     reason = trio_uring.unavailable_reason()
     if reason is None:
+        for item in items:
+            for mark in item.iter_markers("needs_kernel"):
+                lacks = kernel_lacks(*mark.args)
+                if lacks is not None:
+                    item.add_marker(pytest.mark.skip(reason=lacks))
         return
     if os.environ.get("TRIO_URING_REQUIRE", "") not in ("", "0"):
         raise pytest.UsageError(f"TRIO_URING_REQUIRE=1 but io_uring is unavailable: {reason}")
@@ -32,6 +40,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "no_uring_ok" not in item.keywords:
             item.add_marker(skip)
+
+
+@functools.cache
+def _ring_has() -> dict[str, bool]:
+    """Which entries of ``trio_uring._kernels.TABLE`` this kernel (or the emulated release) has."""
+    ring = Ring(entries=8)
+    try:
+        return {item.name: ring.has(item) for item in _kernels.TABLE}
+    finally:
+        ring.close()
+
+
+def kernel_lacks(*names: str) -> str | None:
+    """Why a test that needs the ``_kernels`` entries ``names`` cannot run here, or None.
+
+    The ``needs_kernel(*names)`` mark skips a test with this reason.
+    """
+    has = _ring_has()
+    missing = [_kernels.entry(name) for name in names if not has[_kernels.entry(name).name]]
+    if not missing:
+        return None
+    emulated = _kernels.emulated()
+    where = "this kernel" if emulated is None else f"the emulated Linux {emulated[0]}.{emulated[1]}"
+    needs = ", ".join(f"{item.name} (Linux {item.version})" for item in missing)
+    return f"needs {needs}, which {where} lacks"
 
 
 def open_fds() -> set[int]:

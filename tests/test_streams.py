@@ -35,6 +35,9 @@ from trio_uring._streams import (
 
 tcp_pair = tcp_stream_pair
 
+#: The streams' multishot receive into the provided-buffer ring.
+MULTISHOT = pytest.mark.needs_kernel("IORING_REGISTER_PBUF_RING", "IORING_RECV_MULTISHOT")
+
 
 async def unix_pair() -> tuple[SocketStream, SocketStream]:
     a, b = tsocket.socketpair()
@@ -99,6 +102,7 @@ async def test_constructor_errors_and_options() -> None:
     await b.aclose()
 
 
+@MULTISHOT
 async def test_multishot_receive_uses_no_sqe_per_message() -> None:
     a, b = await tcp_pair()
     manager = current_manager()
@@ -132,6 +136,7 @@ async def test_receive_joins_and_splits_queued_chunks() -> None:
     await b.aclose()
 
 
+@MULTISHOT
 async def test_queue_is_bounded_and_rearmed() -> None:
     a, b = await tcp_pair()
     await a.send_all(b"x")
@@ -154,6 +159,8 @@ async def test_queue_is_bounded_and_rearmed() -> None:
     await assert_idle()
 
 
+@MULTISHOT
+@pytest.mark.needs_kernel("IORING_REGISTER_PBUF_STATUS")
 async def test_idle_connections_hold_no_buffer() -> None:
     streams = [await tcp_pair() for _ in range(4)]
     async with trio.open_nursery() as nursery:
@@ -428,6 +435,7 @@ async def test_thousand_connections_echo() -> None:
     await assert_idle()
 
 
+@MULTISHOT
 async def test_enobufs_ends_multishot_and_is_rearmed() -> None:
     manager = current_manager()
     tiny = _bufring.BufferRing(manager, 0x7400, entries=2, size=64)

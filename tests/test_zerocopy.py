@@ -21,6 +21,9 @@ from trio_uring._zerocopy import send_zc
 
 MSG_WAITALL = 0x100
 
+#: SEND_ZC as trio_uring submits it: with IORING_SEND_ZC_REPORT_USAGE.
+ZEROCOPY = pytest.mark.needs_kernel("IORING_OP_SEND_ZC", "IORING_SEND_ZC_REPORT_USAGE")
+
 
 async def receive_exactly(stream: SocketStream, n: int) -> bytes:
     got = bytearray()
@@ -45,6 +48,7 @@ def resize_fails(buf: bytearray) -> bool:
     return False
 
 
+@ZEROCOPY
 async def test_send_zc_mutable_buffer_returns_after_notification() -> None:
     a, b = await tcp_stream_pair()
     buf = bytearray(os.urandom(65536))
@@ -77,6 +81,7 @@ async def test_send_zc_mutable_buffer_returns_after_notification() -> None:
     await assert_idle()
 
 
+@ZEROCOPY
 async def test_send_zc_bytes_returns_after_result_and_keeps_reference() -> None:
     a, b = await tcp_stream_pair()
     data = os.urandom(65536)
@@ -94,6 +99,7 @@ async def test_send_zc_bytes_returns_after_result_and_keeps_reference() -> None:
     await assert_idle()
 
 
+@ZEROCOPY
 async def test_send_zc_errors() -> None:
     a, b = tsocket.socketpair()
     with a, b:
@@ -111,6 +117,7 @@ async def test_send_zc_errors() -> None:
     await assert_idle()
 
 
+@ZEROCOPY
 async def test_stream_send_all_waits_for_every_notification() -> None:
     a, b = await tcp_stream_pair(zerocopy="always")
     buf = bytearray(os.urandom(3 * 65536))
@@ -143,6 +150,7 @@ async def test_stream_send_all_waits_for_every_notification() -> None:
     await assert_idle()
 
 
+@ZEROCOPY
 async def test_auto_uses_zerocopy_then_falls_back_when_copied() -> None:
     a, b = await tcp_stream_pair(zerocopy="auto")
     assert a.zerocopy
@@ -179,6 +187,7 @@ async def test_never_policy() -> None:
     await b.aclose()
 
 
+@ZEROCOPY
 async def test_af_unix_falls_back_to_send() -> None:
     left, right = tsocket.socketpair()
     a, b = SocketStream(left, zerocopy="always"), SocketStream(right)
@@ -198,6 +207,7 @@ async def test_af_unix_falls_back_to_send() -> None:
     await assert_idle()
 
 
+@ZEROCOPY
 async def test_cancel_mid_send_all_resets_the_connection_and_frees_the_buffer() -> None:
     """A cancelled zero-copy send_all to a peer that stops reading honours its scope.
 
@@ -294,6 +304,7 @@ CHILD = textwrap.dedent(
 )
 
 
+@ZEROCOPY
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to an unprivileged uid")
 def test_memlock_enomem_falls_back_in_unprivileged_child() -> None:
     env = dict(os.environ, TRIO_URING_REQUIRE="1")

@@ -123,9 +123,8 @@ def stream_ring(manager: UringIOManager) -> BufferRing | None:
     """The manager's shared ring for stream receives, set up on first use.
 
     ``None`` if multishot receive is unavailable: a kernel without
-    ``IORING_REGISTER_PBUF_RING`` (5.19) or multishot recv (6.0, probed through
-    ``IORING_OP_SEND_ZC`` which arrived in the same release), a refused
-    registration (e.g. ``RLIMIT_MEMLOCK``).
+    ``IORING_REGISTER_PBUF_RING`` (5.19) or multishot recv (6.0) (see
+    ``trio_uring._kernels``), a refused registration (e.g. ``RLIMIT_MEMLOCK``).
     """
     try:
         return _stream_rings[manager]
@@ -133,8 +132,10 @@ def stream_ring(manager: UringIOManager) -> BufferRing | None:
         pass
     ring: BufferRing | None = None
     from ._constants import Op
+    from ._kernels import MULTISHOT_RECV, PBUF_RING
 
-    if manager.supports(Op.SEND_ZC) and manager.supports(Op.RECV):
+    kernel = manager.ring
+    if kernel.has(PBUF_RING) and kernel.has(MULTISHOT_RECV) and manager.supports(Op.RECV):
         try:
             ring = BufferRing(manager, STREAM_GROUP, DEFAULT_ENTRIES, DEFAULT_BUFFER_SIZE)
         except OSError:

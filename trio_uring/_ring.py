@@ -11,9 +11,8 @@ import errno
 import os
 from typing import Any, Final
 
+from . import _kernels
 from ._constants import (
-    FEAT_EXT_ARG,
-    FEAT_NODROP,
     FEATURE_NAMES,
     SETUP_CLAMP,
     SETUP_COOP_TASKRUN,
@@ -30,7 +29,10 @@ DEFAULT_ENTRIES: Final = 256
 CQE_SIZE: Final = 16
 
 #: Features without which the manager refuses the ring (and trio_uring falls back to epoll).
-REQUIRED_FEATURES: Final = {FEAT_EXT_ARG: "EXT_ARG (Linux 5.11)", FEAT_NODROP: "NODROP (Linux 5.5)"}
+REQUIRED_FEATURES: Final = {
+    item.value: f"{item.short} (Linux {item.version})"
+    for item in map(_kernels.entry, ("IORING_FEAT_EXT_ARG", "IORING_FEAT_NODROP"))
+}
 #: Opcodes without which the manager refuses the ring.
 REQUIRED_OPS: Final = (Op.POLL_ADD, Op.ASYNC_CANCEL, Op.NOP)
 
@@ -91,11 +93,25 @@ def _explain_setup_errno(err: int, release: str | None = None) -> str:
 
 
 class Ring:
-    """One io_uring instance: its cffi handle, features, and supported opcodes."""
+    """One io_uring instance: its cffi handle, features, and supported opcodes.
+
+    Under ``TRIO_URING_EMULATE_KERNEL`` (see :mod:`trio_uring._kernels`) the ring
+    answers for that release: setup flags it lacks are refused with ``EINVAL``,
+    as its kernel would, so the ring is really set up without them, and
+    :attr:`features`, :attr:`supported_ops` and :meth:`has` report only what it has.
+    """
 
     def __init__(self, entries: int = DEFAULT_ENTRIES, cq_factor: int = 8) -> None:
         self.handle: Any = ffi.new("tu_ring *")
         self.handle.fd = -1
+        #: The release ``TRIO_URING_EMULATE_KERNEL`` names, or None.
+        self.emulated: _kernels.Release | None = _kernels.emulated()
+        emulated = self.emulated
+        note = ""
+        if emulated is not None:
+            note = f" (emulating Linux {emulated[0]}.{emulated[1]}: {_kernels.ENV})"
+            if emulated < (5, 1):  # io_uring_setup arrived in 5.1
+                raise RingUnavailable(errno.ENOSYS, _explain_setup_errno(errno.ENOSYS) + note)
         # COOP_TASKRUN (5.19): completions are not pushed into the running thread
         # with an interrupt (an IPI, a VM exit under a hypervisor) but run at its next
         # kernel entry; TASKRUN_FLAG sets IORING_SQ_TASKRUN meanwhile, so the manager
@@ -103,34 +119,78 @@ class Ring:
         flags = (
             SETUP_CQSIZE | SETUP_CLAMP | SETUP_SUBMIT_ALL | SETUP_COOP_TASKRUN | SETUP_TASKRUN_FLAG
         )
-        rc = lib.tu_setup(self.handle, entries, entries * cq_factor, flags)
+        rc = self._setup(entries, entries * cq_factor, flags)
         if rc == -errno.EINVAL:
             # Older kernels reject unknown flags: COOP_TASKRUN/TASKRUN_FLAG (5.19) first,
             # then SUBMIT_ALL (5.18).
             flags &= ~(SETUP_COOP_TASKRUN | SETUP_TASKRUN_FLAG)
-            rc = lib.tu_setup(self.handle, entries, entries * cq_factor, flags)
+            rc = self._setup(entries, entries * cq_factor, flags)
         if rc == -errno.EINVAL:
             flags &= ~SETUP_SUBMIT_ALL
-            rc = lib.tu_setup(self.handle, entries, entries * cq_factor, flags)
+            rc = self._setup(entries, entries * cq_factor, flags)
         if rc < 0:
-            raise RingUnavailable(-rc, _explain_setup_errno(-rc))
+            reason = _explain_setup_errno(-rc)
+            if (
+                rc == -errno.EINVAL
+                and (emulated or _kernel_version(os.uname().release) or _kernels.MINIMUM)
+                < _kernels.MINIMUM
+            ):
+                reason += "; trio_uring needs Linux 5.11 or newer"
+            raise RingUnavailable(-rc, reason + note)
         self.fd: int = self.handle.fd
-        self.features: int = self.handle.features
         self.setup_flags: int = flags
         self.sq_entries: int = self.handle.sq_entries
         self.cq_entries: int = self.handle.cq_entries
+        features: int = self.handle.features
         supported = ffi.new("unsigned char[]", 256)
         last = lib.tu_probe(self.handle, supported, 256)
-        if last < 0:
-            # IORING_REGISTER_PROBE arrived in 5.6; below that we cannot know.
-            self.supported_ops: frozenset[int] = frozenset()
-        else:
-            self.supported_ops = frozenset(i for i in range(256) if supported[i])
+        ops = frozenset(i for i in range(256) if supported[i]) if last >= 0 else frozenset()
+        # The release this ring answers for: the kernel's version, or newer where its
+        # probe reports newer features (backports); the emulated one if that is older.
+        version = _kernel_version(os.uname().release) or _kernels.MINIMUM
+        release = max(version, _kernels.probed_release(ops, features))
+        if emulated is not None:
+            release = min(release, emulated)
+            features &= _kernels.feature_flags(emulated)
+            if emulated < _kernels.entry("IORING_REGISTER_PROBE").since:
+                ops = frozenset()
+            ops = frozenset(op for op in ops if _kernels.has_opcode(op, emulated))
+        #: ``IORING_FEAT_*`` bits of the kernel (of the emulated release).
+        self.features: int = features
+        #: Opcodes ``IORING_REGISTER_PROBE`` reports (it arrived in 5.6; below that,
+        #: none are known).
+        self.supported_ops: frozenset[int] = ops
+        #: The Linux release this ring answers :meth:`has` for.
+        self.release: _kernels.Release = release
         missing = [name for bit, name in REQUIRED_FEATURES.items() if not self.features & bit]
         missing += [f"IORING_OP_{op.name}" for op in REQUIRED_OPS if op not in self.supported_ops]
         if missing:
             self.close()
-            raise RingUnavailable(errno.ENOSYS, "the kernel's io_uring lacks " + ", ".join(missing))
+            raise RingUnavailable(
+                errno.ENOSYS, "the kernel's io_uring lacks " + ", ".join(missing) + note
+            )
+
+    def _setup(self, entries: int, cq_entries: int, flags: int) -> int:
+        """``io_uring_setup``; under emulation, flags the release lacks give ``-EINVAL``."""
+        emulated = self.emulated
+        if emulated is not None and flags & ~_kernels.setup_flags(emulated):
+            return -errno.EINVAL  # as that kernel answers a flag it does not know
+        rc: int = lib.tu_setup(self.handle, entries, cq_entries, flags)
+        return rc
+
+    def has(self, item: _kernels.Entry) -> bool:
+        """Whether this ring's kernel has ``item`` (an entry of ``_kernels.TABLE``).
+
+        Opcodes answer from the probe, feature flags from the ring's features;
+        setup, SQE and operation flags and register opcodes, which no probe
+        reports, from :attr:`release`.  A kernel may still refuse a flag at run
+        time (``EINVAL``); the paths that use one fall back then too.
+        """
+        if item.kind == _kernels.OPCODE:
+            return item.value in self.supported_ops
+        if item.kind == _kernels.FEATURE:
+            return bool(self.features & item.value)
+        return item.since <= self.release
 
     def supports(self, op: Op) -> bool:
         return op in self.supported_ops

@@ -41,7 +41,7 @@ from trio.lowlevel import (
     reschedule,
 )
 
-from . import _bufring
+from . import _bufring, _kernels
 from ._constants import (
     CQE_BUFFER_SHIFT,
     CQE_F_BUFFER,
@@ -261,7 +261,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             return None
         self._manager = manager
         self._guest = manager.guest  # (also binds the manager to this run)
-        if not manager.supports(Op.SEND_ZC):
+        if not (manager.supports(Op.SEND_ZC) and manager.ring.has(_kernels.ZC_REPORT_USAGE)):
             self._zc_threshold = inf
         self._ring = _bufring.stream_ring(manager)
         return manager
@@ -281,7 +281,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 manager = current_manager()
             except RuntimeError:
                 return False
-            if not manager.supports(Op.SEND_ZC):
+            if not (manager.supports(Op.SEND_ZC) and manager.ring.has(_kernels.ZC_REPORT_USAGE)):
                 return False
         return self._zc_threshold != inf
 
