@@ -1,4 +1,9 @@
-"""``python -m trio_uring info``: what the kernel offers and which paths trio_uring takes."""
+"""``python -m trio_uring info``: what the kernel offers and which paths trio_uring takes.
+
+Everything it says about kernel features comes from the one table,
+:data:`trio_uring._kernels.TABLE`; under ``TRIO_URING_EMULATE_KERNEL`` it shows
+the emulated release and its fallbacks.
+"""
 
 from __future__ import annotations
 
@@ -7,42 +12,42 @@ from typing import Any
 
 import trio
 
-from ._constants import FEAT_CQE_SKIP, SETUP_COOP_TASKRUN, Op
+from . import _kernels
 from ._install import unavailable_reason
 from ._ring import Ring
 
-#: Every opcode trio_uring uses, what for, and what happens without it.
-USED_OPS: tuple[tuple[Op, str, str], ...] = (
-    (Op.POLL_ADD, "wait_readable / wait_writable, force_wakeup", "required"),
-    (Op.ASYNC_CANCEL, "cancelling in-flight operations", "required"),
-    (Op.LINK_TIMEOUT, "deadlines ended by the kernel", "trio cancels with ASYNC_CANCEL"),
-    (Op.TIMEOUT, "lowlevel.sleep_until", "trio's own timer"),
-    (Op.RECV, "recv, receive_some", "readiness wait + recv()"),
-    (Op.SEND, "send, send_all", "readiness wait + send()"),
-    (Op.SEND_ZC, "zero-copy send_all", "plain SEND"),
-    (Op.SENDMSG, "sendmsg", "readiness wait + sendmsg()"),
-    (Op.RECVMSG, "recvmsg", "readiness wait + recvmsg()"),
-    (Op.ACCEPT, "accept", "readiness wait + accept()"),
-    (Op.CONNECT, "connect", "readiness wait + connect()"),
-    (Op.SHUTDOWN, "shutdown", "shutdown() syscall"),
-    (Op.READ, "read / pread, file reads", "thread"),
-    (Op.WRITE, "write / pwrite, file writes", "thread"),
-    (Op.OPENAT, "openat, open_file", "thread"),
-    (Op.CLOSE, "close", "close() syscall"),
-    (Op.FSYNC, "fsync, flush", "thread"),
-    (Op.STATX, "statx, Path.stat", "thread"),
-    (Op.SPLICE, "splice", "thread"),
+#: Every opcode trio_uring uses: ``(entry, what for, what happens without it)``.
+USED_OPS: tuple[_kernels.Entry, ...] = tuple(
+    item for item in _kernels.TABLE if item.kind == _kernels.OPCODE and item.uses
 )
+
+
+def in_effect(ring: Ring, item: _kernels.Entry) -> bool:
+    """Whether ``ring`` uses ``item``: a setup flag it was made with, else :meth:`Ring.has`."""
+    if item.kind == _kernels.SETUP:
+        return bool(ring.setup_flags & item.value)
+    return ring.has(item)
+
+
+def fallbacks(ring: Ring) -> list[str]:
+    """One line per used feature ``ring`` lacks: the feature, its release, what happens instead."""
+    return [
+        f"{item.name} (Linux {item.version}) missing: {item.uses} -> {item.without}"
+        for item in _kernels.TABLE
+        if item.uses and item.without and not in_effect(ring, item)
+    ]
 
 
 def gather() -> dict[str, Any]:
     """Everything ``info`` prints, as a dict (also used by the benchmarks' JSON)."""
+    emulated = _kernels.emulated()
     info: dict[str, Any] = {
         "kernel": platform.release(),
         "machine": platform.machine(),
         "python": platform.python_version(),
         "trio": trio.__version__,
         "io_uring_disabled_sysctl": _read("/proc/sys/kernel/io_uring_disabled"),
+        "emulated": None if emulated is None else f"{emulated[0]}.{emulated[1]}",
     }
     reason = unavailable_reason()
     info["usable"] = reason is None
@@ -52,22 +57,12 @@ def gather() -> dict[str, Any]:
         return info
     ring = Ring(entries=8)
     try:
+        info["release"] = f"{ring.release[0]}.{ring.release[1]}"
         info["features"] = ring.feature_names()
         info["setup_flags"] = hex(ring.setup_flags)
         info["setup"] = ring.setup_flag_names()
-        info["ops"] = {op.name: op in ring.supported_ops for op, _, _ in USED_OPS}
-        fallbacks = [
-            f"{op.name} missing: {what} uses {fallback}"
-            for op, what, fallback in USED_OPS
-            if op not in ring.supported_ops
-        ]
-        if not ring.features & FEAT_CQE_SKIP:
-            fallbacks.append("CQE_SKIP missing: internal cancels and timeouts post ignored CQEs")
-        if not ring.setup_flags & SETUP_COOP_TASKRUN:
-            fallbacks.append(
-                "COOP_TASKRUN missing (Linux < 5.19): completions interrupt the running thread"
-            )
-        info["fallbacks"] = fallbacks
+        info["ops"] = {item.short: ring.has(item) for item in USED_OPS}
+        info["fallbacks"] = fallbacks(ring)
     finally:
         ring.close()
     return info
@@ -84,6 +79,11 @@ def _read(path: str) -> str | None:
 def main() -> int:
     info = gather()
     print(f"kernel           {info['kernel']} ({info['machine']})")
+    if info["emulated"] is not None:
+        print(
+            f"emulated kernel  Linux {info['emulated']} ({_kernels.ENV}: a testing aid; "
+            "the probe reports only what that release has)"
+        )
     print(f"python / trio    {info['python']} / {info['trio']}")
     if info["io_uring_disabled_sysctl"] is not None:
         print(f"io_uring_disabled sysctl  {info['io_uring_disabled_sysctl']}")
@@ -91,14 +91,13 @@ def main() -> int:
         print(f"io_uring         UNAVAILABLE: {info['reason']}")
         print("fallback         trio_uring.run() uses trio's epoll backend (with a warning)")
         return 1
-    print("io_uring         usable")
+    print(f"io_uring         usable (as of Linux {info['release']})")
     print(f"features         {' '.join(info['features'])}")
     print(f"setup flags      {' '.join(info['setup'])}")
     print("operations:")
-    for op, what, fallback in USED_OPS:
-        ok = info["ops"][op.name]
-        mark = "yes" if ok else f"NO  -> {fallback}"
-        print(f"  {op.name:<14} {mark:<8} {what}")
+    for item in USED_OPS:
+        ok = info["ops"][item.short]
+        print(f"  {item.short:<14} {'yes' if ok else 'NO':<4} {item.uses}")
     if info["fallbacks"]:
         print("fallbacks in effect:")
         for line in info["fallbacks"]:
