@@ -227,10 +227,10 @@ class AsyncBinaryFile(_Base):
         """One ``IORING_OP_WRITE``; through a page-aligned buffer under ``O_DIRECT``."""
         if not self._direct:
             return await _fd_ops.write(self._fd, data, offset)
-        with memoryview(data) as src:
-            n = src.nbytes
+        with memoryview(data) as src, src.cast("B") as flat:
+            n = flat.nbytes
             with mmap.mmap(-1, max(-(-n // mmap.PAGESIZE) * mmap.PAGESIZE, mmap.PAGESIZE)) as m:
-                m[:n] = src.cast("B")
+                m[:n] = flat
                 with memoryview(m) as view, view[:n] as part:
                     return await _fd_ops.write(self._fd, part, offset)
 
@@ -464,8 +464,9 @@ class AsyncBinaryFile(_Base):
             return n
 
     async def _write_direct(self, data: Buffer, n: int) -> None:
-        with memoryview(data) as view:
-            view = view.cast("B")
+        # Every view of ``data`` is released on the way out, also when a write raises:
+        # a view kept alive by the traceback would keep the caller's buffer exported.
+        with memoryview(data) as raw, raw.cast("B") as view:
             done = await self._kwrite(
                 view, self._pos if self._seekable and not self._append else -1
             )
@@ -474,9 +475,10 @@ class AsyncBinaryFile(_Base):
                 # The kernel started: finish it, whatever happens to this task.
                 with trio.CancelScope(shield=True):
                     while done < n:
-                        w = await self._kwrite(
-                            view[done:], self._pos if self._seekable and not self._append else -1
-                        )
+                        with view[done:] as rest:
+                            w = await self._kwrite(
+                                rest, self._pos if self._seekable and not self._append else -1
+                            )
                         done += w
                         self._pos += w
             self._after_append()
@@ -592,15 +594,16 @@ class AsyncBinaryFile(_Base):
             raise _closed_error()
         if not self._writable:
             raise io.UnsupportedOperation("write")
-        with memoryview(data) as view:
-            view = view.cast("B")
+        # Every view of ``data`` is released on the way out (see _write_direct).
+        with memoryview(data) as raw, raw.cast("B") as view:
             total = view.nbytes
             try:
                 done = await self._sys_write(view, offset)
                 if done < total:
                     with trio.CancelScope(shield=True):
                         while done < total:
-                            w = await self._sys_write(view[done:], offset + done)
+                            with view[done:] as rest:
+                                w = await self._sys_write(rest, offset + done)
                             if w == 0:
                                 raise OSError(errno.EIO, "write() returned 0")
                             done += w
