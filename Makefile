@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-project test-trio lint bench bench-instr docs clean
+.PHONY: run test test-project test-project-5.11 test-project-5.15 test-trio test-trio-5.15 lint \
+	bench bench-instr docs clean
 
 $(STAMP): pyproject.toml setup.py trio_uring/_build_ring.py
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +18,9 @@ run: $(STAMP)
 	$(PY) -m trio_uring info
 	$(PY) -m trio_uring bench --quick
 
-## make test: lint, type-check, the project's tests, trio's own suite on io_uring, the docs
-test: $(STAMP) lint test-project test-trio docs
+## make test: lint, type-check, the project's tests, trio's own suite on io_uring, the docs;
+## the tests also on emulated older kernels (docs/kernels.rst)
+test: $(STAMP) lint test-project test-project-5.11 test-project-5.15 test-trio test-trio-5.15 docs
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -30,12 +32,22 @@ lint: $(STAMP)
 test-project: $(STAMP)
 	$(PY) -X dev -X faulthandler -m pytest tests -q -ra
 
+# The same on the io_uring of older releases (TRIO_URING_EMULATE_KERNEL, see docs/kernels.rst):
+# 5.11 is the minimum, 5.15 an LTS without zero-copy, multishot receive, COOP_TASKRUN, CQE_SKIP.
+# The long child-process suites (cancellation stress, lifecycle regressions) run natively only.
+EMULATED_SKIP := --ignore=tests/test_cancel_stress.py --ignore=tests/test_lifecycle_regressions.py
+test-project-5.11 test-project-5.15: test-project-%: $(STAMP)
+	$(PY) -X dev -X faulthandler -m pytest tests -q -ra --trio-uring-kernel=$* $(EMULATED_SKIP)
+
 # trio's own test suite, shipped inside the trio package, with every run on io_uring.
 # The one test left out hard-codes trio's backend names (see docs/trio-suite.rst).
+TRIO_SUITE := cd tests/trio_suite && ../../$(PY) -m pytest -c pytest.ini --rootdir . --pyargs trio \
+	  --trio-uring --skip-optional-imports --run-slow -q -ra -k "not test_io_manager_statistics"
 test-trio: $(STAMP)
-	cd tests/trio_suite && ../../$(PY) -m pytest -c pytest.ini --rootdir . --pyargs trio \
-	  --trio-uring --skip-optional-imports --run-slow -q -ra \
-	  -k "not test_io_manager_statistics"
+	$(TRIO_SUITE)
+
+test-trio-5.15: $(STAMP)
+	$(TRIO_SUITE) --trio-uring-kernel=5.15
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'
