@@ -550,3 +550,16 @@ async def test_closing_finds_a_parked_send_after_many_other_operations_on_its_fd
     await a.aclose()
     await b.aclose()
     await assert_idle()
+
+
+async def test_broken_stream_error_is_chained_to_the_oserror_as_in_trio() -> None:
+    """Like trio's SocketStream: BrokenResourceError's __cause__ is the OSError."""
+    a, b = await tcp_pair()
+    b.socket.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+    await b.aclose()  # linger 0: an RST
+    with pytest.raises(trio.BrokenResourceError) as info:
+        for _ in range(100):
+            await a.send_all(b"x" * 65536)
+            await a.receive_some()
+    assert isinstance(info.value.__cause__, OSError)
+    await a.aclose()

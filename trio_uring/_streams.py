@@ -99,8 +99,12 @@ ZeroCopyPolicy = Literal["auto", "always", "never"]
 
 
 def _translate(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+    """trio's translation: ``ClosedResourceError`` (context suppressed) for a closed
+    socket, else ``BrokenResourceError`` caused by ``exc``.  Raise it without ``from``."""
     if exc.errno in _CLOSED_ERRNOS:
-        return trio.ClosedResourceError("this socket was already closed")
+        closed = trio.ClosedResourceError("this socket was already closed")
+        closed.__suppress_context__ = True
+        return closed
     err = trio.BrokenResourceError(f"socket connection broken: {exc}")
     err.__cause__ = exc
     return err
@@ -331,7 +335,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         res = op.res
                         sent += res if res >= 0 else op.result()
                 except OSError as exc:
-                    raise _translate(exc) from None
+                    raise _translate(exc)  # noqa: B904 - chained as trio chains it
         finally:
             self._sending = False
 
@@ -371,7 +375,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             try:
                 await self.socket.wait_writable()
             except OSError as exc:
-                raise _translate(exc) from None
+                raise _translate(exc)  # noqa: B904 - chained as trio chains it
         finally:
             self._sending = False
 
@@ -389,7 +393,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             try:
                 self.socket.shutdown(tsocket.SHUT_WR)
             except OSError as exc:
-                raise _translate(exc) from None
+                raise _translate(exc)  # noqa: B904 - chained as trio chains it
         finally:
             self._sending = False
 
@@ -483,7 +487,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         try:
             n = await manager.perform(Op.RECV, self.socket.fileno(), 0, buf, max_bytes, 0, keep=buf)
         except OSError as exc:
-            raise _translate(exc) from None
+            raise _translate(exc)  # noqa: B904 - chained as trio chains it
         data: bytes = ffi.unpack(buf, n)
         return data
 
