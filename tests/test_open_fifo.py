@@ -42,7 +42,11 @@ def has_reader(path: Path) -> bool:
     """Is the FIFO open for reading anywhere (a non-blocking writer gets ENXIO if not)?
 
     Not while a read-only open waits: the probe is a writer that comes and goes.
+    The kernel drops a file's last reference (an fd closed through io_uring, a
+    request that held it) in task work that runs when this thread next returns
+    from a syscall, so one throwaway syscall comes first.
     """
+    os.stat(path)
     try:
         os.close(os.open(path, WR_NB))
     except OSError as exc:
