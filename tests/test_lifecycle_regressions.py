@@ -587,6 +587,7 @@ async def test_multishot_recv_einval_on_one_stream_leaves_the_others_working() -
 # ---------------------------------------------------------------------------
 # Finding 4: a cancelled zero-copy send honours its cancel scope.
 # ---------------------------------------------------------------------------
+@pytest.mark.needs_kernel("IORING_OP_SEND_ZC", "IORING_SEND_ZC_REPORT_USAGE")
 async def test_cancelled_zerocopy_send_all_returns_and_frees_the_buffer() -> None:
     """Finding 4: ``send_all`` of a 4 MiB bytearray with ``zerocopy="always"`` to a peer
     that never reads, in ``move_on_after(0.5)``: it returns at the deadline (not when

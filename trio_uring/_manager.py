@@ -51,7 +51,7 @@ from trio.lowlevel import (
     reschedule,
 )
 
-from . import _trio_compat
+from . import _kernels, _trio_compat
 from ._constants import (
     CQE_F_MORE,
     FEAT_CQE_SKIP,
@@ -260,7 +260,6 @@ class UringIOManager:
             raise
         self._wakeup = _WakeupOp(self, self._wakefd)
         self._wakeup.user_data = _UD_WAKEUP
-        self._ops[_UD_WAKEUP] = self._wakeup
         self._arm_wakeup()
         _live_managers.add(self)
 
@@ -301,7 +300,9 @@ class UringIOManager:
             )
 
     def _arm_wakeup(self) -> None:
-        multi = POLL_ADD_MULTI
+        """(Re-)arm the poll on the wake-up eventfd: multishot where the kernel has it (5.13)."""
+        multi = POLL_ADD_MULTI if self._ring.has(_kernels.MULTISHOT_POLL) else 0
+        self._ops[_UD_WAKEUP] = self._wakeup  # a one-shot poll's final CQE removed it
         self._prep(Op.POLL_ADD, 0, self._wakefd, 0, ffi.NULL, multi, _POLLIN, _UD_WAKEUP)
 
     def _prep(

@@ -46,11 +46,13 @@ notifications: see :meth:`UringIOManager.close`.
 from __future__ import annotations
 
 import errno
+from math import inf
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
 from trio.lowlevel import Abort
 
+from . import _kernels
 from ._constants import (
     CQE_F_MORE,
     CQE_F_NOTIF,
@@ -167,9 +169,10 @@ def submit_zc(
     anything is submitted) and releases it at the notification.
     """
     op = ZcSendOp(manager, fd, wait_notif)
+    # Usage reports (6.2): without them a 6.0/6.1 kernel refuses the flag (EINVAL).
+    report = SEND_ZC_REPORT_USAGE if manager.ring.has(_kernels.ZC_REPORT_USAGE) else 0
     manager.submit(
-        Op.SEND_ZC, fd, 0, offset, length, flags, None, 0, 0, SEND_ZC_REPORT_USAGE, op,
-        buffer=data,
+        Op.SEND_ZC, fd, 0, offset, length, flags, None, 0, 0, report, op, inf, data
     )  # fmt: skip
     manager.zerocopy_sends += 1
     return op
