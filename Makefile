@@ -34,8 +34,8 @@ test-project: $(STAMP)
 
 # The same on the io_uring of older releases (TRIO_URING_EMULATE_KERNEL, see docs/kernels.rst):
 # 5.11 is the minimum, 5.15 an LTS without zero-copy, multishot receive, COOP_TASKRUN, CQE_SKIP.
-# The long child-process suites (cancellation stress, lifecycle regressions) run natively only.
-EMULATED_SKIP := --ignore=tests/test_cancel_stress.py --ignore=tests/test_lifecycle_regressions.py
+# The cancellation stress (the longest child-process suite) runs natively only.
+EMULATED_SKIP := --ignore=tests/test_cancel_stress.py
 test-project-5.11 test-project-5.15: test-project-%: $(STAMP)
 	$(PY) -X dev -X faulthandler -m pytest tests -q -ra --trio-uring-kernel=$* $(EMULATED_SKIP)
 
