@@ -48,6 +48,7 @@ import os
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
 
+import outcome
 import trio
 from trio.lowlevel import Abort
 
@@ -323,10 +324,8 @@ class Operation:
         task = self.task
         if task is not None:
             self.task = None
-            trio.lowlevel.reschedule(
-                task,
-                _closed_error(),
-            )
+            error = trio.ClosedResourceError("another task closed this resource")
+            trio.lowlevel.reschedule(task, outcome.Error(error))
 
     def cancellable(self) -> bool:
         """Whether an ``ASYNC_CANCEL`` can end this operation (not: a pending notification)."""
@@ -368,9 +367,3 @@ class Operation:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} ud={self.user_data} fd={self.fd} {STATE_NAMES[self.state]}>"
-
-
-def _closed_error() -> Any:
-    import outcome
-
-    return outcome.Error(trio.ClosedResourceError("another task closed this resource"))
