@@ -558,11 +558,6 @@ class UringIOManager:
             self._make_room(rc)
             rc = lib.tu_submit(self._r)
 
-    def submit_pending(self) -> None:
-        """Hand queued SQEs to the kernel now, not at the next loop tick."""
-        if not self._closed and lib.tu_unsubmitted(self._r):
-            self._submit_now()
-
     def _bind_run(self) -> bool:
         """Learn what only the running Runner knows: guest mode, its clock, its deadlines."""
         runner = _trio_compat.current_runner()
