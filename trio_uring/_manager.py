@@ -40,7 +40,6 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 import attrs
-import outcome
 import trio
 from trio import current_effective_deadline
 from trio.lowlevel import (
@@ -176,23 +175,23 @@ class _PollOp(Operation):
         self.res = res
         self.complete()
 
-    def abort(self, _: RaiseCancel) -> Abort:
+    def leave(self) -> None:
+        """Stop waiting: free the fd's waiter slot, withdraw the poll or leave it ``ABANDONED``."""
         if self.waiters.get(self.fd) is self:
             del self.waiters[self.fd]
         if not self.manager.withdraw(self):
+            task = self.task
             self.detach()
+            self.task = task  # (the caller decides how the waiter wakes)
+
+    def abort(self, _: RaiseCancel) -> Abort:
+        self.leave()
         self.task = None
         return Abort.SUCCEEDED
 
     def on_closing(self) -> None:
-        task = self.task
-        if self.waiters.get(self.fd) is self:
-            del self.waiters[self.fd]
-        if not self.manager.withdraw(self):
-            self.detach()
-        if task is not None:
-            self.task = None
-            reschedule(task, outcome.Error(trio.ClosedResourceError("another task closed this fd")))
+        self.leave()
+        self.wake_closed("fd")
 
 
 class UringIOManager:
@@ -729,12 +728,9 @@ class UringIOManager:
         ops = self._ops
         if not ops:
             return
-        for ud, op in list(ops.items()):
-            if self._unsubmit(op):
-                del ops[ud]
-                op.retire()
-            elif op.cancellable() and lib.tu_reserve(self._r, 1) == 0:
-                lib.tu_prep_u64(self._r, Op.ASYNC_CANCEL, 0, -1, 0, ud, 0, 0, _UD_IGNORE)
+        for op in list(ops.values()):
+            if op.cancellable():  # (not: a zero-copy send waiting for its notification)
+                self.withdraw(op)
         lib.tu_submit(self._r)
         end = perf_counter() + self.drain_timeout
         while any(op.cancellable() for op in ops.values()):
@@ -751,12 +747,10 @@ class UringIOManager:
         for user_data, res, flags in _unpack_cqes(events):
             op = ops.get(user_data) if flags & CQE_F_MORE else ops.pop(user_data, None)
             if op is not None:
-                op.task = None
-                op.state = ABANDONED
+                op.detach()
                 op.on_cqe(res, flags)
                 if not flags & CQE_F_MORE and op.state != COMPLETED:
-                    ops.pop(user_data, None)
-                    op.retire()
+                    op.retire()  # (whatever its kind would have waited for next)
 
     def _poll_lingering(self) -> bool:
         """Reap a closed ring's late CQEs; True once the kernel let go of everything."""
@@ -819,10 +813,8 @@ class UringIOManager:
             if poll is not None:
                 if poll.task is me and me is not None:
                     raise_at_end = True
+                    poll.leave()
                     poll.task = None
-                    del waiters[fd]
-                    if not self.withdraw(poll):
-                        poll.detach()
                 else:
                     poll.on_closing()
         same_fd = self._fd_ops[fd] if 0 <= fd < len(self._fd_ops) else None

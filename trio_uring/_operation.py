@@ -211,15 +211,19 @@ class Operation:
         return cdata
 
     def release(self) -> None:
-        """Let go of the exports and memory of a record that was never submitted.  Idempotent."""
+        """Let go of the exports and the memory the kernel could touch.  Idempotent.
+
+        Only for a record the kernel is done with: never submitted, withdrawn, or
+        completed (:meth:`retire`).
+        """
         held = self.exports
         if held is not None:
             self.exports = None
             if type(held) is list:
                 for cdata in held:
-                    ffi.release(cdata)
+                    _release(cdata)
             else:
-                ffi.release(held)
+                _release(held)
         self.keep = None
 
     # ------------------------------------------------------- completion
@@ -236,7 +240,7 @@ class Operation:
             # trio stays authoritative.  Park until it aborts, else resubmit.
             self.manager.linked_timeout_expired(self)
             return
-        # complete(), inlined: this is every one-shot operation's path.
+        # complete() (retire() + wake), inlined: this is every one-shot operation's path.
         self.state = COMPLETED
         held = self.exports
         if held is not None:
@@ -261,17 +265,9 @@ class Operation:
             self.manager.reschedule(task, READY)
 
     def retire(self) -> None:
-        """``COMPLETED`` without waking anyone: the one place memory is let go of."""
+        """``COMPLETED`` without waking anyone; its memory is released."""
         self.state = COMPLETED
-        held = self.exports
-        if held is not None:
-            self.exports = None
-            if type(held) is list:
-                for cdata in held:
-                    _release(cdata)
-            else:
-                _release(held)
-        self.keep = None
+        self.release()
 
     # ------------------------------------------------------------- wait
     def __await__(self) -> Generator[Any, Any, int]:
@@ -320,11 +316,12 @@ class Operation:
         elif manager.withdraw(self):
             self.wake_closed()
 
-    def wake_closed(self) -> None:
+    def wake_closed(self, what: str = "resource") -> None:
+        """Wake the waiter, if any, with ``ClosedResourceError`` (its fd was closed)."""
         task = self.task
         if task is not None:
             self.task = None
-            error = trio.ClosedResourceError("another task closed this resource")
+            error = trio.ClosedResourceError(f"another task closed this {what}")
             trio.lowlevel.reschedule(task, outcome.Error(error))
 
     def cancellable(self) -> bool:
