@@ -42,6 +42,13 @@ async def test_bad_use() -> None:
         await read_fixed(0, reg, 0)
     with pytest.raises(TypeError):
         register_buffers([b"read-only bytes"])
+    good = bytearray(16)
+    with pytest.raises(TypeError) as info:
+        register_buffers([good, b"read-only bytes"])
+    # The buffer exported before the bad one is free again, even while the
+    # traceback (and so the half-built object) is still alive.
+    good.extend(b"!")
+    del info
     with pytest.raises(ValueError):
         register_buffers([])
 

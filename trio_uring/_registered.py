@@ -42,9 +42,12 @@ class RegisteredBuffers:
     def __init__(self, manager: UringIOManager, buffers: Sequence[Any]) -> None:
         self._manager = manager
         self._views = [memoryview(b) for b in buffers]
+        self._cdata: list[Any] = []
         try:
-            self._cdata = [export(v, writable=True) for v in self._views]
+            for v in self._views:
+                self._cdata.append(export(v, writable=True))
         except (TypeError, BufferError):
+            self._release()  # the buffers exported before the bad one are free again
             raise TypeError("registered buffers must be writable (bytearray, mmap, ...)") from None
         self._in_flight = 0
         self._registered = False
