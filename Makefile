@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: run test test-project test-project-5.11 test-project-5.15 test-trio test-trio-5.15 lint \
 	bench bench-instr docs clean
 
-$(STAMP): pyproject.toml setup.py trio_uring/_build_ring.py
+$(STAMP): pyproject.toml setup.py trio_uring/_core/_build_ring.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -66,4 +66,4 @@ docs: $(DOCS_STAMP)
 	$(PY) -m sphinx -W -q -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) build *.egg-info trio_uring/*.so docs/_build
+	rm -rf $(VENV) build *.egg-info trio_uring/*.so trio_uring/_core/*.so docs/_build

@@ -43,7 +43,7 @@ sys.path.insert(0, str(HERE))
 
 from servers import ALL_VARIANTS  # noqa: E402
 
-from trio_uring._bench import BASELINE, Loadgen, find_loadgen, start_server  # noqa: E402
+from trio_uring.bench import BASELINE, Loadgen, find_loadgen, start_server  # noqa: E402
 
 DEFAULT_VARIANTS = "trio-epoll,trio-uring,uring-streams,uring-lowlevel,asyncio-streams"
 

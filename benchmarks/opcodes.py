@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE))
 
 import trio  # noqa: E402
 
-from trio_uring._bench import _trio_echo, find_loadgen  # noqa: E402
+from trio_uring.bench import find_loadgen, trio_echo  # noqa: E402
 
 Key = tuple[str, str, int]
 
@@ -70,7 +70,7 @@ def main() -> int:
                     view = view[await lowlevel.send(conn, view) :]
 
     async def serve() -> None:
-        echo: Any = _trio_echo
+        echo: Any = trio_echo
         if args.variant == "uring-streams":
             from trio_uring._highlevel import serve_tcp
         else:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 
 from servers import ALL_VARIANTS  # noqa: E402
 
-from trio_uring._bench import cpu_plan, find_loadgen, start_server  # noqa: E402
+from trio_uring.bench import cpu_plan, find_loadgen, start_server  # noqa: E402
 
 
 def top(stacks: dict[str, int], n: int = 25) -> str:

@@ -10,13 +10,13 @@ epoll (the baseline), the same trio code under ``trio_uring.run``, trio_uring's
 streams and lowlevel ops, asyncio streams/protocol, and both on uvloop (see
 ``servers.py``).  Runs are interleaved (rep 1 of every cell, then rep 2, ...,
 with the variant order rotated) and the median is reported.  The server runs
-on one CPU and the C load generator (``trio_uring/_loadgen.c``, compiled into
+on one CPU and the C load generator (``trio_uring/bench/_loadgen.c``, compiled into
 ``benchmarks/.build/``) on another.  Syscalls are counted with ``perf stat`` in
 a separate short run per cell, so the timed runs carry no tracing overhead.
 
 Writes ``benchmarks/results/<date>.json``, ``<date>.md`` (the table, ratios
 against trio on epoll) and ``<date>.png`` (if matplotlib is importable).
-The machinery is ``trio_uring._bench`` (shared with ``python -m trio_uring bench``).
+The machinery is ``trio_uring.bench._harness`` (shared with ``python -m trio_uring bench``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE))
 
 from servers import ALL_VARIANTS  # noqa: E402
 
-from trio_uring._bench import (  # noqa: E402
+from trio_uring.bench import (  # noqa: E402
     BASELINE,
     FULL_SCENARIOS,
     Loadgen,

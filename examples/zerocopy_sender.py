@@ -22,8 +22,8 @@ import trio
 
 import trio_uring
 from trio_uring._highlevel import open_tcp_listeners, open_tcp_stream
-from trio_uring._install import current_manager
 from trio_uring._streams import SocketStream, ZeroCopyPolicy
+from trio_uring.lowlevel import current_manager
 
 
 async def sink(listener_stream: SocketStream, total: int, ack_every: int) -> None:

@@ -14,9 +14,9 @@ import pytest
 import trio
 
 import trio_uring
-from trio_uring import _kernels
-from trio_uring._install import current_manager
-from trio_uring._ring import Ring
+from trio_uring._core import _kernels
+from trio_uring._core._ring import Ring
+from trio_uring.lowlevel import current_manager
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @functools.cache
 def _ring_has() -> dict[str, bool]:
-    """Which entries of ``trio_uring._kernels.TABLE`` this kernel (or the emulated release) has."""
+    """Which entries of ``trio_uring._core._kernels.TABLE`` this kernel (or the emulated release) has."""
     ring = Ring(entries=8)
     try:
         return {item.name: ring.has(item) for item in _kernels.TABLE}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from trio_uring import _bench
+from trio_uring import bench as _bench
 
 pytestmark = pytest.mark.no_uring_ok
 

@@ -18,8 +18,8 @@ import trio.testing
 
 from tests._pairs import tcp_socketpair
 from trio_uring import lowlevel as ll
-from trio_uring._install import current_manager
-from trio_uring._manager import UringStatistics
+from trio_uring._core._manager import UringStatistics
+from trio_uring.lowlevel import current_manager
 
 Pair = tuple[socket.socket, socket.socket]
 

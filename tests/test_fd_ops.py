@@ -1,4 +1,4 @@
-"""Low-level fd operations (``trio_uring._fd_ops``) against the real kernel."""
+"""Low-level fd operations (``trio_uring._ops._files``) against the real kernel."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import trio
 import trio.testing
 
 from tests.conftest import assert_idle
-from trio_uring import _fd_ops as fdops
-from trio_uring._install import current_manager
+from trio_uring._ops import _files as fdops
+from trio_uring.lowlevel import current_manager
 
 
 @pytest.fixture

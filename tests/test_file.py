@@ -554,7 +554,7 @@ async def test_64_concurrent_preads(tmp_path: Path) -> None:
 
         async def watch() -> None:
             nonlocal peak
-            from trio_uring._install import current_manager
+            from trio_uring.lowlevel import current_manager
 
             await trio.testing.wait_all_tasks_blocked()
             peak = current_manager().statistics().operations_in_flight

@@ -23,8 +23,8 @@ from trio import socket as tsocket
 import trio_uring
 import trio_uring.lowlevel
 from tests._pairs import tcp_stream_pair
-from trio_uring import _fd_ops, _kernels
-from trio_uring._constants import (
+from trio_uring._core import _kernels
+from trio_uring._core._constants import (
     FEAT_CQE_SKIP,
     FEAT_EXT_ARG,
     FEATURE_NAMES,
@@ -34,7 +34,8 @@ from trio_uring._constants import (
     SETUP_TASKRUN_FLAG,
     Op,
 )
-from trio_uring._ring import REQUIRED_FEATURES, REQUIRED_OPS, Ring
+from trio_uring._core._ring import REQUIRED_FEATURES, REQUIRED_OPS, Ring
+from trio_uring._ops import _files as _fd_ops
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = _kernels.ENV
@@ -422,7 +423,7 @@ INNER = textwrap.dedent(
             ring = trio_uring.lowlevel.current_manager().ring
             return ring.emulated
         assert trio.run(main) == (5, 15)
-        child = "import trio_uring._kernels as k; print(k.emulated())"
+        child = "import trio_uring._core._kernels as k; print(k.emulated())"
         out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True)
         assert out.stdout.strip() == "(5, 15)", out.stderr
     """

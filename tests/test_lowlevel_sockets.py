@@ -19,7 +19,7 @@ import trio.testing
 import trio_uring
 from tests._pairs import tcp_socketpair
 from trio_uring import lowlevel as ll
-from trio_uring._install import current_manager
+from trio_uring.lowlevel import current_manager
 
 Pair = tuple[socket.socket, socket.socket]
 
@@ -523,7 +523,8 @@ async def test_sleep_under_mock_clock(autojump_clock: trio.testing.MockClock) ->
 
 # ---------------------------------------------------------------- surface
 def test_public_surface() -> None:
-    from trio_uring import _fd_ops, _registered, _zerocopy
+    from trio_uring._ops import _files as _fd_ops
+    from trio_uring._ops import _registered, _zerocopy
 
     for name in ll.__all__:
         assert getattr(ll, name) is not None, name

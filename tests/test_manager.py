@@ -17,7 +17,7 @@ import trio
 import trio.testing
 
 import trio_uring
-from trio_uring._install import current_manager
+from trio_uring.lowlevel import current_manager
 
 
 async def test_statistics_backend() -> None:
@@ -326,7 +326,7 @@ def test_close_with_parked_task_never_raises() -> None:
     manager = trio_uring.UringIOManager()
     a, b = socket.socketpair()
     with a, b:
-        manager._prep(6, 0, a.fileno(), 0, trio_uring._manager.ffi.NULL, 0, 1, 999)
+        manager._prep(6, 0, a.fileno(), 0, trio_uring._core._manager.ffi.NULL, 0, 1, 999)
         manager.get_events(0)
         manager.close()
         manager.close()  # idempotent
@@ -373,9 +373,9 @@ def test_signal_during_wait_is_not_a_timeout() -> None:
 
 
 def test_close_drains_in_flight_requests() -> None:
-    from trio_uring._constants import Op
-    from trio_uring._manager import lingering
-    from trio_uring._operation import COMPLETED
+    from trio_uring._core._constants import Op
+    from trio_uring._core._manager import lingering
+    from trio_uring._core._operation import COMPLETED
 
     manager = trio_uring.UringIOManager()
     a, b = socket.socketpair()
@@ -397,7 +397,7 @@ def test_close_drains_in_flight_requests() -> None:
 
 async def test_instruments_work_with_the_fast_membership_test() -> None:
     """The run's Instruments object answers `in` from C; adding/removing hooks still works."""
-    from trio_uring import _trio_compat
+    from trio_uring._core import _trio_compat
 
     runner = _trio_compat.current_runner()
     assert type(runner.instruments).__contains__ == runner.instruments.data.__contains__
@@ -433,7 +433,7 @@ async def test_ready_wakes_trios_own_wait_task_rescheduled_with_none() -> None:
 
 
 async def _wake_with_ready(manager: trio_uring.UringIOManager, task: trio.lowlevel.Task) -> None:
-    from trio_uring._trio_compat import READY
+    from trio_uring._core._trio_compat import READY
 
     await trio.testing.wait_all_tasks_blocked()
     manager.reschedule(task, READY)

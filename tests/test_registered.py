@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_uring._registered import read_fixed, register_buffers, write_fixed
+from trio_uring._ops._registered import read_fixed, register_buffers, write_fixed
 
 
 async def test_write_then_read_fixed(tmp_path: Path) -> None:

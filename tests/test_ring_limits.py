@@ -9,8 +9,8 @@ import trio
 import trio.testing
 
 import trio_uring
-from trio_uring._constants import SQ_CQ_OVERFLOW
-from trio_uring._ring_cffi import lib
+from trio_uring._core._constants import SQ_CQ_OVERFLOW
+from trio_uring._core._ring_cffi import lib
 
 
 class TinyManager(trio_uring.UringIOManager):
@@ -43,7 +43,7 @@ def test_full_sq_and_cq_overflow_lose_nothing(tiny: None) -> None:
             await trio.testing.wait_all_tasks_blocked()
             for _, b in pairs:
                 b.send(b"x")  # 100 completions into an 8-entry CQ
-            mgr = trio_uring._install.current_manager()
+            mgr = trio_uring.lowlevel.current_manager()
             overflowed.append(bool(lib.tu_sq_flags(mgr._r) & SQ_CQ_OVERFLOW))
         return woken
 

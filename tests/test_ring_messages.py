@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import trio_uring
-from trio_uring._ring import _explain_setup_errno, _kernel_version
+from trio_uring._core._ring import _explain_setup_errno, _kernel_version
 
 pytestmark = pytest.mark.no_uring_ok
 
@@ -111,7 +111,7 @@ def report(**result):
 """
 
 RING_CHILD = """
-from trio_uring._ring import Ring
+from trio_uring._core._ring import Ring
 try:
     Ring().close()
 except OSError as exc:

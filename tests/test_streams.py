@@ -18,7 +18,6 @@ from trio import socket as tsocket
 import trio_uring.lowlevel
 from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle
-from trio_uring import _bufring
 from trio_uring._highlevel import (
     open_tcp_listeners,
     open_tcp_stream,
@@ -26,12 +25,13 @@ from trio_uring._highlevel import (
     serve_listeners,
     serve_tcp,
 )
-from trio_uring._install import current_manager
+from trio_uring._ops import _provided as _bufring
 from trio_uring._streams import (
     RECEIVE_HIGH_WATER,
     SocketListener,
     SocketStream,
 )
+from trio_uring.lowlevel import current_manager
 
 tcp_pair = tcp_stream_pair
 

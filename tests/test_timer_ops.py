@@ -15,7 +15,7 @@ import trio
 import trio.testing
 
 import trio_uring.lowlevel as ll
-from trio_uring._install import current_manager
+from trio_uring.lowlevel import current_manager
 
 #: The kernel timer holds signed 64-bit nanoseconds.
 MAX_NS = (1 << 63) - 1

@@ -16,8 +16,8 @@ from trio import socket as tsocket
 
 from tests.conftest import assert_idle
 from trio_uring import UringIOManager
-from trio_uring._install import current_manager
-from trio_uring._socket import UringSocket, set_completion_sockets
+from trio_uring._trio_sockets import UringSocket, set_completion_sockets
+from trio_uring.lowlevel import current_manager
 
 
 class ReadinessCounter:

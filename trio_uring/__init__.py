@@ -10,6 +10,7 @@ friends; thread-free file I/O is :func:`open_file` and :class:`Path`.
 
 from __future__ import annotations
 
+from ._core._manager import UringIOManager, UringStatistics
 from ._file import AsyncBinaryFile, AsyncTextFile, ClosedFileError, open_file
 from ._highlevel import (
     open_tcp_listeners,
@@ -29,10 +30,9 @@ from ._install import (
     uninstall,
     usable,
 )
-from ._manager import UringIOManager, UringStatistics
 from ._path import Path, read_bytes, read_text, stat, write_bytes, write_text
-from ._socket import UringSocket, completion_sockets_enabled, set_completion_sockets
 from ._streams import SocketListener, SocketStream
+from ._trio_sockets import UringSocket, completion_sockets_enabled, set_completion_sockets
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         from ._info import main as info_main
 
         return info_main()
-    from ._bench import main as bench_main
+    from .bench._harness import main as bench_main
 
     return bench_main(quick=args.quick, json_path=args.json)
 

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import trio
 
-from . import _fd_ops
+from ._ops import _files
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Buffer, Self
 
-    from ._fd_ops import StrOrBytesPath
+    from ._ops._files import StrOrBytesPath
 
 __all__ = ["AsyncBinaryFile", "AsyncTextFile", "ClosedFileError", "open_file"]
 
@@ -215,24 +215,24 @@ class AsyncBinaryFile(_Base):
     async def _sys_read(self, n: int, offset: int) -> bytes:
         """One ``IORING_OP_READ``; through a page-aligned buffer under ``O_DIRECT``."""
         if not self._direct:
-            return await _fd_ops.read(self._fd, n, offset)
+            return await _files.read(self._fd, n, offset)
         with mmap.mmap(-1, max(-(-n // mmap.PAGESIZE) * mmap.PAGESIZE, mmap.PAGESIZE)) as m:
             # Both views are released on the way out, also when the read raises: a
             # traceback that still held an unreleased slice would keep the mmap from closing.
             with memoryview(m) as view, view[:n] as part:
-                got = await _fd_ops.readinto(self._fd, part, offset)
+                got = await _files.readinto(self._fd, part, offset)
             return m[:got]
 
     async def _sys_write(self, data: Buffer, offset: int) -> int:
         """One ``IORING_OP_WRITE``; through a page-aligned buffer under ``O_DIRECT``."""
         if not self._direct:
-            return await _fd_ops.write(self._fd, data, offset)
+            return await _files.write(self._fd, data, offset)
         with memoryview(data) as src, src.cast("B") as flat:
             n = flat.nbytes
             with mmap.mmap(-1, max(-(-n // mmap.PAGESIZE) * mmap.PAGESIZE, mmap.PAGESIZE)) as m:
                 m[:n] = flat
                 with memoryview(m) as view, view[:n] as part:
-                    return await _fd_ops.write(self._fd, part, offset)
+                    return await _files.write(self._fd, part, offset)
 
     # ------------------------------------------------------- kernel access
     async def _kread(self, n: int) -> int:
@@ -342,7 +342,7 @@ class AsyncBinaryFile(_Base):
         chunk = self._bufsize
         if self._seekable:
             self._ios += 1
-            size = (await _fd_ops.fstat(self._fd)).st_size
+            size = (await _files.fstat(self._fd)).st_size
             chunk = max(chunk, size - self._pos - len(self._rbuf) + 1)
         while await self._kread(chunk):
             chunk = max(chunk, min(len(self._rbuf), 1 << 26))
@@ -521,7 +521,7 @@ class AsyncBinaryFile(_Base):
                 new = self._pos + target
             else:
                 self._ios += 1
-                new = (await _fd_ops.fstat(self._fd)).st_size + target
+                new = (await _files.fstat(self._fd)).st_size + target
             if new < 0:
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
             if new != self._pos:
@@ -543,7 +543,7 @@ class AsyncBinaryFile(_Base):
             if new < 0:
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
             self._ios += 1
-            await _fd_ops.ftruncate(self._fd, new)
+            await _files.ftruncate(self._fd, new)
             self._rbuf.clear()
             return new
 
@@ -554,13 +554,13 @@ class AsyncBinaryFile(_Base):
             if self._wbuf:
                 await self._flush_wbuf()
             self._ios += 1
-            await _fd_ops.fsync(self._fd, datasync=datasync)
+            await _files.fsync(self._fd, datasync=datasync)
 
     async def stat(self) -> os.stat_result:
         """``os.fstat`` of the file, through ``IORING_OP_STATX``."""
         async with self._op():
             self._ios += 1
-            return await _fd_ops.fstat(self._fd)
+            return await _files.fstat(self._fd)
 
     async def pread(self, size: int, offset: int) -> bytes:
         """Read up to ``size`` bytes at ``offset``, bypassing the buffers and the position.
@@ -634,7 +634,7 @@ class AsyncBinaryFile(_Base):
             finally:
                 self._lock.release()
                 if self._closefd:
-                    await _fd_ops.close(self._fd)
+                    await _files.close(self._fd)
                 elif self._seekable and not self._append:
                     try:
                         os.lseek(self._fd, self._pos, os.SEEK_SET)
@@ -1311,7 +1311,7 @@ async def open_file(
                 if fd < 0:
                     raise ValueError(f"opener returned {fd}")
             else:
-                fd = await _fd_ops.openat(name, flags, 0o666)
+                fd = await _files.openat(name, flags, 0o666)
         except OSError as exc:
             if exc.filename is None:
                 raise type(exc)(exc.errno, exc.strerror, name) from None
@@ -1319,7 +1319,7 @@ async def open_file(
         owned = True
     try:
         with trio.CancelScope(shield=owned):
-            st = await _fd_ops.fstat(fd)
+            st = await _files.fstat(fd)
         if stat_module.S_ISDIR(st.st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
         try:
@@ -1359,7 +1359,7 @@ async def open_file(
     except BaseException:
         if owned:
             with trio.CancelScope(shield=True):
-                await _fd_ops.close(fd)
+                await _files.close(fd)
         raise
 
 

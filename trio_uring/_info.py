@@ -1,7 +1,7 @@
 """``python -m trio_uring info``: what the kernel offers and which paths trio_uring takes.
 
 Everything it says about kernel features comes from the one table,
-:data:`trio_uring._kernels.TABLE`; under ``TRIO_URING_EMULATE_KERNEL`` it shows
+:data:`trio_uring._core._kernels.TABLE`; under ``TRIO_URING_EMULATE_KERNEL`` it shows
 the emulated release and its fallbacks.
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 
 import trio
 
-from . import _kernels
+from ._core import _kernels
+from ._core._ring import Ring
 from ._install import unavailable_reason
-from ._ring import Ring
 
 #: Every opcode trio_uring uses: ``(entry, what for, what happens without it)``.
 USED_OPS: tuple[_kernels.Entry, ...] = tuple(

@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from . import _socket as _socket  # registers the completion-socket run-start hook
-from . import _trio_compat
-from ._manager import UringIOManager
-from ._ring import Ring, RingUnavailable
+from ._core import _trio_compat
+from ._core._manager import UringIOManager
+from ._core._ring import Ring, RingUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -189,18 +188,3 @@ def uninstall() -> None:
 def installed() -> bool:
     """Whether :func:`install` is in effect."""
     return _installed
-
-
-def current_manager() -> UringIOManager:
-    """The io_uring manager of the current run.
-
-    Raises ``RuntimeError`` outside a run, or inside a run that is not on io_uring
-    (plain ``trio.run`` without :func:`install`, or the epoll fallback).
-    """
-    manager = _trio_compat.current_runner().io_manager
-    if not isinstance(manager, UringIOManager):
-        raise RuntimeError(
-            "trio_uring.lowlevel needs a run on the io_uring manager: use trio_uring.run() "
-            "or trio_uring.install() (this run uses " + type(manager).__name__ + ")"
-        )
-    return manager

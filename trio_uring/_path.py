@@ -21,22 +21,22 @@ from typing import TYPE_CHECKING, ClassVar
 
 import trio
 
-from . import _fd_ops
 from ._file import AsyncBinaryFile, AsyncTextFile, open_file
+from ._ops import _files
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-    from ._fd_ops import StrOrBytesPath
+    from ._ops._files import StrOrBytesPath
 
 __all__ = ["Path", "read_bytes", "read_text", "stat", "write_bytes", "write_text"]
 
 
 async def stat(path: StrOrBytesPath, *, follow_symlinks: bool = True) -> os.stat_result:
     """``os.stat`` through ``IORING_OP_STATX`` (``follow_symlinks=False``: ``os.lstat``)."""
-    flags = 0 if follow_symlinks else _fd_ops.AT_SYMLINK_NOFOLLOW
+    flags = 0 if follow_symlinks else _files.AT_SYMLINK_NOFOLLOW
     try:
-        return await _fd_ops.statx(path, flags=flags)
+        return await _files.statx(path, flags=flags)
     except OSError as exc:
         if exc.filename is None:
             raise type(exc)(exc.errno, exc.strerror, os.fspath(path)) from None

@@ -7,7 +7,7 @@ too, through a ``sitecustomize`` module put on ``PYTHONPATH``.
 
 ``--trio-uring-kernel=5.15`` makes every ring of the session, and of its child
 processes, answer for that Linux release (``TRIO_URING_EMULATE_KERNEL``, see
-``trio_uring._kernels``).  It is set before any conftest is loaded, so before
+``trio_uring._core._kernels``).  It is set before any conftest is loaded, so before
 any ring is made.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from . import _kernels
+from ._core import _kernels
 
 
 def _release(text: str) -> str:

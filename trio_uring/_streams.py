@@ -2,10 +2,10 @@
 
 Sending: ``send_all`` submits one ``IORING_OP_SEND`` (``MSG_WAITALL``) for the
 whole buffer, or ``IORING_OP_SEND_ZC`` at or above the stream's zero-copy
-threshold (see :mod:`trio_uring._zerocopy` for when the buffer is free again).
+threshold (see :mod:`trio_uring._ops._zerocopy` for when the buffer is free again).
 
 Receiving: the first ``receive_some`` arms one multishot ``IORING_OP_RECV`` over
-the manager's provided-buffer ring (:mod:`trio_uring._bufring`).  From then on
+the manager's provided-buffer ring (:mod:`trio_uring._ops._provided`).  From then on
 every CQE's data is copied out of its buffer inside ``process_events`` (the
 buffer goes straight back to the kernel) and queued in the stream, so a
 ``receive_some`` normally completes with no new SQE and one scheduler trip.
@@ -41,8 +41,8 @@ from trio.lowlevel import (
     reschedule,
 )
 
-from . import _bufring, _kernels
-from ._constants import (
+from ._core import _kernels
+from ._core._constants import (
     CQE_BUFFER_SHIFT,
     CQE_F_BUFFER,
     CQE_F_MORE,
@@ -50,12 +50,18 @@ from ._constants import (
     RECV_MULTISHOT,
     Op,
 )
-from ._install import current_manager
-from ._manager import UringIOManager
-from ._operation import Operation, buffer_nbytes
-from ._ring_cffi import ffi
-from ._trio_compat import GLOBAL_RUN_CONTEXT, READY, WaitTaskRescheduled, completed_checkpoint, park
-from ._zerocopy import submit_zc
+from ._core._manager import UringIOManager, current_manager
+from ._core._operation import Operation, buffer_nbytes
+from ._core._ring_cffi import ffi
+from ._core._trio_compat import (
+    GLOBAL_RUN_CONTEXT,
+    READY,
+    WaitTaskRescheduled,
+    completed_checkpoint,
+    park,
+)
+from ._ops import _provided
+from ._ops._zerocopy import submit_zc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -129,7 +135,7 @@ class _RecvOp(Operation):
 
     __slots__ = ("got_data", "ring", "stopping", "stream")
 
-    def __init__(self, stream: SocketStream, manager: UringIOManager, ring: _bufring.BufferRing):
+    def __init__(self, stream: SocketStream, manager: UringIOManager, ring: _provided.BufferRing):
         super().__init__(manager)
         self.stream = stream
         self.ring = ring
@@ -245,7 +251,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._s_op: Operation | None = None
         self._s_trap = WaitTaskRescheduled(self._abort_send)
         self._recv_op: _RecvOp | None = None
-        self._ring: _bufring.BufferRing | None = None
+        self._ring: _provided.BufferRing | None = None
         with suppress(OSError):
             self.setsockopt(tsocket.IPPROTO_TCP, tsocket.TCP_NODELAY, True)
         if hasattr(tsocket, "TCP_NOTSENT_LOWAT"):
@@ -267,7 +273,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._guest = manager.guest  # (also binds the manager to this run)
         if not (manager.supports(Op.SEND_ZC) and manager.ring.has(_kernels.ZC_REPORT_USAGE)):
             self._zc_threshold = inf
-        self._ring = _bufring.stream_ring(manager)
+        self._ring = _provided.stream_ring(manager)
         return manager
 
     def _zerocopy_copied(self) -> None:

@@ -15,7 +15,8 @@ given as ints or as anything with ``fileno()`` (trio or stdlib sockets).
 
 from __future__ import annotations
 
-from ._fd_ops import (
+from ._core._manager import current_manager
+from ._ops._files import (
     AT_FDCWD,
     close,
     fstat,
@@ -28,9 +29,8 @@ from ._fd_ops import (
     statx,
     write,
 )
-from ._install import current_manager
-from ._registered import RegisteredBuffers, read_fixed, register_buffers, write_fixed
-from ._socket_ops import (
+from ._ops._registered import RegisteredBuffers, read_fixed, register_buffers, write_fixed
+from ._ops._sockets import (
     accept,
     connect,
     poll,
@@ -41,8 +41,8 @@ from ._socket_ops import (
     sendmsg,
     shutdown,
 )
-from ._timer_ops import sleep, sleep_until
-from ._zerocopy import send_zc
+from ._ops._timers import sleep, sleep_until
+from ._ops._zerocopy import send_zc
 
 __all__ = [
     "AT_FDCWD",

@@ -4,7 +4,7 @@ Everything the benchmark needs lives here, so the installed package can run it
 without the repository's ``benchmarks/`` directory, which imports from this
 module and adds asyncio/uvloop servers, more scenarios, plots and result files:
 
-* ``LOADGEN_C``: a one-process epoll load generator in C (``trio_uring/_loadgen.c``,
+* ``LOADGEN_C``: a one-process epoll load generator in C (``trio_uring/bench/_loadgen.c``,
   package data), compiled with the system C compiler into a cache
   directory.  Without a compiler, :func:`pyloadgen_main` (selectors, one process)
   stands in, and the results say so: it is then the bottleneck.
@@ -147,7 +147,7 @@ def pin_cpu(cpu: int | None) -> None:
             os.sched_setaffinity(0, {cpu})
 
 
-async def _trio_echo(stream: Any) -> None:
+async def trio_echo(stream: Any) -> None:
     import trio
 
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
@@ -167,7 +167,7 @@ async def _trio_bulk(chunk: int, stream: Any) -> None:
 async def _serve_trio_streams(serve_tcp: Any, host: str, port: int, mode: str, chunk: int) -> None:
     import trio
 
-    handler = _trio_echo if mode == "echo" else functools.partial(_trio_bulk, chunk)
+    handler = trio_echo if mode == "echo" else functools.partial(_trio_bulk, chunk)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
             functools.partial(serve_tcp, handler, port, host=host, backlog=4096)
@@ -255,13 +255,13 @@ def serve_main(argv: Sequence[str] | None = None) -> int:
 
 def package_server_cmd(variant: str) -> list[str]:
     """The command line that starts a :data:`TRIO_VARIANTS` server in a fresh interpreter."""
-    code = "import sys; from trio_uring._bench import serve_main; sys.exit(serve_main())"
+    code = "import sys; from trio_uring.bench._harness import serve_main; sys.exit(serve_main())"
     return [sys.executable, "-c", code, variant]
 
 
 # ------------------------------------------------------------------ load generator
-#: The C load generator's source, shipped with the package (``trio_uring/_loadgen.c``).
-LOADGEN_C = (resources.files("trio_uring") / "_loadgen.c").read_text()
+#: The C load generator's source, shipped with the package (``trio_uring/bench/_loadgen.c``).
+LOADGEN_C = (resources.files("trio_uring.bench") / "_loadgen.c").read_text()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,7 +327,7 @@ def find_loadgen(
     exe = None if force_python else build_loadgen(source, cache_dir)
     if exe is not None:
         return Loadgen("c", (str(exe),))
-    code = "import sys; from trio_uring._bench import pyloadgen_main; sys.exit(pyloadgen_main())"
+    code = "import sys; from trio_uring.bench._harness import pyloadgen_main; sys.exit(pyloadgen_main())"
     return Loadgen(
         "python",
         (sys.executable, "-c", code),
@@ -773,7 +773,7 @@ class Progress:
 
 def machine_info() -> dict[str, Any]:
     """Kernel/feature info (``trio_uring._info.gather``), CPU model, versions."""
-    from ._info import gather
+    from .._info import gather
 
     info: dict[str, Any] = {}
     try:

@@ -428,7 +428,7 @@ unsigned tu_reap(tu_ring *r, char *out, unsigned max) {
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
-    "trio_uring._ring_cffi",
+    "trio_uring._core._ring_cffi",
     "#include <stdint.h>\n" + PBUF_STRUCT + C_SOURCE,
     extra_compile_args=["-O2", "-std=gnu11"],
 )

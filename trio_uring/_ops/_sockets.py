@@ -1,7 +1,7 @@
 """Socket operations as io_uring requests: recv, send, sendmsg, recvmsg, accept, connect, ...
 
 Every function here submits exactly one SQE through
-:meth:`UringIOManager.perform <trio_uring._manager.UringIOManager.perform>` and
+:meth:`UringIOManager.perform <trio_uring._core._manager.UringIOManager.perform>` and
 so inherits its cancellation rules (see ``docs/semantics.rst``):
 
 * each call is a trio checkpoint, also when it raises;
@@ -34,16 +34,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
+from .._core._constants import Op
+from .._core._manager import current_manager
+from .._core._operation import Operation, buffer_nbytes
+from .._core._ring_cffi import ffi
 from . import _sockaddr
-from ._constants import Op
-from ._install import current_manager
-from ._operation import Operation, buffer_nbytes
-from ._ring_cffi import ffi
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-    from ._trio_compat import HasFileno
+    from .._core._trio_compat import HasFileno
 
     FdLike = int | HasFileno
     AncData = list[tuple[int, int, bytes]]

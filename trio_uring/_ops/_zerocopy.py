@@ -52,23 +52,23 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import trio
 from trio.lowlevel import Abort
 
-from . import _kernels
-from ._constants import (
+from .._core import _kernels
+from .._core._constants import (
     CQE_F_MORE,
     CQE_F_NOTIF,
     NOTIF_USAGE_ZC_COPIED,
     SEND_ZC_REPORT_USAGE,
     Op,
 )
-from ._install import current_manager
-from ._operation import ABANDONED, Operation
-from ._ring_cffi import lib
-from ._trio_compat import READY
+from .._core._manager import current_manager
+from .._core._operation import ABANDONED, Operation
+from .._core._ring_cffi import lib
+from .._core._trio_compat import READY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._manager import UringIOManager
+    from .._core._manager import UringIOManager
 
 
 _ECANCELED: Final = -errno.ECANCELED
@@ -198,7 +198,7 @@ async def send_zc(sock: Any, data: Any, flags: int = 0) -> int:
     ``zerocopy_sends``, ``zerocopy_notifications`` and ``zerocopy_copied`` in
     the manager's statistics.
     """
-    from ._socket_ops import checked_flags, fileno_of
+    from ._sockets import checked_flags, fileno_of
 
     manager = current_manager()
     try:

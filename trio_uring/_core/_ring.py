@@ -95,7 +95,7 @@ def _explain_setup_errno(err: int, release: str | None = None) -> str:
 class Ring:
     """One io_uring instance: its cffi handle, features, and supported opcodes.
 
-    Under ``TRIO_URING_EMULATE_KERNEL`` (see :mod:`trio_uring._kernels`) the ring
+    Under ``TRIO_URING_EMULATE_KERNEL`` (see :mod:`trio_uring._core._kernels`) the ring
     answers for that release: setup flags it lacks are refused with ``EINVAL``,
     as its kernel would, so the ring is really set up without them, and
     :attr:`features`, :attr:`supported_ops` and :meth:`has` report only what it has.

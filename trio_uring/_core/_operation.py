@@ -1,7 +1,7 @@
 """The operation lifecycle: one record per io_uring request, from its SQE to its final CQE.
 
 This is the one place that says what an in-flight request is (the role
-tokio-uring's ``op.rs`` plays).  The manager (:mod:`trio_uring._manager`)
+tokio-uring's ``op.rs`` plays).  The manager (:mod:`trio_uring._core._manager`)
 starts, cancels and completes operations; the modules above only say how to
 fill an SQE and how to read its CQE(s), through the manager's public methods.
 

@@ -21,12 +21,11 @@ from typing import Any, Final
 
 import trio
 
-from ._constants import REGISTER_BUFFERS, UNREGISTER_BUFFERS, Op
-from ._install import current_manager
-from ._manager import UringIOManager
-from ._operation import export
-from ._ring_cffi import ffi
-from ._socket_ops import fileno_of
+from .._core._constants import REGISTER_BUFFERS, UNREGISTER_BUFFERS, Op
+from .._core._manager import UringIOManager, current_manager
+from .._core._operation import export
+from .._core._ring_cffi import ffi
+from ._sockets import fileno_of
 
 _iovec = struct.Struct("@PN")
 _NO_OFFSET: Final = (1 << 64) - 1

@@ -12,7 +12,7 @@ the kernel release that merged the change (``ref`` says so).
 --trio-uring-kernel=5.15`` sets it) makes every ring answer for that release:
 setup flags it lacks are refused with ``EINVAL`` as an old kernel refuses
 them, and the probe reports only its opcodes and feature flags (see
-``trio_uring._ring.Ring``).  Below 5.11 the ring lacks ``EXT_ARG`` and io_uring
+``trio_uring._core._ring.Ring``).  Below 5.11 the ring lacks ``EXT_ARG`` and io_uring
 is unusable, as on such a kernel.  The emulation masks what trio_uring *asks*
 the kernel; a request for a newer feature that nobody asked about still reaches
 the running kernel, which performs it.

@@ -28,11 +28,11 @@ import struct
 import weakref
 from typing import TYPE_CHECKING, Final
 
-from ._constants import REGISTER_PBUF_RING, UNREGISTER_PBUF_RING
-from ._ring_cffi import ffi, lib
+from .._core._constants import REGISTER_PBUF_RING, UNREGISTER_PBUF_RING
+from .._core._ring_cffi import ffi, lib
 
 if TYPE_CHECKING:
-    from ._manager import UringIOManager
+    from .._core._manager import UringIOManager
 
 #: Buffers per ring and bytes per buffer for the streams' shared ring.
 DEFAULT_ENTRIES: Final = 1024
@@ -124,15 +124,15 @@ def stream_ring(manager: UringIOManager) -> BufferRing | None:
 
     ``None`` if multishot receive is unavailable: a kernel without
     ``IORING_REGISTER_PBUF_RING`` (5.19) or multishot recv (6.0) (see
-    ``trio_uring._kernels``), a refused registration (e.g. ``RLIMIT_MEMLOCK``).
+    ``trio_uring._core._kernels``), a refused registration (e.g. ``RLIMIT_MEMLOCK``).
     """
     try:
         return _stream_rings[manager]
     except KeyError:
         pass
     ring: BufferRing | None = None
-    from ._constants import Op
-    from ._kernels import MULTISHOT_RECV, PBUF_RING
+    from .._core._constants import Op
+    from .._core._kernels import MULTISHOT_RECV, PBUF_RING
 
     kernel = manager.ring
     if kernel.has(PBUF_RING) and kernel.has(MULTISHOT_RECV) and manager.supports(Op.RECV):

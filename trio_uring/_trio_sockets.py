@@ -80,12 +80,13 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 from trio.lowlevel import checkpoint_if_cancelled
 
-from . import _sockaddr, _trio_compat
-from ._constants import Op
-from ._manager import UringIOManager, run_start_hooks
-from ._operation import buffer_nbytes
-from ._ring_cffi import ffi
-from ._trio_compat import CancelShieldedCheckpoint, cancel_pending
+from ._core import _trio_compat
+from ._core._constants import Op
+from ._core._manager import UringIOManager, run_start_hooks
+from ._core._operation import buffer_nbytes
+from ._core._ring_cffi import ffi
+from ._core._trio_compat import CancelShieldedCheckpoint, cancel_pending
+from ._ops import _sockaddr
 
 if TYPE_CHECKING:
     from collections.abc import Callable

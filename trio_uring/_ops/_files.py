@@ -33,13 +33,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
 
-from ._constants import FSYNC_DATASYNC, Op
-from ._ring_cffi import ffi
+from .._core._constants import FSYNC_DATASYNC, Op
+from .._core._ring_cffi import ffi
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-    from ._manager import UringIOManager
+    from .._core._manager import UringIOManager
 
     StrOrBytesPath = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -66,7 +66,7 @@ _STATX_SIZE: Final = 256
 # ----------------------------------------------------------------- helpers
 def _uring(opcode: Op) -> UringIOManager | None:
     """The run's io_uring manager if it can do ``opcode``, else None (thread fallback)."""
-    from ._install import current_manager
+    from .._core._manager import current_manager
 
     try:
         manager = current_manager()
@@ -325,7 +325,7 @@ async def _await_fifo_writer(fd: int) -> int:
     writer, then closes its fds.  If ``/proc/self/fd`` cannot be opened, the
     open does not wait.  Returns ``fd``, or closes it and raises.
     """
-    from ._socket_ops import poll
+    from ._sockets import poll
 
     try:
         if _fifo_hung_up(fd):

@@ -21,7 +21,7 @@ Rules this module keeps (see docs/mapping.rst):
 * An SQE the kernel has not consumed yet is turned into a NOP instead of being
   cancelled, so an operation aborted before submission costs no cancel SQE.
 * Memory the kernel may touch stays referenced from the operation record until
-  its final CQE (the lifecycle and the buffer rule: :mod:`trio_uring._operation`).
+  its final CQE (the lifecycle and the buffer rule: :mod:`trio_uring._core._operation`).
 * A forked child cannot use its parent's ring: touching it raises ``RuntimeError``.
 """
 
@@ -859,7 +859,7 @@ class UringIOManager:
           other result is the operation's real result and is returned;
         * under trio's real clock with a finite deadline, the SQE is linked to an
           ``IORING_OP_LINK_TIMEOUT`` if the op table says the opcode may be
-          resubmitted (:data:`~trio_uring._operation.RESTARTABLE`) and ``linkable``
+          resubmitted (:data:`~trio_uring._core._operation.RESTARTABLE`) and ``linkable``
           (False for reads/writes at the file position).  If the timeout fired but
           trio did not cancel (deadline moved, shield), the operation is resubmitted;
         * ``notify_closing(fd)`` makes a pending operation raise ``ClosedResourceError``.
@@ -996,3 +996,18 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def current_manager() -> UringIOManager:
+    """The io_uring manager of the current run.
+
+    Raises ``RuntimeError`` outside a run, or inside a run that is not on io_uring
+    (plain ``trio.run`` without :func:`install`, or the epoll fallback).
+    """
+    manager = _trio_compat.current_runner().io_manager
+    if not isinstance(manager, UringIOManager):
+        raise RuntimeError(
+            "trio_uring.lowlevel needs a run on the io_uring manager: use trio_uring.run() "
+            "or trio_uring.install() (this run uses " + type(manager).__name__ + ")"
+        )
+    return manager

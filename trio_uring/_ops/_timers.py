@@ -14,10 +14,10 @@ from math import isnan
 
 import trio
 
-from . import _trio_compat
-from ._constants import TIMEOUT_ABS, Op
-from ._install import current_manager
-from ._ring_cffi import ffi
+from .._core import _trio_compat
+from .._core._constants import TIMEOUT_ABS, Op
+from .._core._manager import current_manager
+from .._core._ring_cffi import ffi
 
 _NS = 1_000_000_000
 #: The kernel's timers count signed 64-bit nanoseconds (``ktime_t``).

@@ -1,0 +1,63 @@
+"""The benchmark harness behind ``python -m trio_uring bench`` and ``benchmarks/``.
+
+It is shipped with the package so an installed trio_uring can measure itself
+against trio's epoll backend; the repository's ``benchmarks/`` scripts add
+asyncio/uvloop servers, instruction counts, plots and result files on top of
+the names exported here.  Nothing in the I/O manager imports this package.
+"""
+
+from ._harness import (
+    BASELINE,
+    FULL_SCENARIOS,
+    LOADGEN_C,
+    QUICK_SCENARIOS,
+    QUICK_VARIANTS,
+    TRIO_VARIANTS,
+    Loadgen,
+    Scenario,
+    ServerFailed,
+    Variant,
+    cpu_plan,
+    find_loadgen,
+    format_header,
+    format_table,
+    main,
+    measure,
+    pin_cpu,
+    ready_line,
+    run_bench,
+    run_trio_server,
+    serve_main,
+    server_arg_parser,
+    start_server,
+    summarize,
+    trio_echo,
+)
+
+__all__ = [
+    "BASELINE",
+    "FULL_SCENARIOS",
+    "LOADGEN_C",
+    "QUICK_SCENARIOS",
+    "QUICK_VARIANTS",
+    "TRIO_VARIANTS",
+    "Loadgen",
+    "Scenario",
+    "ServerFailed",
+    "Variant",
+    "cpu_plan",
+    "find_loadgen",
+    "format_header",
+    "format_table",
+    "main",
+    "measure",
+    "pin_cpu",
+    "ready_line",
+    "run_bench",
+    "run_trio_server",
+    "serve_main",
+    "server_arg_parser",
+    "start_server",
+    "summarize",
+    "trio_echo",
+]
