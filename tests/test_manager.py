@@ -7,9 +7,7 @@ import functools
 import os
 import signal
 import socket
-import subprocess
 import sys
-import textwrap
 import threading
 
 import pytest
@@ -156,13 +154,6 @@ def test_keyboard_interrupt_reaches_the_run() -> None:
         trio_uring.run(main)
 
 
-def test_run_returns_value_and_uses_uring() -> None:
-    async def main(x: int) -> str:
-        return trio.lowlevel.current_statistics().io_statistics.backend + str(x)
-
-    assert trio_uring.run(main, 1) == "io_uring1"
-
-
 def test_guest_mode_on_asyncio() -> None:
     import asyncio
 
@@ -228,98 +219,6 @@ def test_guest_mode_cancel_from_host() -> None:
         return await done
 
     assert asyncio.run(asyncio_main()) is True
-
-
-def test_install_and_uninstall() -> None:
-    # conftest installed trio_uring for the session
-    assert trio_uring.installed()
-
-    async def backend() -> str:
-        return str(trio.lowlevel.current_statistics().io_statistics.backend)
-
-    trio_uring.uninstall()
-    try:
-        assert trio.run(backend) == "epoll"
-        assert trio_uring.run(backend) == "io_uring"
-        assert trio.run(backend) == "epoll"
-    finally:
-        trio_uring.install()
-    assert trio.run(backend) == "io_uring"
-
-
-def test_anyio_on_trio_uses_uring() -> None:
-    anyio = pytest.importorskip("anyio")
-
-    async def main() -> str:
-        return str(trio.lowlevel.current_statistics().io_statistics.backend)
-
-    assert anyio.run(main, backend="trio") == "io_uring"
-
-
-def test_run_in_thread_while_other_thread_runs() -> None:
-    results: list[str] = []
-
-    async def main() -> None:
-        await trio.sleep(0.01)
-        results.append(trio.lowlevel.current_statistics().io_statistics.backend)
-
-    threads = [threading.Thread(target=trio_uring.run, args=(main,)) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == ["io_uring"] * 4
-
-
-SECCOMP_CHILD = textwrap.dedent(
-    """
-    import ctypes, os, struct, sys, warnings
-    # A seccomp filter that makes io_uring_setup (425) fail with EPERM, as Docker's does.
-    libc = ctypes.CDLL(None, use_errno=True)
-    BPF_LD_W_ABS, BPF_JEQ_K, BPF_RET_K = 0x20, 0x15, 0x06
-    RET_ALLOW, RET_ERRNO = 0x7FFF0000, 0x00050000
-    prog = [
-        (BPF_LD_W_ABS, 0, 0, 0),              # load seccomp_data.nr
-        (BPF_JEQ_K, 0, 1, 425),               # io_uring_setup?
-        (BPF_RET_K, 0, 0, RET_ERRNO | 1),     # -> EPERM
-        (BPF_RET_K, 0, 0, RET_ALLOW),
-    ]
-    raw = b"".join(struct.pack("HBBI", *ins) for ins in prog)
-    buf = ctypes.create_string_buffer(raw)
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-    fprog = SockFprog(len(prog), ctypes.addressof(buf))
-    assert libc.prctl(38, 1, 0, 0, 0) == 0                       # PR_SET_NO_NEW_PRIVS
-    assert libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0     # PR_SET_SECCOMP, FILTER
-    import trio, trio_uring
-    async def main():
-        return trio.lowlevel.current_statistics().io_statistics.backend
-    print(trio_uring.unavailable_reason())
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        print(trio_uring.run(main))
-    print([type(w.message).__name__ for w in caught])
-    """
-)
-
-
-@pytest.mark.no_uring_ok
-@pytest.mark.parametrize("require", ["", "1"])
-def test_seccomp_refusal_falls_back_or_errors(require: str) -> None:
-    env = dict(os.environ, TRIO_URING_REQUIRE=require)
-    proc = subprocess.run(
-        [sys.executable, "-c", SECCOMP_CHILD], env=env, capture_output=True, text=True, timeout=60
-    )
-    if require:
-        assert proc.returncode != 0
-        assert "UringUnavailableError" in proc.stderr
-        assert "EPERM" in proc.stderr
-    else:
-        assert proc.returncode == 0, proc.stderr
-        lines = proc.stdout.splitlines()
-        assert "EPERM" in lines[0]
-        assert lines[1] == "epoll"
-        assert lines[2] == "['UringUnavailableWarning']"
 
 
 def test_close_with_parked_task_never_raises() -> None:
