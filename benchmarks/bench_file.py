@@ -31,7 +31,6 @@ from typing import Any
 import trio
 
 import trio_uring
-from trio_uring._file import AsyncBinaryFile, open_file
 
 BLOCK = 4096
 MIB = 1 << 20
@@ -79,8 +78,8 @@ def _offsets(size: int, seed: int) -> Callable[[], int]:
 
 async def bench_uring(path: str, size: int, seconds: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    f = await open_file(path, "rb")
-    assert isinstance(f, AsyncBinaryFile)
+    f = await trio_uring.open_file(path, "rb")
+    assert isinstance(f, trio_uring.AsyncBinaryFile)
     async with f:
         nxt = _offsets(size, 1)
 
@@ -104,7 +103,7 @@ async def bench_uring(path: str, size: int, seconds: float) -> dict[str, Any]:
             return step
 
         out["rand4k_qd32/pread"] = await _parallel(seconds, 32, make)
-    out["seq1m/read"] = await _seq(path, seconds, open_file)
+    out["seq1m/read"] = await _seq(path, seconds, trio_uring.open_file)
     return out
 
 

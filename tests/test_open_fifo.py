@@ -24,7 +24,7 @@ import trio
 import trio.testing
 
 import trio_uring
-from trio_uring._file import AsyncBinaryFile
+from trio_uring import AsyncBinaryFile
 from trio_uring._ops import _files as fdops
 
 RD_NB = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC

@@ -10,8 +10,9 @@ friends; thread-free file I/O is :func:`open_file` and :class:`Path`.
 
 from __future__ import annotations
 
+from ._binary_file import AsyncBinaryFile
 from ._core._manager import UringIOManager, UringStatistics
-from ._file import AsyncBinaryFile, AsyncTextFile, ClosedFileError, open_file
+from ._file_base import ClosedFileError
 from ._highlevel import (
     open_tcp_listeners,
     open_tcp_stream,
@@ -30,8 +31,10 @@ from ._install import (
     uninstall,
     usable,
 )
+from ._open_file import open_file
 from ._path import Path, read_bytes, read_text, stat, write_bytes, write_text
 from ._streams import SocketListener, SocketStream
+from ._text_file import AsyncTextFile
 from ._trio_sockets import UringSocket, completion_sockets_enabled, set_completion_sockets
 
 __version__ = "0.1.0"

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 import trio
 
-from ._file import AsyncBinaryFile, AsyncTextFile, open_file
+from ._binary_file import AsyncBinaryFile
+from ._open_file import open_file
 from ._ops import _files
+from ._text_file import AsyncTextFile
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
