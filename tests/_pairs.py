@@ -8,6 +8,16 @@ from trio import socket as tsocket
 
 from trio_uring._streams import SocketStream, ZeroCopyPolicy
 
+Pair = tuple[socket.socket, socket.socket]
+
+
+def make_pair(kind: str) -> Pair:
+    """A connected non-blocking pair: ``"socketpair"`` (AF_UNIX) or ``"tcp"`` (loopback)."""
+    a, b = socket.socketpair() if kind == "socketpair" else tcp_socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
 
 def tcp_socketpair() -> tuple[socket.socket, socket.socket]:
     """A connected (client, server) pair of blocking stdlib TCP sockets."""

@@ -14,6 +14,7 @@ import pytest
 import trio
 
 import trio_uring
+from tests._pairs import Pair, make_pair
 from trio_uring._core import _kernels
 from trio_uring._core._ring import Ring
 from trio_uring.lowlevel import current_manager
@@ -92,6 +93,14 @@ async def assert_idle() -> None:
     stats = current_manager().statistics()
     # trio's run_sync_soon task always waits on its wakeup socket.
     assert stats.operations_in_flight <= stats.tasks_waiting_read + stats.tasks_waiting_write
+
+
+@pytest.fixture(params=["socketpair", "tcp"])
+def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
+    """A connected non-blocking stdlib socket pair, once AF_UNIX and once loopback TCP."""
+    a, b = make_pair(request.param)
+    with a, b:
+        yield a, b
 
 
 @pytest.fixture

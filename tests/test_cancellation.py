@@ -10,27 +10,16 @@ from __future__ import annotations
 import math
 import random
 import socket
-from collections.abc import Iterator
 
 import pytest
 import trio
 import trio.testing
 
-from tests._pairs import tcp_socketpair
+from tests._cancel import cancel_once_parked
+from tests._pairs import Pair
 from trio_uring import lowlevel as ll
 from trio_uring._core._manager import UringStatistics
 from trio_uring.lowlevel import current_manager
-
-Pair = tuple[socket.socket, socket.socket]
-
-
-@pytest.fixture(params=["socketpair", "tcp"])
-def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
-    a, b = socket.socketpair() if request.param == "socketpair" else tcp_socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    with a, b:
-        yield a, b
 
 
 def stats() -> UringStatistics:
@@ -110,21 +99,12 @@ async def test_parked_operation_cancelled(op: str) -> None:
             "accept": lambda: ll.accept(listener),
         }
         base = stats()
-        outcome: list[str] = []
 
-        async def parked(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
-            with trio.CancelScope() as scope:
-                task_status.started(scope)
-                await calls[op]()
-                outcome.append("returned")  # pragma: no cover
-            outcome.append("cancelled" if scope.cancelled_caught else "??")
-
-        async with trio.open_nursery() as nursery:
-            scope = await nursery.start(parked)
-            await trio.testing.wait_all_tasks_blocked()
+        def in_the_kernel() -> None:
             assert stats().operations_in_flight == base.operations_in_flight + 1
-            scope.cancel()
-        assert outcome == ["cancelled"]
+
+        parked = await cancel_once_parked(calls[op], meanwhile=in_the_kernel)
+        assert parked.cancelled
         assert stats().async_cancels == base.async_cancels + 1
         await settle(base.operations_in_flight)
         a.send(b"still works")
@@ -372,20 +352,14 @@ async def test_accept_cancelled_as_a_connection_arrives() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         accepted: list[trio.socket.SocketType] = []
-        scope = trio.CancelScope()
-
-        async def acceptor() -> None:
-            with scope:
-                server, _ = await ll.accept(listener)
-                accepted.append(server)
-
         client = socket.socket()
         with client:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(acceptor)
-                await trio.testing.wait_all_tasks_blocked()
-                client.connect(listener.getsockname())  # loopback: done at once
-                scope.cancel()
+            parked = await cancel_once_parked(
+                lambda: ll.accept(listener),
+                meanwhile=lambda: client.connect(listener.getsockname()),  # loopback: at once
+            )
+            if parked.value is not None:
+                accepted.append(parked.value[0])
             if not accepted:
                 # cancelled for real: the connection is still in the backlog
                 server, _ = await ll.accept(listener)

@@ -9,7 +9,7 @@ import math
 import os
 import socket
 import struct
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -17,25 +17,9 @@ import trio
 import trio.testing
 
 import trio_uring
-from tests._pairs import tcp_socketpair
+from tests._pairs import Pair, tcp_socketpair
 from trio_uring import lowlevel as ll
 from trio_uring.lowlevel import current_manager
-
-Pair = tuple[socket.socket, socket.socket]
-
-
-def _make_pair(kind: str) -> Pair:
-    a, b = socket.socketpair() if kind == "socketpair" else tcp_socketpair()
-    a.setblocking(False)
-    b.setblocking(False)
-    return a, b
-
-
-@pytest.fixture(params=["socketpair", "tcp"])
-def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
-    a, b = _make_pair(request.param)
-    with a, b:
-        yield a, b
 
 
 @pytest.fixture

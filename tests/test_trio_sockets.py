@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import socket as stdlib_socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,7 @@ import trio
 import trio.testing
 from trio import socket as tsocket
 
+from tests._cancel import cancel_once_parked
 from tests.conftest import assert_idle
 from trio_uring import UringIOManager
 from trio_uring._trio_sockets import UringSocket, set_completion_sockets
@@ -221,17 +223,7 @@ async def test_cancelled_before_the_call_does_nothing() -> None:
 async def test_cancel_pending_recv_then_data_arrives_intact() -> None:
     a, b = tsocket.socketpair()
     with a, b:
-        with trio.CancelScope() as scope:
-
-            async def cancel_when_parked() -> None:
-                await trio.testing.wait_all_tasks_blocked()
-                scope.cancel()
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(cancel_when_parked)
-                await b.recv(10)
-                pytest.fail("recv returned")  # pragma: no cover
-        assert scope.cancelled_caught
+        assert (await cancel_once_parked(lambda: b.recv(10))).cancelled
         await a.send(b"after")
         assert await b.recv(10) == b"after"
     await assert_idle()
@@ -244,21 +236,17 @@ async def test_recv_racing_cancel_never_loses_data() -> None:
     received = bytearray()
     outcomes = {"data": 0, "cancelled": 0}
 
-    async def recv_one(scope: trio.CancelScope) -> None:
-        with scope:
-            received.extend(await b.recv(10))
-            outcomes["data"] += 1
-        if scope.cancelled_caught:
-            outcomes["cancelled"] += 1
-
     with a, b:
         for i in range(rounds):
-            scope = trio.CancelScope()
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(recv_one, scope)
-                await trio.testing.wait_all_tasks_blocked()
-                await a.send(bytes([i % 256]))
-                scope.cancel()
+            parked = await cancel_once_parked(
+                lambda: b.recv(10), meanwhile=functools.partial(a.send, bytes([i % 256]))
+            )
+            if parked.cancelled:
+                outcomes["cancelled"] += 1
+            else:
+                assert parked.value is not None
+                received.extend(parked.value)
+                outcomes["data"] += 1
         a.shutdown(stdlib_socket.SHUT_WR)
         while data := await b.recv(1000):
             received.extend(data)
@@ -271,25 +259,21 @@ async def test_accept_racing_cancel_never_loses_connections() -> None:
     accepted: list[tsocket.SocketType] = []
     clients: list[tsocket.SocketType] = []
 
-    async def accept_one(listener: tsocket.SocketType, scope: trio.CancelScope) -> None:
-        with scope:
-            sock, addr = await listener.accept()
-            accepted.append(sock)
-            assert addr == sock.getpeername()
+    async def connect_one() -> None:
+        client = tsocket.socket()
+        clients.append(client)
+        await client.connect(listener.getsockname())
 
     with tsocket.socket() as listener:
         await listener.bind(("127.0.0.1", 0))
         listener.listen(64)
         try:
             for _ in range(30):
-                scope = trio.CancelScope()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(accept_one, listener, scope)
-                    await trio.testing.wait_all_tasks_blocked()
-                    client = tsocket.socket()
-                    clients.append(client)
-                    await client.connect(listener.getsockname())
-                    scope.cancel()
+                parked = await cancel_once_parked(listener.accept, meanwhile=connect_one)
+                if parked.value is not None:
+                    sock, addr = parked.value
+                    accepted.append(sock)
+                    assert addr == sock.getpeername()
             # Connections whose accept was cancelled are still in the backlog.
             while len(accepted) < len(clients):
                 sock, _ = await listener.accept()
@@ -306,16 +290,7 @@ async def test_cancel_pending_accept() -> None:
     with tsocket.socket() as listener:
         await listener.bind(("127.0.0.1", 0))
         listener.listen()
-        with trio.CancelScope() as scope:
-
-            async def cancel_when_parked() -> None:
-                await trio.testing.wait_all_tasks_blocked()
-                scope.cancel()
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(cancel_when_parked)
-                await listener.accept()
-        assert scope.cancelled_caught
+        assert (await cancel_once_parked(listener.accept)).cancelled
         client = tsocket.socket()
         with client:
             await client.connect(listener.getsockname())
@@ -329,23 +304,18 @@ async def test_cancelled_connect_closes_the_socket() -> None:
     """A connect the kernel cannot finish (full backlog) is cancelled; the socket is closed."""
     done: list[tsocket.SocketType] = []
 
-    async def connect(sock: tsocket.SocketType, address: Any, scope: trio.CancelScope) -> None:
-        with scope:
-            await sock.connect(address)
-            done.append(sock)
-
     with tsocket.socket() as listener:
         await listener.bind(("127.0.0.1", 0))
         listener.listen(0)
         try:
             for _ in range(8):
                 sock = tsocket.socket()
-                scope = trio.CancelScope()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(connect, sock, listener.getsockname(), scope)
-                    await trio.testing.wait_all_tasks_blocked()
-                    scope.cancel()
-                if scope.cancelled_caught:
+                parked = await cancel_once_parked(
+                    functools.partial(sock.connect, listener.getsockname())
+                )
+                if not parked.cancelled:
+                    done.append(sock)
+                else:
                     assert sock.fileno() == -1
                     break
             else:  # pragma: no cover - the kernel accepted every connection
