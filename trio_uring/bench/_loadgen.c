@@ -4,12 +4,19 @@
  *                [--warmup S] [--duration S] [--messages K] [--cpu C]
  *                [--stat-pid PID] [--ctl-fd FD --ack-fd FD]
  *   loadgen sink --port P [--size CHUNK] [--warmup S] [--duration S] ...
+ *   loadgen conn --port P [--conns N] [--warmup S] [--duration S] [--messages K] ...
  *
  * echo: N connections, each a closed loop: send M bytes, read M bytes back,
  *       record the round trip, send again.  Prints one JSON object on stdout:
  *       messages and msgs/s in the measured window, p50/p90/p99/max round trip.
  * sink: one connection that reads everything the server sends; reports bytes/s
  *       (and "messages" = bytes / CHUNK).
+ * conn: N clients, each a closed loop of short connections: connect, send one
+ *       small HTTP/1.0 request, read the response to EOF, close, connect again.
+ *       "messages" = connections completed (msgs/s = connections/s); the round
+ *       trip is connect to EOF; "bytes" = response bytes; "errors" counts
+ *       connections that failed (refused, reset) and were retried.  --size is
+ *       ignored.
  *
  * The measured window starts after --warmup seconds.  At its edges the
  * generator reads utime+stime of --stat-pid from /proc (so the server's CPU
@@ -302,9 +309,184 @@ static int run_sink(void) {
     return 0;
 }
 
+/* ------------------------------------------------------------- conn mode */
+static const char http_request[] = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+
+enum { C_CONNECTING = 1, C_READING = 2 };
+
+typedef struct {
+    int fd;
+    int state;
+    uint64_t t0;
+    size_t got;
+} sconn_t;
+
+static struct sockaddr_in conn_sa;
+static long long conn_errors = 0;
+
+/* Start client i's next connection; 0 on success, -1 (and errno) if the socket
+ * could not even be started (counted as an error, retried on the next pass). */
+static int sconn_start(int ep, sconn_t *c, uint32_t i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) die("socket");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c->fd = fd;
+    c->got = 0;
+    c->t0 = now_ns();
+    struct epoll_event ev = {.data.u32 = i};
+    if (connect(fd, (struct sockaddr *)&conn_sa, sizeof conn_sa) == 0) {
+        if (write(fd, http_request, sizeof http_request - 1) != (ssize_t)(sizeof http_request - 1)) {
+            close(fd);
+            c->fd = -1;
+            return -1;
+        }
+        c->state = C_READING;
+        ev.events = EPOLLIN;
+    } else if (errno == EINPROGRESS) {
+        c->state = C_CONNECTING;
+        ev.events = EPOLLOUT;
+    } else {
+        close(fd);
+        c->fd = -1;
+        return -1;
+    }
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");
+    return 0;
+}
+
+static int run_conn(void) {
+    sconn_t *c = calloc((size_t)nconns, sizeof *c);
+    size_t cap = 1 << 20, nlat = 0;
+    uint64_t *lat = malloc(cap * sizeof *lat);
+    char in[65536];
+    if (!c || !lat) die("malloc");
+    memset(&conn_sa, 0, sizeof conn_sa);
+    conn_sa.sin_family = AF_INET;
+    conn_sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &conn_sa.sin_addr) != 1) {
+        fprintf(stderr, "loadgen: bad IPv4 address %s\n", host);
+        exit(2);
+    }
+    /* Wait until the server listens (one blocking probe connection). */
+    close(connect_one());
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) die("epoll_create1");
+    struct epoll_event *evs = calloc((size_t)nconns, sizeof *evs);
+    if (!evs) die("calloc");
+    uint64_t t_warm = now_ns() + (uint64_t)(warmup * 1e9);
+    uint64_t t_end = t_warm + (uint64_t)(duration * 1e9);
+    int measuring = 0;
+    long long done = 0, bytes = 0, errors_total = 0, ok_total = 0;
+    window_t w = {0};
+    if (warmup <= 0) {
+        window_open(&w);
+        measuring = 1;
+    }
+    for (int i = 0; i < nconns; i++) {
+        c[i].fd = -1;
+        if (sconn_start(ep, &c[i], (uint32_t)i) < 0) conn_errors++;
+    }
+    for (;;) {
+        uint64_t t = now_ns();
+        if (!measuring && t >= t_warm) {
+            window_open(&w);
+            measuring = 1;
+            done = 0;
+            bytes = 0;
+            nlat = 0;
+            conn_errors = 0;
+        }
+        if (measuring && (t >= t_end || (max_messages && done >= max_messages))) break;
+        if (errors_total > 1000 && ok_total == 0) {
+            fprintf(stderr, "loadgen: no connection succeeded (%lld failed)\n", errors_total);
+            return 3;
+        }
+        /* Clients whose socket could not start: try again now. */
+        for (int i = 0; i < nconns; i++)
+            if (c[i].fd < 0 && sconn_start(ep, &c[i], (uint32_t)i) < 0) {
+                conn_errors++;
+                errors_total++;
+            }
+        uint64_t edge = measuring ? t_end : t_warm;
+        int timeout_ms = (int)((edge - t) / 1000000ull) + 1;
+        int n = epoll_wait(ep, evs, nconns, timeout_ms);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            die("epoll_wait");
+        }
+        for (int k = 0; k < n; k++) {
+            uint32_t i = evs[k].data.u32;
+            sconn_t *cc = &c[i];
+            int failed = 0, finished = 0;
+            if (cc->state == C_CONNECTING) {
+                int err = 0;
+                socklen_t len = sizeof err;
+                getsockopt(cc->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                if (err != 0 ||
+                    write(cc->fd, http_request, sizeof http_request - 1) !=
+                        (ssize_t)(sizeof http_request - 1)) {
+                    failed = 1;
+                } else {
+                    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+                    epoll_ctl(ep, EPOLL_CTL_MOD, cc->fd, &ev);
+                    cc->state = C_READING;
+                }
+            } else {
+                for (;;) {
+                    ssize_t m = read(cc->fd, in, sizeof in);
+                    if (m > 0) {
+                        cc->got += (size_t)m;
+                        continue;
+                    }
+                    if (m == 0) finished = 1;
+                    else if (errno != EAGAIN && errno != EINTR) failed = 1;
+                    break;
+                }
+            }
+            if (finished && cc->got == 0) failed = 1; /* closed without an answer */
+            if (failed || finished) {
+                close(cc->fd); /* also leaves the epoll set */
+                cc->fd = -1;
+                if (failed) {
+                    conn_errors++;
+                    errors_total++;
+                } else {
+                    ok_total++;
+                    if (measuring) {
+                        uint64_t t1 = now_ns();
+                        done++;
+                        bytes += (long long)cc->got;
+                        if (nlat == cap) {
+                            cap *= 2;
+                            lat = realloc(lat, cap * sizeof *lat);
+                            if (!lat) die("realloc");
+                        }
+                        lat[nlat++] = t1 - cc->t0;
+                    }
+                }
+                if (sconn_start(ep, cc, i) < 0) {
+                    conn_errors++;
+                    errors_total++;
+                }
+            }
+        }
+    }
+    window_close(&w);
+    qsort(lat, nlat, sizeof *lat, cmp_u64);
+    printf("{\"mode\": \"conn\", \"conns\": %d, \"size\": %zu, ", nconns, sizeof http_request - 1);
+    print_common(&w, done, bytes);
+    printf(", \"errors\": %lld, \"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f}\n",
+           conn_errors, PCT(0.50), PCT(0.90), PCT(0.99), nlat ? lat[nlat - 1] / 1000.0 : 0.0);
+    fflush(stdout);
+    for (int i = 0; i < nconns; i++)
+        if (c[i].fd >= 0) close(c[i].fd);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: loadgen echo|sink --port P [options]\n");
+        fprintf(stderr, "usage: loadgen echo|sink|conn --port P [options]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -343,6 +525,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(mode, "echo")) return run_echo();
     if (!strcmp(mode, "sink")) return run_sink();
+    if (!strcmp(mode, "conn")) return run_conn();
     fprintf(stderr, "loadgen: unknown mode %s\n", mode);
     return 2;
 }
