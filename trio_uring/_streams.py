@@ -25,7 +25,9 @@ from __future__ import annotations
 import errno
 import operator
 import os
+import socket as _stdlib_socket
 import sys
+import types
 from collections import deque
 from contextlib import suppress
 from math import inf
@@ -43,6 +45,7 @@ from trio.lowlevel import (
 
 from ._core import _kernels
 from ._core._constants import (
+    ACCEPT_MULTISHOT,
     CQE_BUFFER_SHIFT,
     CQE_F_BUFFER,
     CQE_F_MORE,
@@ -56,7 +59,9 @@ from ._core._ring_cffi import ffi
 from ._core._trio_compat import (
     GLOBAL_RUN_CONTEXT,
     READY,
+    CancelShieldedCheckpoint,
     WaitTaskRescheduled,
+    cancel_pending,
     completed_checkpoint,
     park,
 )
@@ -64,7 +69,8 @@ from ._ops import _provided
 from ._ops._zerocopy import submit_zc
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
+    from typing import Any
 
     from trio.lowlevel import Task
 
@@ -89,6 +95,8 @@ RECEIVE_HIGH_WATER: Final = 256 * 1024
 #: ... and below which it is re-armed.
 RECEIVE_LOW_WATER: Final = 64 * 1024
 
+#: A stream's first ``send_all`` below this size tries the syscall first.
+_FIRST_SEND_MAX: Final = ZEROCOPY_THRESHOLD
 _MSG_WAITALL: Final = 0x100
 _MSG_NOSIGNAL: Final = 0x4000
 _SEND_FLAGS: Final = _MSG_WAITALL | _MSG_NOSIGNAL
@@ -98,6 +106,7 @@ _ECANCELED: Final = -errno.ECANCELED
 _EINVAL: Final = -errno.EINVAL
 _ZC_FALLBACK_ERRNOS: Final = frozenset({errno.EOPNOTSUPP, errno.ENOMEM, errno.EINVAL})
 _CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
+_ACCEPT_FLAGS: Final = int(_stdlib_socket.SOCK_CLOEXEC | _stdlib_socket.SOCK_NONBLOCK)
 #: Receive buffers the kernel fills are copied out at once: no need to zero them.
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 
@@ -252,6 +261,10 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._s_trap = WaitTaskRescheduled(self._abort_send)
         self._recv_op: _RecvOp | None = None
         self._ring: _provided.BufferRing | None = None
+        #: No receive yet: the first one tries the syscall before arming a multishot.
+        self._fresh = True
+        #: No send yet: the first one tries the syscall before submitting.
+        self._fresh_send = True
         with suppress(OSError):
             self.setsockopt(tsocket.IPPROTO_TCP, tsocket.TCP_NODELAY, True)
         if hasattr(tsocket, "TCP_NOTSENT_LOWAT"):
@@ -318,10 +331,17 @@ class SocketStream(trio.abc.HalfCloseableStream):
             return
         self._sending = True
         try:
-            if self._guest:
+            sent = 0
+            if self._fresh_send and total < _FIRST_SEND_MAX and total < self._zc_threshold:
+                self._fresh_send = False
+                # The stream's first send: a new connection's send buffer is empty, so
+                # the syscall takes it all, with no SQE and no operation record.
+                sent = await self._send_now(fd, data, total)
+                if sent == total:
+                    return
+            elif self._guest:
                 # Guest mode submits at once (see UringIOManager.submit).
                 await checkpoint_if_cancelled()
-            sent = 0
             while sent < total:
                 if self._closed:
                     raise trio.ClosedResourceError("another task closed this stream")
@@ -344,6 +364,30 @@ class SocketStream(trio.abc.HalfCloseableStream):
                     raise _translate(exc)  # noqa: B904 - chained as trio chains it
         finally:
             self._sending = False
+
+    @types.coroutine
+    def _send_now(
+        self, fd: int, data: bytes | bytearray | memoryview, total: int
+    ) -> Generator[Any, Any, int]:
+        """The non-blocking ``send`` as trio does it; returns the bytes sent (0: would block).
+
+        A pending cancel raises ``Cancelled`` first (nothing sent); only when all of
+        ``data`` went is a schedule point made (else the caller's wait is the
+        checkpoint).  Errors raise as ``send_all`` raises them.
+        """
+        if cancel_pending():
+            yield from checkpoint_if_cancelled()  # raises Cancelled
+        try:
+            # A trio socket's fd is non-blocking; write(2) on a socket is send(fd, 0)
+            # (EPIPE as OSError: Python ignores SIGPIPE, as trio's own send relies on).
+            n = os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise _translate(exc)  # noqa: B904 - chained as trio chains it
+        if n == total:
+            yield CancelShieldedCheckpoint
+        return n
 
     def _abort_send(self, raise_cancel: Callable[[], object]) -> Abort:
         op = self._s_op
@@ -428,6 +472,17 @@ class SocketStream(trio.abc.HalfCloseableStream):
         try:
             if self._rq or self._r_eof or self._r_err is not None:
                 await completed_checkpoint()
+            elif self._fresh:
+                # The first receive tries the syscall before arming anything: a short
+                # connection's request is usually there already, and a stream that is
+                # read once and closed then never arms (and cancels) a multishot.
+                self._fresh = False
+                data = await self._receive_now(max_bytes)
+                if data is not None:
+                    return data
+                if self._ring is not None:
+                    self._arm_recv()
+                    await self._wait_queue()
             elif self._ring is not None:
                 if self._recv_op is None:
                     self._arm_recv()
@@ -435,17 +490,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 # arrives during that loop tick, and then no park is needed (at one
                 # connection this saves a blocking io_uring_enter per message).
                 await completed_checkpoint()
-                # (Anything that happened meanwhile, a multishot that turned out to be
-                # unsupported included, found no waiter to wake: look before parking.)
-                if not (
-                    self._rq
-                    or self._r_eof
-                    or self._r_err is not None
-                    or self._closed
-                    or self._ring is None
-                ):
-                    self._r_waiter = GLOBAL_RUN_CONTEXT.task
-                    await park(self._r_trap)
+                await self._wait_queue()
             if self._closed:
                 raise trio.ClosedResourceError("another task closed this stream")
             rq = self._rq
@@ -458,6 +503,40 @@ class SocketStream(trio.abc.HalfCloseableStream):
             return await self._receive_one(manager, max_bytes)
         finally:
             self._receiving = False
+
+    async def _wait_queue(self) -> None:
+        """Park until the multishot receive queued data, EOF or an error (or fell back).
+
+        (Anything that happened meanwhile, a multishot that turned out to be
+        unsupported included, found no waiter to wake: look before parking.)
+        """
+        if not (
+            self._rq or self._r_eof or self._r_err is not None or self._closed or self._ring is None
+        ):
+            self._r_waiter = GLOBAL_RUN_CONTEXT.task
+            await park(self._r_trap)
+
+    @types.coroutine
+    def _receive_now(self, max_bytes: int) -> Generator[Any, Any, bytes | None]:
+        """The non-blocking ``recv`` as trio does it: data (``b""`` at EOF), or None if it
+        would block (nothing happened, and no checkpoint was made yet).
+
+        A pending cancel raises ``Cancelled`` first; data received is followed by a
+        schedule point.  Errors raise as ``receive_some`` raises them.
+        """
+        if cancel_pending():
+            yield from checkpoint_if_cancelled()  # raises Cancelled
+        try:
+            # A trio socket's fd is non-blocking; read(2) on a socket is recv(fd, 0).
+            data = os.read(self.socket.fileno(), min(max_bytes, DEFAULT_RECEIVE_SIZE))
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise _translate(exc)  # noqa: B904 - chained as trio chains it
+        if not data:
+            self._r_eof = True
+        yield CancelShieldedCheckpoint
+        return data
 
     def _take(self, rq: deque[bytes], max_bytes: int) -> bytes:
         chunk = rq.popleft()
@@ -578,11 +657,86 @@ for _name in (
         _ignorable_accept_errnos.add(getattr(errno, _name))
 
 
+#: Accepted connections a :class:`SocketListener` queues before it stops its multishot
+#: ACCEPT (the kernel's listen backlog holds further ones) ...
+ACCEPT_QUEUE_MAX: Final = 64
+#: ... and at or below which ``accept`` arms it again.
+ACCEPT_QUEUE_LOW: Final = 16
+_CAPACITY_ERRNOS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+class _AcceptOp(Operation):
+    """The listener's multishot ACCEPT; nobody parks on it, its CQEs queue fds in the listener."""
+
+    __slots__ = ("accepted", "listener", "stopping")
+
+    def __init__(self, listener: SocketListener, manager: UringIOManager, fd: int) -> None:
+        super().__init__(manager, fd)
+        self.listener = listener
+        self.stopping = False
+        self.accepted = False
+
+    def on_cqe(self, res: int, flags: int) -> None:
+        lst = self.listener
+        if res >= 0:
+            self.accepted = True
+            if lst._closed:
+                os.close(res)  # accepted while the listener closed: nobody will take it
+            else:
+                lst._queue.append(res)
+                if len(lst._queue) >= ACCEPT_QUEUE_MAX and not self.stopping:
+                    # Backpressure: stop accepting; the kernel's backlog holds the rest.
+                    self.stopping = True
+                    self.manager.cancel(self)
+        elif res != _ECANCELED and -res not in _ignorable_accept_errnos:
+            if res == _EINVAL and not self.accepted:
+                lst._multishot = False  # this listener takes one ACCEPT per call instead
+            elif lst._error is None:
+                lst._error = OSError(-res, os.strerror(-res))
+        if not flags & CQE_F_MORE:
+            self.complete()
+            if lst._accept_op is self:
+                lst._accept_op = None
+            if not (
+                self.closing
+                or self.stopping
+                or lst._closed
+                or lst._error is not None
+                or not lst._multishot
+                or self.manager.closed
+                or len(lst._queue) >= ACCEPT_QUEUE_MAX
+            ):
+                lst._arm(self.manager)  # ended for another reason (CQ overflow, ...)
+        task = lst._waiter
+        if task is not None and (lst._queue or lst._error is not None or not lst._multishot):
+            lst._waiter = None
+            self.manager.reschedule(task, READY)
+
+    def on_closing(self) -> None:
+        """The listening socket is being closed (``notify_closing``)."""
+        if not self.closing:
+            self.closing = True
+            lst = self.listener
+            if self.manager.withdraw(self) and lst._accept_op is self:
+                lst._accept_op = None
+            lst._shutdown()
+
+
 class SocketListener(trio.abc.Listener[SocketStream]):
     """A :class:`trio.abc.Listener` accepting connections as trio_uring :class:`SocketStream`.
 
     Same contract as :class:`trio.SocketListener`; it owns the listening socket.
     ``zerocopy`` is passed on to every accepted stream.
+
+    Where the kernel has ``IORING_ACCEPT_MULTISHOT`` (5.19), the first ``accept``
+    arms one multishot ``ACCEPT`` whose completions queue the new connections'
+    fds in the listener; ``accept`` takes them from that queue.  The queue is
+    bounded: at :data:`ACCEPT_QUEUE_MAX` fds the multishot is cancelled (the
+    kernel's listen backlog holds further connections; the queue may exceed the
+    bound by the connections the kernel accepted before the cancel reached it,
+    those of one loop tick), and ``accept`` re-arms it once the queue is down to
+    :data:`ACCEPT_QUEUE_LOW`.  Older kernels (and trio's epoll fallback) submit
+    one ``ACCEPT`` per call.
     """
 
     def __init__(self, socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy = "auto") -> None:
@@ -600,13 +754,114 @@ class SocketListener(trio.abc.Listener[SocketStream]):
         _zc_threshold(zerocopy)
         self._zerocopy: ZeroCopyPolicy = zerocopy
         self.socket = socket
+        #: Accepted fds not yet handed out (multishot path).
+        self._queue: deque[int] = deque()
+        self._accept_op: _AcceptOp | None = None
+        self._waiter: Task | None = None
+        self._trap = WaitTaskRescheduled(self._abort_accept)
+        #: An error the multishot ended with, raised by the next ``accept``.
+        self._error: OSError | None = None
+        #: None: not decided yet (decided at the first accept, from the run's kernel).
+        self._multishot: bool | None = None
+        self._closed = False
 
     async def accept(self) -> SocketStream:
         """Accept a connection; routine errors (``ECONNABORTED``, ...) are skipped.
 
-        Raises ``ClosedResourceError`` if the listener was closed.  Cancellation:
-        as trio's (a readiness wait, so nothing is lost).
+        Raises ``ClosedResourceError`` if the listener was closed (also while
+        waiting), ``BusyResourceError`` if another task is accepting, and
+        ``OSError`` for other errors, like trio: ``EMFILE``/``ENFILE``/``ENOMEM``/
+        ``ENOBUFS`` are raised, and ``trio.serve_listeners`` logs them, sleeps
+        and retries (the connection stays in the kernel's backlog).
+        Cancellation loses no connection: connections accepted meanwhile stay
+        queued for the next ``accept``.
         """
+        if self._multishot is None:
+            self._multishot = self._multishot_available()
+        while True:
+            if not self._multishot:
+                return await self._accept_one()
+            if self._closed or self.socket.fileno() == -1:
+                await checkpoint()
+                raise trio.ClosedResourceError("this listener was already closed")
+            if self._waiter is not None:
+                raise trio.BusyResourceError("another task is already accepting on this listener")
+            queue = self._queue
+            if queue or self._error is not None:
+                await completed_checkpoint()
+            else:
+                if self._accept_op is None:
+                    self._arm(self._manager())
+                self._waiter = GLOBAL_RUN_CONTEXT.task
+                await park(self._trap)
+            if self._closed:
+                raise trio.ClosedResourceError("another task closed this listener")
+            if queue:
+                return self._stream(queue.popleft())
+            err = self._error
+            if err is not None:
+                self._error = None
+                if err.errno in _CLOSED_ERRNOS:
+                    raise trio.ClosedResourceError from None
+                raise err
+
+    def _multishot_available(self) -> bool:
+        try:
+            manager = current_manager()
+        except RuntimeError:
+            return False
+        return manager.ring.has(_kernels.MULTISHOT_ACCEPT)
+
+    def _manager(self) -> UringIOManager:
+        return current_manager()
+
+    def _stream(self, fd: int) -> SocketStream:
+        """Wrap an accepted fd (closed if that fails); re-arm the multishot if due."""
+        if (
+            self._accept_op is None
+            and len(self._queue) <= ACCEPT_QUEUE_LOW
+            and self._error is None
+            and self._multishot
+        ):
+            self._arm(self._manager())
+        listening = self.socket
+        try:
+            sock = tsocket.from_stdlib_socket(
+                _stdlib_socket.socket(listening.family, listening.type, listening.proto, fileno=fd)
+            )
+        except BaseException:
+            os.close(fd)
+            raise
+        return SocketStream(sock, zerocopy=self._zerocopy)
+
+    def _arm(self, manager: UringIOManager) -> None:
+        fd = self.socket.fileno()
+        op = _AcceptOp(self, manager, fd)
+        manager.submit(
+            Op.ACCEPT, fd, 0, ffi.NULL, 0, _ACCEPT_FLAGS, None, 0, 0, ACCEPT_MULTISHOT, op,
+            waiter=False,
+        )  # fmt: skip
+        self._accept_op = op
+
+    def _abort_accept(self, _: Callable[[], object]) -> Abort:
+        self._waiter = None
+        return Abort.SUCCEEDED
+
+    def _shutdown(self) -> None:
+        """Closed: close every queued fd, wake the waiter with ``ClosedResourceError``."""
+        self._closed = True
+        queue = self._queue
+        while queue:
+            os.close(queue.popleft())
+        task = self._waiter
+        if task is not None:
+            self._waiter = None
+            reschedule(
+                task, outcome.Error(trio.ClosedResourceError("another task closed this listener"))
+            )
+
+    async def _accept_one(self) -> SocketStream:
+        """One ``accept`` on the trio socket (one ACCEPT SQE under io_uring)."""
         while True:
             try:
                 sock, _ = await self.socket.accept()
@@ -619,6 +874,10 @@ class SocketListener(trio.abc.Listener[SocketStream]):
                 return SocketStream(sock, zerocopy=self._zerocopy)
 
     async def aclose(self) -> None:
-        """Close the listening socket."""
+        """Close the listening socket and every queued connection."""
+        op = self._accept_op
+        if op is not None and not op.closing:
+            op.on_closing()
+        self._shutdown()
         self.socket.close()
         await checkpoint()

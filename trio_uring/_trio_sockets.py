@@ -40,14 +40,16 @@ Semantics (the same as trio's)
     * ``notify_closing`` (``SocketType.close``) wakes a pending operation with
       ``ClosedResourceError``.
 
-Try first, then one SQE.  ``recv``, ``recv_into`` and ``send`` first try the
-non-blocking syscall, exactly as trio does (``checkpoint_if_cancelled``, the call,
-``cancel_shielded_checkpoint``); only when it would block do they submit one
-``IORING_OP_RECV``/``SEND`` and park until its CQE, instead of trio's
-``wait_readable`` (a ``POLL_ADD``) plus a second syscall.  ``accept`` and
-``connect`` are always one SQE.  Measured 2026-11-22 (Linux 6.18.44, 2-CPU VM,
-server pinned to CPU 0, a C epoll load generator on CPU 1, 256 connections x 64 B
-ping-pong, msgs/s of the CPU-bound server, three interleaved runs):
+Try first, then one SQE.  ``recv``, ``recv_into``, ``send`` and ``accept`` first
+try the non-blocking syscall, exactly as trio does (``checkpoint_if_cancelled``,
+the call, ``cancel_shielded_checkpoint``); only when it would block do they submit
+one ``IORING_OP_RECV``/``SEND``/``ACCEPT`` and park until its CQE, instead of
+trio's ``wait_readable`` (a ``POLL_ADD``) plus a second syscall (a busy server's
+backlog usually has a connection waiting: docs/performance.rst, "Short
+connections").  ``connect`` is always one SQE.  Measured 2026-11-22 (Linux
+6.18.44, 2-CPU VM, server pinned to CPU 0, a C epoll load generator on CPU 1, 256
+connections x 64 B ping-pong, msgs/s of the CPU-bound server, three interleaved
+runs):
 
 =====================================  ======  ======  ======  ========
 variant                                run 1   run 2   run 3   vs epoll
@@ -360,6 +362,12 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         sock = self._sock
         if manager is None:
             return await super().accept()  # type: ignore[no-any-return]
+        if _try_first:
+            # A busy server's backlog usually holds a connection already.
+            got = await _try_now(sock.accept)
+            if got is not _WOULD_BLOCK:
+                new_sock, address = got
+                return UringSocket(new_sock), address
         self._claim_receive()
         buf = ffi.new("char[]", _SS_SIZE + 4)
         ffi.buffer(buf)[_SS_SIZE:] = _ss_len.pack(_SS_SIZE)

@@ -138,6 +138,9 @@ ASYNC_CANCEL_ALL = 1 << 0
 ASYNC_CANCEL_FD = 1 << 1
 ASYNC_CANCEL_ANY = 1 << 2
 
+# accept ioprio flags
+ACCEPT_MULTISHOT = 1 << 0
+
 # send/recv ioprio flags
 RECVSEND_POLL_FIRST = 1 << 0
 RECV_MULTISHOT = 1 << 1

@@ -27,6 +27,7 @@ import re
 from typing import Final, NamedTuple
 
 from ._constants import (
+    ACCEPT_MULTISHOT,
     ASYNC_CANCEL_ALL,
     ASYNC_CANCEL_ANY,
     ASYNC_CANCEL_FD,
@@ -281,9 +282,11 @@ TABLE: Final[tuple[Entry, ...]] = (
           "io_uring_prep_cancel(3)"),
     Entry(OP_FLAG, "IORING_ASYNC_CANCEL_ANY", ASYNC_CANCEL_ANY, (5, 19), "", "",
           "io_uring_prep_cancel(3)"),
-    # Not in _constants: trio_uring's listeners accept one connection per ACCEPT.
-    Entry(OP_FLAG, "IORING_ACCEPT_MULTISHOT", 1 << 0, (5, 19), "", "",
-          "io_uring_prep_accept(3)"),
+    Entry(
+        OP_FLAG, "IORING_ACCEPT_MULTISHOT", ACCEPT_MULTISHOT, (5, 19),
+        "trio_uring.SocketListener: one multishot ACCEPT queues connections (bounded)",
+        "one ACCEPT per SocketListener.accept call", "io_uring_prep_accept(3)",
+    ),
     Entry(
         OP_FLAG, "IORING_RECV_MULTISHOT", RECV_MULTISHOT, (6, 0),
         "SocketStream.receive_some: one multishot RECV per stream into provided buffers",
@@ -326,6 +329,7 @@ def entry(name: str) -> Entry:
 # The entries code asks a ring about (``Ring.has``); ``entry(name)`` gives any other.
 MULTISHOT_POLL: Final = entry("IORING_POLL_ADD_MULTI")
 MULTISHOT_RECV: Final = entry("IORING_RECV_MULTISHOT")
+MULTISHOT_ACCEPT: Final = entry("IORING_ACCEPT_MULTISHOT")
 ZC_REPORT_USAGE: Final = entry("IORING_SEND_ZC_REPORT_USAGE")
 PBUF_RING: Final = entry("IORING_REGISTER_PBUF_RING")
 PBUF_STATUS: Final = entry("IORING_REGISTER_PBUF_STATUS")

@@ -802,31 +802,37 @@ class UringIOManager:
         """
         if not isinstance(fd, int):
             fd = fd.fileno()
-        self._check_owner()
-        try:
-            me: Task | None = current_task()
-        except RuntimeError:
-            me = None
+        if self._forked_from is not None:
+            self._check_owner()
         raise_at_end = False
-        for waiters in (self._readers, self._writers):
-            poll = waiters.get(fd)
-            if poll is not None:
-                if poll.task is me and me is not None:
-                    raise_at_end = True
-                    poll.leave()
-                    poll.task = None
-                else:
-                    poll.on_closing()
+        if self._readers or self._writers:
+            try:
+                me: Task | None = current_task()
+            except RuntimeError:
+                me = None
+            for waiters in (self._readers, self._writers):
+                poll = waiters.get(fd)
+                if poll is not None:
+                    if poll.task is me and me is not None:
+                        raise_at_end = True
+                        poll.leave()
+                        poll.task = None
+                    else:
+                        poll.on_closing()
         same_fd = self._fd_ops[fd] if 0 <= fd < len(self._fd_ops) else None
         if same_fd:
             on_fd = same_fd[:]
             same_fd.clear()
+            live = False
             for op in on_fd:
                 if op.fd == fd and (op.state == SUBMITTED or op.state == CANCELLING):
+                    live = True
                     op.on_closing()
-        if not self._closed and lib.tu_unsubmitted(self._r):
-            # Submit now: the caller closes the fd as soon as we return.
-            self._submit_now()
+            if live and not self._closed and lib.tu_unsubmitted(self._r):
+                # Submit the cancels now: the caller closes the fd as soon as we return.
+                # (Nothing else on the ring can name this fd: every operation on it is
+                # listed here, and one the kernel has not seen became a NOP.)
+                self._submit_now()
         if raise_at_end:
             raise trio.ClosedResourceError("another task closed this fd")
 
