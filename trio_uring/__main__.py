@@ -1,4 +1,5 @@
-"""``python -m trio_uring``: ``info`` (feature probe) and ``bench`` (side-by-side benchmark)."""
+"""``python -m trio_uring``: ``info`` (feature probe), ``bench`` (side-by-side benchmark) and
+``run`` (a Python program, unchanged, on io_uring)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,26 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["run"]:
+        # The program's arguments are not ours to parse: argparse would take the
+        # program's options (``-m pytest -q``) for the launcher's.
+        from ._launcher import main as run_main
+
+        return run_main(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m trio_uring", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="kernel, io_uring support, probed operations, active fallbacks")
     bench = sub.add_parser("bench", help="echo and bulk benchmarks against trio's epoll backend")
     bench.add_argument("--quick", action="store_true", help="the under-a-minute version")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    args = parser.parse_args(argv)
+    sub.add_parser(
+        "run",
+        help="run a Python program (script or -m module) unchanged with every trio run on "
+        "io_uring; see: python -m trio_uring run --help",
+        add_help=False,
+    ).add_argument("argv", nargs=argparse.REMAINDER)
+    args = parser.parse_args(args_in)
     if args.command == "info":
         from ._info import main as info_main
 

@@ -26,7 +26,7 @@ from ._core._manager import UringIOManager
 from ._core._ring import Ring, RingUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, MutableMapping
 
     from typing_extensions import TypeVarTuple, Unpack
 
@@ -188,3 +188,31 @@ def uninstall() -> None:
 def installed() -> bool:
     """Whether :func:`install` is in effect."""
     return _installed
+
+
+SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_site")
+"""The directory whose ``sitecustomize`` installs trio_uring in a starting Python process."""
+
+
+def install_in_children(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
+    """Make the Python processes started with ``environ`` call :func:`install` at start-up.
+
+    The one mechanism behind ``pytest --trio-uring`` and ``python -m trio_uring run
+    --children``: it puts :data:`SITE_DIR` first on ``PYTHONPATH`` (its ``sitecustomize``
+    runs any ``sitecustomize`` it shadows, then installs trio_uring when
+    ``TRIO_URING_INSTALL`` is set) and sets ``TRIO_URING_INSTALL=1``.  ``environ`` defaults
+    to ``os.environ``, which every later subprocess (``subprocess``, ``trio.run_process``,
+    multiprocessing's spawn and forkserver) inherits; pass a copy to prepare one child's
+    environment.  Idempotent.  This process is not affected: call :func:`install` for it.
+
+    Returns the variables it set, name to new value.  Children started with ``python -I``
+    or ``-E`` ignore ``PYTHONPATH`` and stay on trio's own backend.
+    """
+    env = os.environ if environ is None else environ
+    old = env.get("PYTHONPATH", "")
+    parts = old.split(os.pathsep) if old else []
+    if SITE_DIR not in parts:
+        parts.insert(0, SITE_DIR)
+    values = {"PYTHONPATH": os.pathsep.join(parts), "TRIO_URING_INSTALL": "1"}
+    env.update(values)
+    return values

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,10 +65,9 @@ def pytest_configure(config: pytest.Config) -> None:
     import trio_uring
 
     if trio_uring.install():
-        site = str(Path(trio_uring.__file__).parent / "_site")
-        os.environ["TRIO_URING_INSTALL"] = "1"
-        old = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = site if not old else site + os.pathsep + old
+        from ._install import install_in_children
+
+        install_in_children()
         config.stash[_installed_key] = True
 
 
