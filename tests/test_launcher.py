@@ -199,6 +199,46 @@ def test_package_and_directory_with_main(tmp_path: Path) -> None:
     assert seen["argv"] == ["pkg", "x"]
 
 
+ANYIO_AND_GUEST = textwrap.dedent(
+    """
+    import asyncio
+    import anyio
+    import trio
+
+    def manager():
+        return type(trio._core._run.GLOBAL_RUN_CONTEXT.runner.io_manager).__name__
+
+    async def anyio_main():
+        return manager()
+
+    print("anyio", anyio.run(anyio_main, backend="trio"))
+
+    async def host():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        async def guest():
+            return manager()
+
+        trio.lowlevel.start_guest_run(
+            guest,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=lambda outcome: done.set_result(outcome.unwrap()),
+        )
+        return await done
+
+    print("guest", asyncio.run(host()))
+    """
+)
+
+
+def test_anyio_and_guest_runs_are_on_uring(tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text(ANYIO_AND_GUEST)
+    proc = _launch("script.py", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"anyio {URING}", f"guest {URING}"]
+
+
 def test_double_dash_and_program_options(tmp_path: Path) -> None:
     (tmp_path / "-dash.py").write_text(PROBE)
     seen = _seen(_launch("--", "-dash.py", "x", cwd=tmp_path))
