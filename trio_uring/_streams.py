@@ -3,9 +3,14 @@
 Sending: ``send_all`` submits one ``IORING_OP_SEND`` (``MSG_WAITALL``) for the
 whole buffer, or ``IORING_OP_SEND_ZC`` at or above the stream's zero-copy
 threshold (see :mod:`trio_uring._ops._zerocopy` for when the buffer is free again).
+A stream's first ``send_all`` (below the threshold) tries ``write(2)`` first: a new
+connection's send buffer is empty, so it takes the data with no SQE.
 
-Receiving: the first ``receive_some`` arms one multishot ``IORING_OP_RECV`` over
-the manager's provided-buffer ring (:mod:`trio_uring._ops._provided`).  From then on
+Receiving: the first ``receive_some`` tries ``read(2)`` first (a short connection's
+request is usually there already: then it never arms, and never has to cancel, a
+multishot); if that would block, or from the second call on, it arms one multishot
+``IORING_OP_RECV`` over the manager's provided-buffer ring
+(:mod:`trio_uring._ops._provided`).  From then on
 every CQE's data is copied out of its buffer inside ``process_events`` (the
 buffer goes straight back to the kernel) and queued in the stream, so a
 ``receive_some`` normally completes with no new SQE and one scheduler trip.
@@ -15,6 +20,9 @@ cancelled, and it is re-armed when ``receive_some`` drains the queue below
 (``-ENOBUFS``, CQ overflow, ...) is re-armed; data never goes to a task
 directly, so a cancelled ``receive_some`` loses no byte.  Where multishot
 receive is unavailable each call submits one ``IORING_OP_RECV``.
+
+Accepting: a :class:`SocketListener` takes connections from one multishot
+``IORING_OP_ACCEPT`` (Linux 5.19) through a bounded queue; see its docstring.
 
 Outside an io_uring run (trio's epoll fallback) the streams forward to
 :class:`trio.SocketStream`.
@@ -28,6 +36,7 @@ import os
 import socket as _stdlib_socket
 import sys
 import types
+import weakref
 from collections import deque
 from contextlib import suppress
 from math import inf
@@ -107,10 +116,16 @@ _EINVAL: Final = -errno.EINVAL
 _ZC_FALLBACK_ERRNOS: Final = frozenset({errno.EOPNOTSUPP, errno.ENOMEM, errno.EINVAL})
 _CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
 _ACCEPT_FLAGS: Final = int(_stdlib_socket.SOCK_CLOEXEC | _stdlib_socket.SOCK_NONBLOCK)
+_IPPROTO_TCP: Final = int(_stdlib_socket.IPPROTO_TCP)
+_TCP_NODELAY: Final = int(_stdlib_socket.TCP_NODELAY)
+_TCP_NOTSENT_LOWAT: Final = getattr(_stdlib_socket, "TCP_NOTSENT_LOWAT", None)
 #: Receive buffers the kernel fills are copied out at once: no need to zero them.
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 
 ZeroCopyPolicy = Literal["auto", "always", "never"]
+
+#: The last manager a stream bound to, with its zero-copy answer and stream ring.
+_bound: tuple[weakref.ref[UringIOManager], bool, _provided.BufferRing | None] | None = None
 
 
 def _translate(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
@@ -207,6 +222,54 @@ class _RecvOp(Operation):
         s._wake_receiver_closed()
 
 
+@types.coroutine
+def _send_now(
+    fd: int, data: bytes | bytearray | memoryview, total: int
+) -> Generator[Any, Any, int]:
+    """The non-blocking ``send`` as trio does it; returns the bytes sent (0: would block).
+
+    A pending cancel raises ``Cancelled`` first (nothing sent); only when all of
+    ``data`` went is a schedule point made (else the caller's wait is the
+    checkpoint).  Errors raise as ``send_all`` raises them.
+    """
+    if cancel_pending():
+        yield from checkpoint_if_cancelled()  # raises Cancelled
+    try:
+        # A trio socket's fd is non-blocking; write(2) on a socket is send(fd, 0)
+        # (EPIPE as OSError: Python ignores SIGPIPE, as trio's own send relies on).
+        n = os.write(fd, data)
+    except BlockingIOError:
+        return 0
+    except OSError as exc:
+        raise _translate(exc)  # noqa: B904 - chained as trio chains it
+    if n == total:
+        yield CancelShieldedCheckpoint
+    return n
+
+
+@types.coroutine
+def _receive_now(stream: SocketStream, max_bytes: int) -> Generator[Any, Any, bytes | None]:
+    """The non-blocking ``recv`` as trio does it: data (``b""`` at EOF), or None if it
+    would block (nothing happened, and no checkpoint was made yet).
+
+    A pending cancel raises ``Cancelled`` first; data received is followed by a
+    schedule point.  Errors raise as ``receive_some`` raises them.
+    """
+    if cancel_pending():
+        yield from checkpoint_if_cancelled()  # raises Cancelled
+    try:
+        # A trio socket's fd is non-blocking; read(2) on a socket is recv(fd, 0).
+        data = os.read(stream.socket.fileno(), min(max_bytes, DEFAULT_RECEIVE_SIZE))
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        raise _translate(exc)  # noqa: B904 - chained as trio chains it
+    if not data:
+        stream._r_eof = True
+    yield CancelShieldedCheckpoint
+    return data
+
+
 class SocketStream(trio.abc.HalfCloseableStream):
     """A :class:`trio.abc.HalfCloseableStream` over a connected ``SOCK_STREAM`` trio socket.
 
@@ -241,35 +304,48 @@ class SocketStream(trio.abc.HalfCloseableStream):
             raise TypeError("SocketStream requires a Trio socket object")
         if socket.type != tsocket.SOCK_STREAM:
             raise ValueError("SocketStream requires a SOCK_STREAM socket")
+        self._setup(socket, zerocopy)
+
+    @classmethod
+    def _accepted(cls, socket: tsocket.SocketType, zerocopy: ZeroCopyPolicy) -> SocketStream:
+        """A stream over a socket a :class:`SocketListener` accepted (known to be fit)."""
+        stream = cls.__new__(cls)
+        stream._setup(socket, zerocopy)
+        return stream
+
+    # Per-stream state that starts as a constant is a class attribute until first
+    # assigned: a stream accepted, read once and closed sets few of them.
+    _manager: UringIOManager | None = None
+    _guest = False
+    _compat: trio.SocketStream | None = None
+    _sending = False
+    _receiving = False
+    _closed = False
+    _rq_bytes = 0
+    _r_eof = False
+    _r_err: OSError | None = None
+    _r_waiter: Task | None = None
+    #: The record of this stream's SEND, reused by every send_all (one at a time).
+    _s_op: Operation | None = None
+    _recv_op: _RecvOp | None = None
+    _ring: _provided.BufferRing | None = None
+    #: No receive yet: the first one tries the syscall before arming a multishot.
+    _fresh = True
+    #: No send yet: the first one tries the syscall before submitting.
+    _fresh_send = True
+
+    def _setup(self, socket: tsocket.SocketType, zerocopy: ZeroCopyPolicy) -> None:
         self._zc_policy = zerocopy
         self._zc_threshold = _zc_threshold(zerocopy)
         self.socket = socket
-        self._manager: UringIOManager | None = None
-        self._guest = False
-        self._compat: trio.SocketStream | None = None
-        self._sending = False
-        self._receiving = False
-        self._closed = False
         self._rq: deque[bytes] = deque()
-        self._rq_bytes = 0
-        self._r_eof = False
-        self._r_err: OSError | None = None
-        self._r_waiter: Task | None = None
         self._r_trap = WaitTaskRescheduled(self._abort_receive)
-        #: The record of this stream's SEND, reused by every send_all (one at a time).
-        self._s_op: Operation | None = None
         self._s_trap = WaitTaskRescheduled(self._abort_send)
-        self._recv_op: _RecvOp | None = None
-        self._ring: _provided.BufferRing | None = None
-        #: No receive yet: the first one tries the syscall before arming a multishot.
-        self._fresh = True
-        #: No send yet: the first one tries the syscall before submitting.
-        self._fresh_send = True
         with suppress(OSError):
-            self.setsockopt(tsocket.IPPROTO_TCP, tsocket.TCP_NODELAY, True)
-        if hasattr(tsocket, "TCP_NOTSENT_LOWAT"):
+            socket.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, True)
+        if _TCP_NOTSENT_LOWAT is not None:
             with suppress(OSError):
-                self.setsockopt(tsocket.IPPROTO_TCP, tsocket.TCP_NOTSENT_LOWAT, 2**14)
+                socket.setsockopt(_IPPROTO_TCP, _TCP_NOTSENT_LOWAT, 2**14)
 
     # --------------------------------------------------------------- set-up
     def _get_manager(self) -> UringIOManager | None:
@@ -283,10 +359,16 @@ class SocketStream(trio.abc.HalfCloseableStream):
             self._compat = trio.SocketStream(self.socket)
             return None
         self._manager = manager
+        global _bound
+        bound = _bound
+        if bound is None or bound[0]() is not manager:
+            # Once per manager: the kernel's answers and the shared buffer ring.
+            zc = manager.supports(Op.SEND_ZC) and manager.ring.has(_kernels.ZC_REPORT_USAGE)
+            bound = _bound = (weakref.ref(manager), zc, _provided.stream_ring(manager))
         self._guest = manager.guest  # (also binds the manager to this run)
-        if not (manager.supports(Op.SEND_ZC) and manager.ring.has(_kernels.ZC_REPORT_USAGE)):
+        if not bound[1]:
             self._zc_threshold = inf
-        self._ring = _provided.stream_ring(manager)
+        self._ring = bound[2]
         return manager
 
     def _zerocopy_copied(self) -> None:
@@ -336,7 +418,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 self._fresh_send = False
                 # The stream's first send: a new connection's send buffer is empty, so
                 # the syscall takes it all, with no SQE and no operation record.
-                sent = await self._send_now(fd, data, total)
+                sent = await _send_now(fd, data, total)
                 if sent == total:
                     return
             elif self._guest:
@@ -364,30 +446,6 @@ class SocketStream(trio.abc.HalfCloseableStream):
                     raise _translate(exc)  # noqa: B904 - chained as trio chains it
         finally:
             self._sending = False
-
-    @types.coroutine
-    def _send_now(
-        self, fd: int, data: bytes | bytearray | memoryview, total: int
-    ) -> Generator[Any, Any, int]:
-        """The non-blocking ``send`` as trio does it; returns the bytes sent (0: would block).
-
-        A pending cancel raises ``Cancelled`` first (nothing sent); only when all of
-        ``data`` went is a schedule point made (else the caller's wait is the
-        checkpoint).  Errors raise as ``send_all`` raises them.
-        """
-        if cancel_pending():
-            yield from checkpoint_if_cancelled()  # raises Cancelled
-        try:
-            # A trio socket's fd is non-blocking; write(2) on a socket is send(fd, 0)
-            # (EPIPE as OSError: Python ignores SIGPIPE, as trio's own send relies on).
-            n = os.write(fd, data)
-        except BlockingIOError:
-            return 0
-        except OSError as exc:
-            raise _translate(exc)  # noqa: B904 - chained as trio chains it
-        if n == total:
-            yield CancelShieldedCheckpoint
-        return n
 
     def _abort_send(self, raise_cancel: Callable[[], object]) -> Abort:
         op = self._s_op
@@ -477,7 +535,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 # connection's request is usually there already, and a stream that is
                 # read once and closed then never arms (and cancels) a multishot.
                 self._fresh = False
-                data = await self._receive_now(max_bytes)
+                data = await _receive_now(self, max_bytes)
                 if data is not None:
                     return data
                 if self._ring is not None:
@@ -515,28 +573,6 @@ class SocketStream(trio.abc.HalfCloseableStream):
         ):
             self._r_waiter = GLOBAL_RUN_CONTEXT.task
             await park(self._r_trap)
-
-    @types.coroutine
-    def _receive_now(self, max_bytes: int) -> Generator[Any, Any, bytes | None]:
-        """The non-blocking ``recv`` as trio does it: data (``b""`` at EOF), or None if it
-        would block (nothing happened, and no checkpoint was made yet).
-
-        A pending cancel raises ``Cancelled`` first; data received is followed by a
-        schedule point.  Errors raise as ``receive_some`` raises them.
-        """
-        if cancel_pending():
-            yield from checkpoint_if_cancelled()  # raises Cancelled
-        try:
-            # A trio socket's fd is non-blocking; read(2) on a socket is recv(fd, 0).
-            data = os.read(self.socket.fileno(), min(max_bytes, DEFAULT_RECEIVE_SIZE))
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            raise _translate(exc)  # noqa: B904 - chained as trio chains it
-        if not data:
-            self._r_eof = True
-        yield CancelShieldedCheckpoint
-        return data
 
     def _take(self, rq: deque[bytes], max_bytes: int) -> bytes:
         chunk = rq.popleft()
@@ -754,6 +790,8 @@ class SocketListener(trio.abc.Listener[SocketStream]):
         _zc_threshold(zerocopy)
         self._zerocopy: ZeroCopyPolicy = zerocopy
         self.socket = socket
+        #: (family, type, proto) of accepted sockets, as plain ints (no enum per accept).
+        self._kind = (int(socket.family), int(socket.type), int(socket.proto))
         #: Accepted fds not yet handed out (multishot path).
         self._queue: deque[int] = deque()
         self._accept_op: _AcceptOp | None = None
@@ -824,15 +862,15 @@ class SocketListener(trio.abc.Listener[SocketStream]):
             and self._multishot
         ):
             self._arm(self._manager())
-        listening = self.socket
+        family, type_, proto = self._kind
         try:
             sock = tsocket.from_stdlib_socket(
-                _stdlib_socket.socket(listening.family, listening.type, listening.proto, fileno=fd)
+                _stdlib_socket.socket(family, type_, proto, fileno=fd)
             )
         except BaseException:
             os.close(fd)
             raise
-        return SocketStream(sock, zerocopy=self._zerocopy)
+        return SocketStream._accepted(sock, self._zerocopy)
 
     def _arm(self, manager: UringIOManager) -> None:
         fd = self.socket.fileno()
