@@ -313,34 +313,33 @@ class SocketStream(trio.abc.HalfCloseableStream):
         stream._setup(socket, zerocopy)
         return stream
 
-    # Per-stream state that starts as a constant is a class attribute until first
-    # assigned: a stream accepted, read once and closed sets few of them.
-    _manager: UringIOManager | None = None
-    _guest = False
-    _compat: trio.SocketStream | None = None
-    _sending = False
-    _receiving = False
-    _closed = False
-    _rq_bytes = 0
-    _r_eof = False
-    _r_err: OSError | None = None
-    _r_waiter: Task | None = None
-    #: The record of this stream's SEND, reused by every send_all (one at a time).
-    _s_op: Operation | None = None
-    _recv_op: _RecvOp | None = None
-    _ring: _provided.BufferRing | None = None
-    #: No receive yet: the first one tries the syscall before arming a multishot.
-    _fresh = True
-    #: No send yet: the first one tries the syscall before submitting.
-    _fresh_send = True
-
     def _setup(self, socket: tsocket.SocketType, zerocopy: ZeroCopyPolicy) -> None:
+        # (Every attribute is set here, also those that start as constants: reading a
+        # class-level default on the hot paths costs more than setting it once.)
         self._zc_policy = zerocopy
         self._zc_threshold = _zc_threshold(zerocopy)
         self.socket = socket
+        self._manager: UringIOManager | None = None
+        self._guest = False
+        self._compat: trio.SocketStream | None = None
+        self._sending = False
+        self._receiving = False
+        self._closed = False
         self._rq: deque[bytes] = deque()
+        self._rq_bytes = 0
+        self._r_eof = False
+        self._r_err: OSError | None = None
+        self._r_waiter: Task | None = None
         self._r_trap = WaitTaskRescheduled(self._abort_receive)
+        #: The record of this stream's SEND, reused by every send_all (one at a time).
+        self._s_op: Operation | None = None
         self._s_trap = WaitTaskRescheduled(self._abort_send)
+        self._recv_op: _RecvOp | None = None
+        self._ring: _provided.BufferRing | None = None
+        #: No receive yet: the first one tries the syscall before arming a multishot.
+        self._fresh = True
+        #: No send yet: the first one tries the syscall before submitting.
+        self._fresh_send = True
         with suppress(OSError):
             socket.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, True)
         if _TCP_NOTSENT_LOWAT is not None:
