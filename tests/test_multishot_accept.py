@@ -453,3 +453,41 @@ async def test_close_with_nothing_in_flight_does_not_enter() -> None:
     assert manager.statistics().enter_calls == enters
     await b.aclose()
     await a.aclose()
+
+
+def test_guest_mode_accepts_cancels_and_closes() -> None:
+    """Guest mode submits every SQE at once: the multishot, its cancel and the close too."""
+    import queue
+    from collections.abc import Callable
+    from typing import Any
+
+    import trio_uring
+
+    todo: queue.Queue[Callable[[], object]] = queue.Queue()
+    result: list[Any] = []
+
+    async def main() -> str:
+        listener, address = await listener_and_address()
+        clients = [await connect(address) for _ in range(5)]
+        streams = [await listener.accept() for _ in range(3)]
+        assert [s.socket.getpeername() for s in streams] == [c.getsockname() for c in clients[:3]]
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await listener.accept()
+        assert scope.cancelled_caught
+        stream = await listener.accept()  # the cancelled call lost nothing
+        assert stream.socket.getpeername() == clients[3].getsockname()
+        await trio.testing.wait_all_tasks_blocked()
+        await listener.aclose()  # the fifth connection, queued or in the backlog, goes
+        for s in [*streams, stream]:
+            await s.aclose()
+        for c in clients:
+            c.close()
+        return "ok"
+
+    before = open_fds()
+    trio_uring.start_guest_run(main, run_sync_soon_threadsafe=todo.put, done_callback=result.append)
+    while not result:
+        todo.get()()
+    assert result[0].unwrap() == "ok"
+    assert open_fds() - before == set()
