@@ -15,6 +15,7 @@ import trio
 from ._core import _kernels
 from ._core._ring import Ring
 from ._install import unavailable_reason
+from ._sendfile import describe_path
 
 #: Every opcode trio_uring uses: ``(entry, what for, what happens without it)``.
 USED_OPS: tuple[_kernels.Entry, ...] = tuple(
@@ -98,6 +99,7 @@ def main() -> int:
     for item in USED_OPS:
         ok = info["ops"][item.short]
         print(f"  {item.short:<14} {'yes' if ok else 'NO':<4} {item.uses}")
+    print(f"send_file        {describe_path(info['ops'].get('SPLICE', False))}")
     if info["fallbacks"]:
         print("fallbacks in effect:")
         for line in info["fallbacks"]:

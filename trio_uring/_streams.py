@@ -52,6 +52,7 @@ from trio.lowlevel import (
     reschedule,
 )
 
+from . import _sendfile
 from ._core import _kernels
 from ._core._constants import (
     ACCEPT_MULTISHOT,
@@ -464,6 +465,48 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 self._zc_threshold = inf
                 return 0
             raise
+
+    async def send_file(
+        self, file: int | _sendfile.HasFileno, *, offset: int = 0, count: int | None = None
+    ) -> int:
+        """Send ``count`` bytes of ``file`` from ``offset`` (``None``: to its end), zero-copy.
+
+        ``file``: an fd, or anything with ``fileno()`` (``trio_uring.open_file``'s and
+        ``trio.open_file``'s files, Python files).  The bytes go from the page cache
+        to the socket without passing through Python (``IORING_OP_SPLICE`` into a
+        pipe, then ``splice(2)`` into the socket; ``sendfile(2)`` on trio's epoll
+        backend; a read+send loop where the kernel refuses both for this kind of
+        file; ``python -m trio_uring info`` says which).  Returns the bytes sent:
+        fewer than ``count`` only if the file ended first; 0 for ``count=0`` or an
+        ``offset`` at or past the end.  ``count=None`` on a regular file means up to
+        its size when the call starts.
+
+        The file's position does not change (as ``os.sendfile`` with an offset),
+        and data still in a Python-level write buffer is not seen: flush first.  A
+        pipe, socket or character device is read from where it is (``offset``
+        must be 0; ``count=None`` reads to its EOF, which ``/dev/zero`` never
+        reaches).
+
+        Raises ``TypeError``/``ValueError`` for bad arguments (a closed file
+        object's ``fileno()`` error included), ``OSError`` for the file
+        (``EBADF`` if it is not open for reading, ``EISDIR`` for a directory, a
+        read error), all after a checkpoint; ``BusyResourceError`` if another
+        task is in ``send_all``/``send_file``; ``ClosedResourceError`` if the
+        stream is (or gets) closed or after ``send_eof``; ``BrokenResourceError``
+        (caused by the ``OSError``) if the connection fails.
+
+        Cancellation: some prefix of the range was sent (the peer receives
+        exactly ``file[offset:offset + k]`` for some unknown ``k``, never a
+        byte out of order or twice).  On the splice path the bytes already
+        moved into the pipe are pushed into the socket if it takes them without
+        waiting; if not, the connection is reset (TCP: the peer gets
+        ``ECONNRESET``) rather than let later sends follow a hole, and later
+        sends raise ``BrokenResourceError``.  Otherwise the stream stays usable
+        and what is sent next follows that prefix.  As with ``send_all``,
+        close the stream after a cancelled call unless you can tell how much
+        the peer got.
+        """
+        return await _sendfile.send_file(self, file, offset, count)
 
     async def wait_send_all_might_not_block(self) -> None:
         """Block until the socket is writable (``send_all`` may then not block)."""
