@@ -41,7 +41,7 @@ from ._harness import cpu_plan, machine_info, pin_cpu
 
 #: The variants, baseline first.
 VARIANTS: tuple[tuple[str, str], ...] = (
-    ("trio-epoll", "trio.open_file + send_all (64 KiB reads), trio.run on epoll"),
+    ("trio-epoll", "trio.open_file + read + send_all, trio.run on epoll"),
     ("trio-uring", "the same code under trio_uring.run"),
     ("send_file", "trio_uring SocketStream.send_file, trio_uring.run"),
 )
