@@ -3,6 +3,7 @@ bounded queueing, cancellation, listeners and high-level helpers, 1,000 connecti
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
@@ -18,6 +19,7 @@ from trio import socket as tsocket
 import trio_uring.lowlevel
 from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle
+from trio_uring._core._ring_cffi import lib
 from trio_uring._highlevel import (
     open_tcp_listeners,
     open_tcp_stream,
@@ -566,3 +568,43 @@ async def test_broken_stream_error_is_chained_to_the_oserror_as_in_trio() -> Non
             await a.receive_some()
     assert isinstance(info.value.__cause__, OSError)
     await a.aclose()
+
+
+@MULTISHOT
+async def test_reset_behind_queued_data_is_not_swallowed() -> None:
+    """A reset that arrives while the kernel still holds unread data is reported.
+
+    The peer streams data and resets the connection at a random point while the
+    receiver reads in small and large pieces, so its multishot receive keeps
+    stopping at the high-water mark and re-arming.  A multishot that drains a
+    backlog behind which the reset arrived finds the socket empty and waits for a
+    wake-up that already happened (Linux 6.18): without the stream's own check
+    about 1 round in 30 waited forever (found by the send_file work).
+    """
+    rng = random.Random(1)
+    outcomes = {"reset": 0, "eof": 0}
+    for _ in range(240):
+        a, b = await tcp_stream_pair(zerocopy="never")
+        cut = rng.randrange(0, 3 << 20)
+        got = 0
+
+        async def send(a: SocketStream = a) -> None:
+            with contextlib.suppress(trio.BrokenResourceError):
+                for _ in range(100):
+                    await a.send_all(b"x" * 65536)
+
+        async with a, b, trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            with trio.fail_after(10):
+                try:
+                    while data := await b.receive_some(rng.choice([1000, 65536])):
+                        got += len(data)
+                        if got >= cut and a.socket.fileno() >= 0:
+                            assert lib.tu_disconnect(a.socket.fileno()) == 0
+                            cut = 1 << 62
+                    outcomes["eof"] += 1  # everything arrived before the reset
+                except trio.BrokenResourceError as exc:
+                    assert isinstance(exc.__cause__, ConnectionResetError)
+                    outcomes["reset"] += 1
+    assert outcomes["reset"] > 100, outcomes
+    await assert_idle()

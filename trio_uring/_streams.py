@@ -59,13 +59,14 @@ from ._core._constants import (
     CQE_BUFFER_SHIFT,
     CQE_F_BUFFER,
     CQE_F_MORE,
+    CQE_F_SOCK_NONEMPTY,
     IOSQE_BUFFER_SELECT,
     RECV_MULTISHOT,
     Op,
 )
 from ._core._manager import UringIOManager, current_manager
 from ._core._operation import Operation, buffer_nbytes
-from ._core._ring_cffi import ffi
+from ._core._ring_cffi import ffi, lib
 from ._core._trio_compat import (
     GLOBAL_RUN_CONTEXT,
     READY,
@@ -158,7 +159,7 @@ class _RecvOp(Operation):
     until the final CQE.
     """
 
-    __slots__ = ("got_data", "ring", "stopping", "stream")
+    __slots__ = ("draining", "got_data", "ring", "stopping", "stream")
 
     def __init__(self, stream: SocketStream, manager: UringIOManager, ring: _provided.BufferRing):
         super().__init__(manager)
@@ -166,6 +167,8 @@ class _RecvOp(Operation):
         self.ring = ring
         self.stopping = False
         self.got_data = False
+        # Taking data the kernel had queued (SOCK_NONEMPTY), or not yet seen any.
+        self.draining = True
 
     def on_cqe(self, res: int, flags: int) -> None:
         s = self.stream
@@ -175,6 +178,11 @@ class _RecvOp(Operation):
                 s._rq_bytes += res
                 self.got_data = True
                 if flags & CQE_F_MORE:  # the hot path
+                    if flags & CQE_F_SOCK_NONEMPTY:
+                        self.draining = True
+                    elif self.draining:
+                        self.draining = False
+                        self._check_hung_up()
                     if s._rq_bytes >= RECEIVE_HIGH_WATER and not self.stopping:
                         self.stopping = True
                         self.manager.cancel(self)
@@ -212,6 +220,36 @@ class _RecvOp(Operation):
         if task is not None and (s._rq or s._r_eof or s._r_err is not None or s._ring is None):
             s._r_waiter = None
             self.manager.reschedule(task, READY)
+
+    def _check_hung_up(self) -> None:
+        """After draining a backlog: learn of a reset or close that came in behind it.
+
+        The kernel's multishot receive stops taking data when the socket reports
+        no more queued, and then waits for a wake-up; a reset that arrived while
+        it was still draining was that wake-up, so it would wait forever (seen on
+        Linux 6.18).  One ``poll(fd, 0)`` tells; a socket that has hung up then
+        gives its error (or EOF) to a plain receive, and the multishot is cancelled.
+        """
+        s = self.stream
+        fd = s.socket.fileno()
+        if fd < 0 or not lib.tu_hung_up(fd):
+            return
+        try:
+            data = os.read(fd, DEFAULT_RECEIVE_SIZE)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            s._r_err = exc
+        else:
+            if not data:
+                s._r_eof = True
+            else:  # (data after a hang-up: none can arrive, but never drop it)
+                s._rq.append(data)
+                s._rq_bytes += len(data)
+                return
+        if not self.stopping:
+            self.stopping = True
+            self.manager.cancel(self)
 
     def on_closing(self) -> None:
         s = self.stream

@@ -28,6 +28,7 @@ int tu_setup(tu_ring *r, unsigned entries, unsigned cq_entries, unsigned flags);
 void tu_teardown(tu_ring *r);
 void tu_forget(tu_ring *r);
 int tu_disconnect(int fd);
+int tu_hung_up(int fd);
 int tu_probe(tu_ring *r, unsigned char *supported, int n);
 int tu_register(tu_ring *r, unsigned opcode, void *arg, unsigned nr_args);
 long long tu_prep(tu_ring *r, unsigned char opcode, unsigned char sqe_flags,
@@ -67,6 +68,7 @@ CDEF += PBUF_STRUCT + "void tu_pbuf_give(tu_pbuf *pb, unsigned short bid);\n"
 
 C_SOURCE = r"""
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -255,6 +257,15 @@ int tu_disconnect(int fd) {
     memset(&sa, 0, sizeof(sa));
     sa.sa_family = AF_UNSPEC;
     return connect(fd, &sa, sizeof(sa)) < 0 ? -errno : 0;
+}
+
+/* Whether fd's socket has an error pending or is closed for good (POLLERR or
+   POLLHUP right now, without waiting): a multishot receive that drained a
+   backlog may not be woken again for a reset that came in behind it. */
+int tu_hung_up(int fd) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 0) < 0) return 0;
+    return (p.revents & (POLLERR | POLLHUP)) != 0;
 }
 
 unsigned tu_unsubmitted(tu_ring *r) {
