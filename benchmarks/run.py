@@ -36,11 +36,16 @@ from servers import ALL_VARIANTS  # noqa: E402
 from trio_uring.bench import (  # noqa: E402
     BASELINE,
     FULL_SCENARIOS,
+    SUITES,
     Loadgen,
     find_loadgen,
+    format_conn_bench,
+    format_file_bench,
     format_header,
     format_table,
     run_bench,
+    run_conn_bench,
+    run_file_bench,
 )
 
 
@@ -104,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python-loadgen", action="store_true", help="(testing) skip the C one")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--list", action="store_true", help="list variants and scenarios")
+    parser.add_argument(
+        "--suites",
+        default=",".join(SUITES),
+        help="comma-separated: echo (the variants x scenarios table), connections "
+        "(connection per request), files (serving a 256 MiB file); default: all",
+    )
     args = parser.parse_args(argv)
 
     if args.list:
@@ -128,6 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         if len(scenarios) != len(wanted_s):
             parser.error(f"scenarios are: {', '.join(s.name for s in FULL_SCENARIOS)}")
 
+    suites = [x.strip() for x in args.suites.split(",") if x.strip()]
+    if not suites or set(suites) - set(SUITES):
+        parser.error(f"--suites takes a comma-separated subset of {', '.join(SUITES)}")
+    extra: list[str] = []
+    if "echo" not in suites:
+        doc: dict[str, Any] = {"date": datetime.datetime.now().isoformat(timespec="seconds")}
+        _extra_suites(doc, suites, args.reps, extra)
+        return _write(doc, args.out, "\n\n".join(extra), [])
     loadgen: Loadgen = find_loadgen(cache_dir=HERE / ".build", force_python=args.python_loadgen)
     doc = run_bench(
         variants,
@@ -145,29 +164,53 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print()
     print(format_table(doc))
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
-    json_path = args.out / f"{stamp}.json"
-    json_path.write_text(json.dumps(doc, indent=2) + "\n")
-    md_path = args.out / f"{stamp}.md"
-    md_path.write_text(
-        "# trio_uring benchmark results\n\n```\n"
-        + header
-        + "\n```\n\n"
-        + table
-        + "\n\nRatios against trio on epoll. msgs/s: higher is better; CPU us/msg (server "
-        "utime+stime per message): lower is better. Bulk rows: one message = one chunk.\n"
+    _extra_suites(doc, suites, args.reps, extra)
+    body = (
+        "```\n" + header + "\n```\n\n" + table + "\n\nRatios against trio on epoll. msgs/s: "
+        "higher is better; CPU us/msg (server utime+stime per message): lower is better. "
+        "Bulk rows: one message = one chunk.\n"
     )
+    if extra:
+        body += "\n```\n" + "\n\n".join(extra) + "\n```\n"
+    pngs = [] if args.no_plot else [doc]
+    return _write(doc, args.out, body, pngs)
+
+
+def _extra_suites(doc: dict[str, Any], suites: list[str], reps: int, out: list[str]) -> None:
+    """Connection per request and file serving, when asked for (into ``doc`` and ``out``)."""
+    if "connections" in suites:
+        doc["connections"] = run_conn_bench(False, reps=reps)
+        out.append(format_conn_bench(doc["connections"]))
+        print()
+        print(out[-1])
+    if "files" in suites:
+        doc["files"] = run_file_bench(runs=reps, progress=True)
+        out.append(format_file_bench(doc["files"]))
+        print()
+        print(out[-1])
+
+
+def _write(doc: dict[str, Any], out: Path, body: str, plots: list[dict[str, Any]]) -> int:
+    """``<date>.json``, ``<date>.md`` (and ``<date>.png`` of the echo table) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M%S")
+    json_path = out / f"{stamp}.json"
+    json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    md_path = out / f"{stamp}.md"
+    md_path.write_text("# trio_uring benchmark results\n\n" + body)
     written = [json_path, md_path]
-    if not args.no_plot:
-        png = args.out / f"{stamp}.png"
-        if plot(doc, png):
+    for echo_doc in plots:
+        png = out / f"{stamp}.png"
+        if plot(echo_doc, png):
             written.append(png)
         else:
             print("(matplotlib not importable: no plot)")
     print("\nwritten: " + ", ".join(map(str, written)))
-    return 0 if doc["summary"] else 1
+    ok = bool(doc.get("summary")) or "summary" not in doc
+    for name in ("connections", "files"):
+        if name in doc:
+            ok = ok and bool(doc[name].get("summary"))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

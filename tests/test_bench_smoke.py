@@ -71,3 +71,19 @@ def test_summary_ratios() -> None:
     assert by["trio-epoll"]["msgs_per_s"] == 100.0  # median
     assert by["x"]["ratio"] == 2.5 and by["x"]["cpu_ratio"] == 0.5
     assert by["x"]["runs"] == 1 and by["x"]["syscalls_per_msg"] == 0.5
+
+
+def test_bench_cli_rejects_unknown_suites() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "trio_uring", "bench", "--quick", "--suites", "echo,nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "echo, connections, files" in proc.stderr
+    with pytest.raises(ValueError, match="unknown suites"):
+        _bench.main(quick=True, suites=["nope"])

@@ -18,8 +18,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trio_uring", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="kernel, io_uring support, probed operations, active fallbacks")
-    bench = sub.add_parser("bench", help="echo and bulk benchmarks against trio's epoll backend")
-    bench.add_argument("--quick", action="store_true", help="the under-a-minute version")
+    bench = sub.add_parser(
+        "bench",
+        help="echo, bulk, connection-per-request and file-serving benchmarks against trio's "
+        "epoll backend",
+    )
+    bench.add_argument("--quick", action="store_true", help="the one-to-two-minute version")
+    bench.add_argument(
+        "--suites",
+        default="echo,connections,files",
+        help="comma-separated subset of: echo (echo and bulk streams), connections "
+        "(connection per request), files (serving a file); default: all",
+    )
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     sub.add_parser(
         "run",
@@ -32,9 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         from ._info import main as info_main
 
         return info_main()
+    from .bench._harness import SUITES
     from .bench._harness import main as bench_main
 
-    return bench_main(quick=args.quick, json_path=args.json)
+    suites = [name.strip() for name in args.suites.split(",") if name.strip()]
+    if not suites or set(suites) - set(SUITES):
+        parser.error(f"--suites takes a comma-separated subset of {', '.join(SUITES)}")
+    return bench_main(quick=args.quick, json_path=args.json, suites=suites)
 
 
 if __name__ == "__main__":

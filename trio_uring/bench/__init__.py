@@ -6,12 +6,14 @@ asyncio/uvloop servers, instruction counts, plots and result files on top of
 the names exported here.  Nothing in the I/O manager imports this package.
 """
 
+from ._connections import format_conn_bench, run_conn_bench
 from ._harness import (
     BASELINE,
     FULL_SCENARIOS,
     LOADGEN_C,
     QUICK_SCENARIOS,
     QUICK_VARIANTS,
+    SUITES,
     TRIO_VARIANTS,
     Loadgen,
     Scenario,
@@ -33,6 +35,7 @@ from ._harness import (
     summarize,
     trio_echo,
 )
+from ._sendfile import format_file_bench, run_file_bench
 
 __all__ = [
     "BASELINE",
@@ -44,8 +47,11 @@ __all__ = [
     "Loadgen",
     "Scenario",
     "ServerFailed",
+    "SUITES",
     "Variant",
     "cpu_plan",
+    "format_conn_bench",
+    "format_file_bench",
     "find_loadgen",
     "format_header",
     "format_table",
@@ -54,6 +60,8 @@ __all__ = [
     "pin_cpu",
     "ready_line",
     "run_bench",
+    "run_conn_bench",
+    "run_file_bench",
     "run_trio_server",
     "serve_main",
     "server_arg_parser",

@@ -991,8 +991,48 @@ def format_header(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(quick: bool = False, json_path: str | None = None) -> int:
-    """``python -m trio_uring bench [--quick] [--json FILE]``."""
+#: What ``python -m trio_uring bench`` can run (all by default).
+SUITES = ("echo", "connections", "files")
+
+
+def main(quick: bool = False, json_path: str | None = None, suites: Sequence[str] = SUITES) -> int:
+    """``python -m trio_uring bench [--quick] [--json FILE] [--suites echo,connections,files]``.
+
+    ``echo``: the echo and bulk scenarios below; ``connections``: connection per
+    request (:mod:`trio_uring.bench._connections`); ``files``: serving a file from
+    the page cache (:mod:`trio_uring.bench._sendfile`).
+    """
+    unknown = set(suites) - set(SUITES)
+    if unknown:
+        raise ValueError(f"unknown suites {sorted(unknown)}; they are {', '.join(SUITES)}")
+    doc: dict[str, Any] = {}
+    ok = True
+    if "echo" in suites:
+        doc = _echo_main(quick)
+        ok = any("msgs_per_s" in r for r in doc["results"])
+    if "connections" in suites:
+        from ._connections import format_conn_bench, run_conn_bench
+
+        doc["connections"] = conns = run_conn_bench(quick)
+        print()
+        print(format_conn_bench(conns))
+        ok = ok and any("msgs_per_s" in r for r in conns["results"])
+    if "files" in suites:
+        from ._sendfile import format_file_bench, run_file_bench
+
+        doc["files"] = files = run_file_bench(quick=quick, runs=1 if quick else 3)
+        print()
+        print(format_file_bench(files))
+        ok = ok and bool(files["summary"])
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+        print(f"results written to {json_path}")
+    return 0 if ok else 1
+
+
+def _echo_main(quick: bool) -> dict[str, Any]:
     names = QUICK_VARIANTS if quick else tuple(v.name for v in TRIO_VARIANTS)
     variants = [v for v in TRIO_VARIANTS if v.name in names]
     doc = run_bench(
@@ -1014,10 +1054,4 @@ def main(quick: bool = False, json_path: str | None = None) -> int:
     if quick:
         print("quick run: one short run per cell on a possibly busy machine; use `make bench` "
               "(benchmarks/run.py) for repeated, interleaved runs")  # fmt: skip
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        print(f"results written to {json_path}")
-    ok = any("msgs_per_s" in r for r in doc["results"])
-    return 0 if ok else 1
+    return doc
