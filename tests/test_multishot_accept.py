@@ -491,3 +491,71 @@ def test_guest_mode_accepts_cancels_and_closes() -> None:
         todo.get()()
     assert result[0].unwrap() == "ok"
     assert open_fds() - before == set()
+
+
+def test_listener_used_by_a_second_run() -> None:
+    """A multishot armed in a run that ended does not keep the next run's accept waiting."""
+    import socket as stdsocket
+
+    import trio_uring
+
+    raw = stdsocket.socket()
+    raw.bind(("127.0.0.1", 0))
+    raw.listen(8)
+    address = raw.getsockname()
+    listener: list[SocketListener] = []
+
+    async def one() -> None:
+        if not listener:
+            listener.append(SocketListener(tsocket.from_stdlib_socket(raw)))
+        client = await connect(address)
+        stream = await listener[0].accept()
+        assert stream.socket.getpeername() == client.getsockname()
+        await stream.aclose()
+        client.close()
+
+    trio_uring.run(one)
+    trio_uring.run(one)
+
+    async def close() -> None:
+        await listener[0].aclose()
+
+    trio_uring.run(close)
+
+
+@pytest.mark.needs_kernel("IORING_REGISTER_PBUF_RING", "IORING_RECV_MULTISHOT")
+def test_run_end_does_not_rearm_multishots() -> None:
+    """While close() drains, a multishot that ends (cancelled) must not re-arm itself:
+    it would outlive the run (a lingering ring, and close() waiting its whole timeout)."""
+    import warnings
+
+    import trio_uring
+    from trio_uring._core._manager import lingering
+
+    kept: list[object] = []
+
+    async def main() -> None:
+        listener, address = await listener_and_address()
+        client = await connect(address)
+        stream = await listener.accept()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.receive_some)  # would block: arms the multishot
+            await trio.testing.wait_all_tasks_blocked()
+            assert stream._recv_op is not None and listener._accept_op is not None
+            nursery.cancel_scope.cancel()
+        kept.extend([listener, client, stream])  # still open when the run ends
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)  # "the run ended with requests..."
+        trio_uring.run(main)
+    assert lingering() == 0
+    listener, client, stream = kept
+    assert isinstance(listener, SocketListener) and isinstance(stream, SocketStream)
+    assert listener._accept_op is None and stream._recv_op is None
+
+    async def close() -> None:
+        await stream.aclose()
+        await listener.aclose()
+        client.close()  # type: ignore[attr-defined]
+
+    trio_uring.run(close)

@@ -908,7 +908,8 @@ class SocketListener(trio.abc.Listener[SocketStream]):
             if queue or self._error is not None:
                 await completed_checkpoint()
             else:
-                if self._accept_op is None:
+                op = self._accept_op
+                if op is None or op.manager.closed:  # (or armed by an earlier run)
                     self._arm(self._manager())
                 self._waiter = GLOBAL_RUN_CONTEXT.task
                 await park(self._trap)

@@ -211,6 +211,7 @@ class UringIOManager:
 
     def __init__(self) -> None:
         self._closed = True
+        self._draining = False
         self._forked_from: int | None = None
         _reap_lingering()
         self._ring = Ring(self.sq_entries, self.cq_factor)
@@ -269,8 +270,12 @@ class UringIOManager:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` ran (the ring no longer takes requests)."""
-        return self._closed
+        """Whether :meth:`close` ran or is running (the ring takes no new requests).
+
+        While ``close`` drains, operations that end must not start new ones (a
+        multishot that would re-arm itself): they see True here.
+        """
+        return self._closed or self._draining
 
     @property
     def guest(self) -> bool:
@@ -688,6 +693,7 @@ class UringIOManager:
             self._closed = True
             return
         leftover = 0
+        self._draining = True
         try:
             self._drain()
         except BaseException:  # close() must never raise: it would poison the thread
