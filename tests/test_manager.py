@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 import trio_uring
+from trio_uring._core import _sqe
 from trio_uring.lowlevel import current_manager
 
 
@@ -225,7 +226,7 @@ def test_close_with_parked_task_never_raises() -> None:
     manager = trio_uring.UringIOManager()
     a, b = socket.socketpair()
     with a, b:
-        manager._prep(6, 0, a.fileno(), 0, trio_uring._core._manager.ffi.NULL, 0, 1, 999)
+        manager._prep(_sqe.poll_add(a.fileno(), 1), 999)
         manager.get_events(0)
         manager.close()
         manager.close()  # idempotent
@@ -272,7 +273,6 @@ def test_signal_during_wait_is_not_a_timeout() -> None:
 
 
 def test_close_drains_in_flight_requests() -> None:
-    from trio_uring._core._constants import Op
     from trio_uring._core._manager import lingering
     from trio_uring._core._operation import COMPLETED
 
@@ -280,10 +280,7 @@ def test_close_drains_in_flight_requests() -> None:
     a, b = socket.socketpair()
     with a, b:
         keep = bytearray(16)
-        ops = [
-            manager.submit(Op.POLL_ADD, a.fileno(), 0, op_flags=1, keep=keep, waiter=False)
-            for _ in range(5)
-        ]
+        ops = [manager.submit(_sqe.poll_add(a.fileno(), 1), keep, waiter=False) for _ in range(5)]
         manager.get_events(0)  # submitted: the kernel holds five polls
         assert manager.statistics().operations_in_flight == 5
         manager.close()

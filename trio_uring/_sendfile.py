@@ -47,8 +47,9 @@ from typing import TYPE_CHECKING, Final, Protocol
 import trio
 from trio.lowlevel import RunVar, checkpoint
 
+from ._core import _sqe
 from ._core._constants import Op
-from ._core._ring_cffi import ffi, lib
+from ._core._ring_cffi import lib
 from ._ops import _files
 
 if TYPE_CHECKING:
@@ -309,10 +310,7 @@ async def _splice_path(
         while count is None or sent < count:
             want = size if count is None else min(size, count - sent)
             try:
-                n = await manager.perform(
-                    Op.SPLICE, pipe.w, _U64, ffi.cast("void *", off_in & _U64), want, 0,
-                    file_index=fd, linkable=False,
-                )  # fmt: skip
+                n = await manager.perform(_sqe.splice(fd, off_in, pipe.w, -1, want, 0))
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(fd)  # a non-blocking pipe or socket as input
                 continue

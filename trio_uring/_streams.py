@@ -53,15 +53,12 @@ from trio.lowlevel import (
 )
 
 from . import _sendfile
-from ._core import _kernels
+from ._core import _kernels, _sqe
 from ._core._constants import (
-    ACCEPT_MULTISHOT,
     CQE_BUFFER_SHIFT,
     CQE_F_BUFFER,
     CQE_F_MORE,
     CQE_F_SOCK_NONEMPTY,
-    IOSQE_BUFFER_SELECT,
-    RECV_MULTISHOT,
     Op,
 )
 from ._core._manager import UringIOManager, current_manager
@@ -111,7 +108,7 @@ _FIRST_SEND_MAX: Final = ZEROCOPY_THRESHOLD
 _MSG_WAITALL: Final = 0x100
 _MSG_NOSIGNAL: Final = 0x4000
 _SEND_FLAGS: Final = _MSG_WAITALL | _MSG_NOSIGNAL
-_OP_SEND: Final = int(Op.SEND)  # a plain int: cheaper to look up and to convert
+_sqe_send = _sqe.send  # send_all's builder, a module global: one lookup
 _ENOBUFS: Final = -errno.ENOBUFS
 _ECANCELED: Final = -errno.ECANCELED
 _EINVAL: Final = -errno.EINVAL
@@ -474,9 +471,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         op = self._s_op
                         if op is None:
                             op = self._s_op = manager.recycled_operation(fd)
-                        manager.submit(
-                            _OP_SEND, fd, 0, sent, n, _SEND_FLAGS, None, 0, 0, 0, op, inf, data
-                        )
+                        manager.submit(_sqe_send(fd, n, _SEND_FLAGS, sent), None, op, inf, data)
                         await park(self._s_trap)  # as `await op`, with a trap made once
                         res = op.res
                         sent += res if res >= 0 else op.result()
@@ -686,7 +681,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         """No multishot receive: one ``IORING_OP_RECV`` into a fresh buffer."""
         buf = _alloc("char[]", max_bytes)
         try:
-            n = await manager.perform(Op.RECV, self.socket.fileno(), 0, buf, max_bytes, 0, keep=buf)
+            n = await manager.perform(_sqe.recv(self.socket.fileno(), max_bytes, 0, buf), keep=buf)
         except OSError as exc:
             raise _translate(exc)  # noqa: B904 - chained as trio chains it
         data: bytes = ffi.unpack(buf, n)
@@ -701,10 +696,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         ring = self._ring
         assert manager is not None and ring is not None
         op = _RecvOp(self, manager, ring)
-        manager.submit(
-            Op.RECV, self.socket.fileno(), 0, ffi.NULL, 0, 0, ring, ring.bgid, 0, RECV_MULTISHOT,
-            op, sqe_flags=IOSQE_BUFFER_SELECT, waiter=False,
-        )  # fmt: skip
+        manager.submit(_sqe.recv_multishot(self.socket.fileno(), ring.bgid), ring, op, waiter=False)
         self._recv_op = op
 
     def _wake_receiver_closed(self) -> None:
@@ -957,9 +949,8 @@ class SocketListener(trio.abc.Listener[SocketStream]):
         fd = self.socket.fileno()
         op = _AcceptOp(self, manager, fd)
         manager.submit(
-            Op.ACCEPT, fd, 0, ffi.NULL, 0, _ACCEPT_FLAGS, None, 0, 0, ACCEPT_MULTISHOT, op,
-            waiter=False,
-        )  # fmt: skip
+            _sqe.accept(fd, ffi.NULL, 0, _ACCEPT_FLAGS, multishot=True), op=op, waiter=False
+        )
         self._accept_op = op
 
     def _abort_accept(self, _: Callable[[], object]) -> Abort:

@@ -82,8 +82,7 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 from trio.lowlevel import checkpoint_if_cancelled
 
-from ._core import _trio_compat
-from ._core._constants import Op
+from ._core import _sqe, _trio_compat
 from ._core._manager import UringIOManager, run_start_hooks
 from ._core._operation import buffer_nbytes
 from ._core._ring_cffi import ffi
@@ -102,10 +101,6 @@ _trio_from_stdlib_socket: Callable[[_stdlib_socket.socket], SocketType] = (
     _trio_compat.trio_from_stdlib_socket
 )
 
-_RECV: Final = int(Op.RECV)
-_SEND: Final = int(Op.SEND)
-_ACCEPT: Final = int(Op.ACCEPT)
-_CONNECT: Final = int(Op.CONNECT)
 
 _AF_INET: Final = int(_stdlib_socket.AF_INET)
 _AF_INET6: Final = int(_stdlib_socket.AF_INET6)
@@ -299,13 +294,13 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         if buflen > _POOLED:
             buf = _alloc("char[]", buflen)
             try:
-                n = await manager.perform(_RECV, sock.fileno(), 0, buf, buflen, flags, keep=buf)
+                n = await manager.perform(_sqe.recv(sock.fileno(), buflen, flags, buf), keep=buf)
                 return ffi.unpack(buf, n)  # type: ignore[no-any-return]
             finally:
                 ffi.release(buf)  # free it now, not when the last reference goes
         buf = _pool.pop() if _pool else _alloc("char[]", _POOLED)
         try:
-            n = await manager.perform(_RECV, sock.fileno(), 0, buf, buflen, flags, keep=buf)
+            n = await manager.perform(_sqe.recv(sock.fileno(), buflen, flags, buf), keep=buf)
             return ffi.unpack(buf, n)  # type: ignore[no-any-return]
         finally:
             # perform() returns or raises only after the final CQE: the kernel is done.
@@ -333,7 +328,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         # The operation exports `buffer` and releases it at the final CQE, before
         # this returns or raises: the caller may resize or release it at once.
         return await manager.perform(
-            _RECV, sock.fileno(), 0, 0, size, flags, buffer=buffer, writable=True
+            _sqe.recv(sock.fileno(), size, flags), buffer=buffer, writable=True
         )
 
     # ---------------------------------------------------------------- send
@@ -353,7 +348,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         except TypeError:
             return await super().send(data, flags)  # type: ignore[no-any-return]
         self._claim_send()
-        return await manager.perform(_SEND, sock.fileno(), 0, 0, size, flags, buffer=data)
+        return await manager.perform(_sqe.send(sock.fileno(), size, flags), buffer=data)
 
     # -------------------------------------------------------------- accept
     async def accept(self) -> tuple[SocketType, Any]:
@@ -373,7 +368,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         ffi.buffer(buf)[_SS_SIZE:] = _ss_len.pack(_SS_SIZE)
         len_addr = int(ffi.cast("uintptr_t", buf)) + _SS_SIZE
         fd = await manager.perform(
-            _ACCEPT, sock.fileno(), len_addr, buf, 0, _ACCEPT_FLAGS, keep=buf
+            _sqe.accept(sock.fileno(), buf, len_addr, _ACCEPT_FLAGS), keep=buf
         )
         family = sock.family
         try:
@@ -405,7 +400,7 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
                 cbuf = ffi.new("char[]", raw)
                 try:
                     # CONNECT is never linked to a timeout (not restartable: EALREADY).
-                    await manager.perform(_CONNECT, sock.fileno(), len(raw), cbuf, 0, 0, keep=cbuf)
+                    await manager.perform(_sqe.connect(sock.fileno(), cbuf, len(raw)), keep=cbuf)
                 except OSError as exc:
                     err = exc.errno or 0
                     msg = f"Error connecting to {address!r}: {os.strerror(err)}"

@@ -50,7 +50,7 @@ from trio.lowlevel import (
     reschedule,
 )
 
-from . import _kernels, _trio_compat
+from . import _kernels, _sqe, _trio_compat
 from ._constants import (
     CQE_F_MORE,
     FEAT_CQE_SKIP,
@@ -66,13 +66,13 @@ from ._operation import (
     ABANDONED,
     CANCELLING,
     COMPLETED,
-    RESTARTABLE,
     SUBMITTED,
     Operation,
     export,
 )
 from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring
 from ._ring_cffi import ffi, lib
+from ._sqe import Sqe, restartable
 from ._trio_compat import WaitTaskRescheduled, park
 
 if TYPE_CHECKING:
@@ -165,9 +165,7 @@ class _PollOp(Operation):
             # The kernel reports the wake-up's key, which need not include what we
             # asked for (AF_UNIX wakes writers with other bits).  epoll would not
             # report it; wait again under a fresh user_data.
-            self.manager.submit(
-                Op.POLL_ADD, self.fd, 0, ffi.NULL, 0, self.mask, op=self, waiter=False
-            )
+            self.manager.submit(_sqe.poll_add(self.fd, self.mask), op=self, waiter=False)
             self.task = task  # (submit ran outside the task: it keeps its waiter)
             return
         if self.waiters.get(self.fd) is self:
@@ -307,23 +305,15 @@ class UringIOManager:
         """(Re-)arm the poll on the wake-up eventfd: multishot where the kernel has it (5.13)."""
         multi = POLL_ADD_MULTI if self._ring.has(_kernels.MULTISHOT_POLL) else 0
         self._ops[_UD_WAKEUP] = self._wakeup  # a one-shot poll's final CQE removed it
-        self._prep(Op.POLL_ADD, 0, self._wakefd, 0, ffi.NULL, multi, _POLLIN, _UD_WAKEUP)
+        self._prep(_sqe.poll_add(self._wakefd, _POLLIN, multishot=bool(multi)), _UD_WAKEUP)
 
-    def _prep(
-        self,
-        opcode: int,
-        sqe_flags: int,
-        fd: int,
-        off: int,
-        addr: Any,
-        length: int,
-        op_flags: int,
-        user_data: int,
-        buf_index: int = 0,
-        file_index: int = 0,
-        ioprio: int = 0,
-    ) -> int:
-        """Write one SQE; return its SQ position.  Makes room if the SQ is full."""
+    def _prep(self, sqe: Sqe, user_data: int, link: int = 0) -> int:
+        """Write ``sqe`` (with the extra ``link`` flags); return its SQ position.
+
+        Makes room if the SQ is full.
+        """
+        opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = sqe
+        sqe_flags |= link
         pos: int = lib.tu_prep(
             self._r, opcode, sqe_flags, fd, off, addr, length, op_flags,
             user_data, buf_index, file_index, ioprio,
@@ -389,25 +379,18 @@ class UringIOManager:
 
     def submit(
         self,
-        opcode: int,
-        fd: int,
-        off: int = 0,
-        addr: Any = ffi.NULL,
-        length: int = 0,
-        op_flags: int = 0,
+        sqe: Sqe,
         keep: object = None,
-        buf_index: int = 0,
-        file_index: int = 0,
-        ioprio: int = 0,
         op: Operation | None = None,
         deadline: float = inf,
         buffer: object = None,
         writable: bool = False,
         *,
-        sqe_flags: int = 0,
         waiter: bool = True,
     ) -> Operation:
         """Start one operation: the one place that writes an operation's SQE and tracks it.
+
+        ``sqe`` comes from the builder for its opcode in :mod:`trio_uring._core._sqe`.
 
         ``await op`` is :meth:`perform`'s wait: the same cancellation, results and
         errors.  The caller must await the returned op before its next checkpoint,
@@ -417,8 +400,8 @@ class UringIOManager:
         deadline link call this directly.
 
         ``buffer``: a caller's buffer the kernel reads (or, ``writable``, writes);
-        the operation exports it and releases the export at completion.  Then
-        ``addr`` is a byte offset into it and a negative ``length`` means "the
+        the operation exports it and releases the export at completion.  Then the
+        SQE's ``buf`` is a byte offset into it and a negative length means "the
         rest of it".  A buffer of the wrong type raises ``TypeError`` before
         anything is submitted.  ``keep``: other memory the kernel touches, held
         until completion.
@@ -427,6 +410,7 @@ class UringIOManager:
         recycles (a stream's send slot); it must not be in flight.  ``waiter``: the
         current task waits for it (False for operations nobody parks on).
         """
+        opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = sqe
         if op is None:
             op = Operation(self, fd)
         else:
@@ -476,8 +460,9 @@ class UringIOManager:
             if pos < 0:
                 try:
                     pos = self._prep(
-                        opcode, sqe_flags, fd, off, addr, length, op_flags, ud, buf_index,
-                        file_index, ioprio,
+                        (opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index,
+                         file_index, ioprio),
+                        ud,
                     )  # fmt: skip
                 except BaseException:
                     op.state = COMPLETED
@@ -789,7 +774,7 @@ class UringIOManager:
         op = _PollOp(self, fd)
         op.waiters = waiters
         op.mask = mask
-        self.submit(Op.POLL_ADD, fd, 0, ffi.NULL, 0, mask, op=op)
+        self.submit(_sqe.poll_add(fd, mask), op=op)
         waiters[fd] = op
         await park(WaitTaskRescheduled(op.abort))
         res = op.res
@@ -845,20 +830,11 @@ class UringIOManager:
     # ------------------------------------------------- completion-based ops
     async def perform(
         self,
-        opcode: int,
-        fd: int,
-        off: int = 0,
-        addr: Any = ffi.NULL,
-        length: int = 0,
-        op_flags: int = 0,
+        sqe: Sqe,
         *,
         keep: object = None,
         buffer: object = None,
         writable: bool = False,
-        buf_index: int = 0,
-        file_index: int = 0,
-        ioprio: int = 0,
-        linkable: bool = True,
         op: Operation | None = None,
     ) -> int:
         """Submit one operation and wait for its result (``cqe->res``, >= 0).
@@ -870,9 +846,9 @@ class UringIOManager:
           until the operation's own CQE.  ``-ECANCELED`` raises ``Cancelled``; any
           other result is the operation's real result and is returned;
         * under trio's real clock with a finite deadline, the SQE is linked to an
-          ``IORING_OP_LINK_TIMEOUT`` if the op table says the opcode may be
-          resubmitted (:data:`~trio_uring._core._operation.RESTARTABLE`) and ``linkable``
-          (False for reads/writes at the file position).  If the timeout fired but
+          ``IORING_OP_LINK_TIMEOUT`` if the operation may be resubmitted
+          (:func:`trio_uring._core._sqe.restartable`: the op table, and never at
+          the file's current position).  If the timeout fired but
           trio did not cancel (deadline moved, shield), the operation is resubmitted;
         * ``notify_closing(fd)`` makes a pending operation raise ``ClosedResourceError``.
 
@@ -895,21 +871,17 @@ class UringIOManager:
                 raise
         deadline = inf
         if (
-            linkable
-            and self._clock_offset is not None
+            self._clock_offset is not None
             and self.linked_timeouts_enabled
             and self._deadline_is_near()
-            and opcode in RESTARTABLE
+            and restartable(sqe)
         ):
             deadline = current_effective_deadline()
             if deadline == -inf:
                 # The task is already cancelled; its SQE is dropped before submission.
                 deadline = inf
         try:
-            started = self.submit(
-                opcode, fd, off, addr, length, op_flags, keep, buf_index, file_index, ioprio,
-                op, deadline, buffer, writable,
-            )  # fmt: skip
+            started = self.submit(sqe, keep, op, deadline, buffer, writable)
         except TypeError:
             await checkpoint()  # a buffer of the wrong type: still a checkpoint, as in trio
             raise
@@ -933,11 +905,7 @@ class UringIOManager:
     def _prep_sqe(self, op: Operation, link: int = 0) -> int:
         """Write ``op``'s SQE again from its saved fields (``op.sqe``), with ``link`` flags."""
         assert op.sqe is not None
-        opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = op.sqe
-        return self._prep(
-            opcode, sqe_flags | link, fd, off, addr, length, op_flags, op.user_data,
-            buf_index, file_index, ioprio,
-        )  # fmt: skip
+        return self._prep(op.sqe, op.user_data, link)
 
     def _submit_linked(self, op: Operation, deadline: float) -> None:
         assert self._clock_offset is not None

@@ -87,8 +87,8 @@ _release = ffi.release
 #: "nothing happened, and doing it again is the same request" belong here.  Not:
 #: ``CONNECT`` (a second connect gives ``EALREADY``), ``OPENAT``/``CLOSE``/
 #: ``SHUTDOWN``/``TIMEOUT`` (side effects, or nothing to gain), ``SEND_ZC``
-#: (two completions).  Reads and writes at the file position pass
-#: ``linkable=False`` themselves.
+#: (two completions).  Reads, writes and splices at the file position are never
+#: linked either: :func:`trio_uring._core._sqe.restartable` applies both rules.
 RESTARTABLE: Final = frozenset(
     int(op)
     for op in (
@@ -192,7 +192,7 @@ class Operation:
         self.closing = False
         self.expired = False
         #: The SQE's fields, kept to resubmit after a linked timeout (None: not linked).
-        self.sqe: tuple[Any, ...] | None = None
+        self.sqe: tuple[Any, ...] | None = None  # an _sqe.Sqe, kept to write it again
         #: A recycled record that stays in the manager's notify_closing index between
         #: operations (see ``UringIOManager.recycled_operation``).
         self.sticky = False

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import trio
 
-from .._core._constants import FSYNC_DATASYNC, Op
+from .._core import _sqe
+from .._core._constants import Op
 from .._core._ring_cffi import ffi
 
 if TYPE_CHECKING:
@@ -113,10 +114,6 @@ def _check_count(n: int, name: str = "nbytes") -> int:
     return n
 
 
-def _sqe_off(offset: int) -> int:
-    return offset & _U64
-
-
 def fspath_bytes(path: StrOrBytesPath) -> bytes:
     """``path`` as the bytes the kernel sees; ``TypeError``/``ValueError`` like :func:`os.open`."""
     p = os.fspath(path)
@@ -156,14 +153,12 @@ async def read(fd: int, nbytes: int, offset: int = -1) -> bytes:
         return await _in_thread(os.pread, fd, length, offset)
     if length == 0:
         cbuf = ffi.new("char[]", 1)
-        await manager.perform(Op.READ, fd, _sqe_off(offset), cbuf, 0, 0, keep=cbuf)
+        await manager.perform(_sqe.read(fd, 0, offset, cbuf), keep=cbuf)
         return b""
     # The kernel reads straight into a fresh, still unshared bytes object (one
     # copy, like io's BufferedReader); it is only handed out after the final CQE.
     out = bytes(length)
-    n = await manager.perform(
-        Op.READ, fd, _sqe_off(offset), 0, length, 0, buffer=out, linkable=offset != -1
-    )
+    n = await manager.perform(_sqe.read(fd, length, offset), buffer=out)
     return out if n == length else out[:n]
 
 
@@ -184,10 +179,7 @@ async def readinto(fd: int, buffer: Buffer, offset: int = -1) -> int:
         if offset == -1:
             return await _in_thread(os.readv, fd, [buffer])
         return await _in_thread(os.preadv, fd, [buffer], offset)
-    return await manager.perform(
-        Op.READ, fd, _sqe_off(offset), 0, length, 0, buffer=buffer, writable=True,
-        linkable=offset != -1,
-    )  # fmt: skip
+    return await manager.perform(_sqe.read(fd, length, offset), buffer=buffer, writable=True)
 
 
 async def write(fd: int, data: Buffer, offset: int = -1) -> int:
@@ -207,9 +199,7 @@ async def write(fd: int, data: Buffer, offset: int = -1) -> int:
         if offset == -1:
             return await _in_thread(os.write, fd, data)
         return await _in_thread(os.pwrite, fd, data, offset)
-    return await manager.perform(
-        Op.WRITE, fd, _sqe_off(offset), 0, length, 0, buffer=data, linkable=offset != -1
-    )
+    return await manager.perform(_sqe.write(fd, length, offset), buffer=data)
 
 
 # ----------------------------------------------------------- open / close
@@ -423,9 +413,7 @@ async def openat(
     try:
         # A blocking open that a cancel interrupts in io-wq completes with a kernel
         # restart code: the operation's result() turns it into Cancelled.
-        fd = await manager.perform(
-            Op.OPENAT, dfd, 0, cpath, mode, flags & 0xFFFFFFFF, keep=cpath, linkable=False
-        )
+        fd = await manager.perform(_sqe.openat(dfd, cpath, flags, mode), keep=cpath)
     except OSError as exc:
         if exc.errno == errno.ENXIO and blocking and accmode == os.O_WRONLY:
             # A FIFO without a reader (or a socket, a device without its
@@ -452,7 +440,7 @@ async def close(fd: int) -> None:
         if manager is None:
             await _in_thread(os.close, fd)
         else:
-            await manager.perform(Op.CLOSE, fd, linkable=False)
+            await manager.perform(_sqe.close(fd))
     await trio.lowlevel.checkpoint_if_cancelled()
 
 
@@ -468,7 +456,7 @@ async def fsync(fd: int, *, datasync: bool = False) -> None:
     if manager is None:
         await _in_thread(os.fdatasync if datasync else os.fsync, fd)
         return
-    await manager.perform(Op.FSYNC, fd, 0, ffi.NULL, 0, FSYNC_DATASYNC if datasync else 0)
+    await manager.perform(_sqe.fsync(fd, datasync=datasync))
 
 
 async def ftruncate(fd: int, length: int) -> None:
@@ -482,7 +470,7 @@ async def ftruncate(fd: int, length: int) -> None:
     if manager is None:
         await _in_thread(os.ftruncate, fd, length)
         return
-    await manager.perform(Op.FTRUNCATE, fd, length, linkable=False)
+    await manager.perform(_sqe.ftruncate(fd, length))
 
 
 # ------------------------------------------------------------------- statx
@@ -540,15 +528,7 @@ async def statx(
         return await _in_thread(fallback)
     cpath = ffi.new("char[]", raw)
     out = ffi.new("char[]", _STATX_SIZE)
-    await manager.perform(
-        Op.STATX,
-        dfd,
-        int(ffi.cast("uintptr_t", out)),
-        cpath,
-        mask & 0xFFFFFFFF,
-        flags & 0xFFFFFFFF,
-        keep=(cpath, out),
-    )
+    await manager.perform(_sqe.statx(dfd, cpath, flags, mask, out), keep=(cpath, out))
     return _unpack_statx(ffi.buffer(out, _STATX_SIZE)[:])
 
 
@@ -589,13 +569,4 @@ async def splice(
                 flags,
             )
         )
-    return await manager.perform(
-        Op.SPLICE,
-        fd_out,
-        _sqe_off(off_out),
-        ffi.cast("void *", _sqe_off(off_in)),
-        nbytes,
-        flags,
-        file_index=fd_in & 0xFFFFFFFF,
-        linkable=off_in != -1 and off_out != -1,
-    )
+    return await manager.perform(_sqe.splice(fd_in, off_in, fd_out, off_out, nbytes, flags))

@@ -21,7 +21,8 @@ from typing import Any, Final
 
 import trio
 
-from .._core._constants import REGISTER_BUFFERS, UNREGISTER_BUFFERS, Op
+from .._core import _sqe
+from .._core._constants import REGISTER_BUFFERS, UNREGISTER_BUFFERS
 from .._core._manager import UringIOManager, current_manager
 from .._core._operation import export
 from .._core._ring_cffi import ffi
@@ -134,10 +135,10 @@ class RegisteredBuffers:
             raise ValueError("nbytes outside the buffer")
         return self._cdata[index] + buf_offset, nbytes
 
-    async def _perform(self, opcode: int, fd: int, off: int, addr: Any, n: int, **kw: Any) -> int:
+    async def _perform(self, sqe: _sqe.Sqe) -> int:
         self._in_flight += 1
         try:
-            return await self._manager.perform(opcode, fd, off, addr, n, **kw)
+            return await self._manager.perform(sqe)
         finally:
             self._in_flight -= 1
 
@@ -162,7 +163,7 @@ def _offset(offset: int) -> int:
     offset = operator.index(offset)
     if offset < -1:
         raise ValueError("offset must be >= 0, or -1 for the file position")
-    return _NO_OFFSET if offset == -1 else offset
+    return offset
 
 
 async def read_fixed(
@@ -181,7 +182,7 @@ async def read_fixed(
     """
     addr, n = buffers._slice(index, buf_offset, nbytes)
     fileno = fileno_of(fd)
-    return await buffers._perform(Op.READ_FIXED, fileno, _offset(offset), addr, n, buf_index=index)
+    return await buffers._perform(_sqe.read_fixed(fileno, n, _offset(offset), addr, index))
 
 
 async def write_fixed(
@@ -196,10 +197,7 @@ async def write_fixed(
     """Write from registered buffer ``index`` (``IORING_OP_WRITE_FIXED``); returns the count."""
     addr, n = buffers._slice(index, buf_offset, nbytes)
     fileno = fileno_of(fd)
-    linkable = offset != -1
-    return await buffers._perform(
-        Op.WRITE_FIXED, fileno, _offset(offset), addr, n, buf_index=index, linkable=linkable
-    )
+    return await buffers._perform(_sqe.write_fixed(fileno, n, _offset(offset), addr, index))
 
 
 __all__ = [

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
-from .._core._constants import Op
+from .._core import _sqe
 from .._core._manager import current_manager
 from .._core._operation import Operation, buffer_nbytes
 from .._core._ring_cffi import ffi
@@ -149,7 +149,7 @@ async def recv(sock: FdLike, nbytes: int, flags: int = 0) -> bytes:
         await trio.lowlevel.checkpoint()
         return b""
     buf = _alloc("char[]", n)
-    res = await manager.perform(Op.RECV, fd, 0, buf, n, fl, keep=buf)
+    res = await manager.perform(_sqe.recv(fd, n, fl, buf), keep=buf)
     data: bytes = ffi.buffer(buf, res)[:]
     return data
 
@@ -180,9 +180,7 @@ async def recv_into(sock: FdLike, buffer: Buffer, nbytes: int = 0, flags: int = 
     except Exception:
         await _raise_at_checkpoint()
         raise
-    return await manager.perform(
-        Op.RECV, fd, 0, 0, min(n, MAX_IO), fl, buffer=buffer, writable=True
-    )
+    return await manager.perform(_sqe.recv(fd, min(n, MAX_IO), fl), buffer=buffer, writable=True)
 
 
 async def send(sock: FdLike, data: Buffer, flags: int = 0) -> int:
@@ -201,7 +199,7 @@ async def send(sock: FdLike, data: Buffer, flags: int = 0) -> int:
         await _raise_at_checkpoint()
         raise
     # length -1: all of `data` (at most MAX_IO); a non-buffer raises TypeError at a checkpoint.
-    return await manager.perform(Op.SEND, fd, 0, 0, -1, fl, buffer=data)
+    return await manager.perform(_sqe.send(fd, -1, fl), buffer=data)
 
 
 # ------------------------------------------------------------------ msghdr
@@ -292,7 +290,7 @@ async def sendmsg(
         base + control_at if control else 0, len(control),
         0,
     )  # fmt: skip
-    return await manager.perform(Op.SENDMSG, fd, 0, block, 1, fl, keep=block, op=op)
+    return await manager.perform(_sqe.sendmsg(fd, block, fl), keep=block, op=op)
 
 
 async def recvmsg(
@@ -329,7 +327,7 @@ async def recvmsg(
         base + control_at if anc else 0, anc,
         0,
     )  # fmt: skip
-    res = await manager.perform(Op.RECVMSG, fd, 0, block, 1, fl, keep=block)
+    res = await manager.perform(_sqe.recvmsg(fd, block, fl), keep=block)
     (namelen,) = _socklen.unpack_from(view, _MSG_NAMELEN_AT)
     (controllen,) = struct.unpack_from("@N", view, _MSG_CONTROLLEN_AT)
     (msg_flags,) = struct.unpack_from("@i", view, _MSG_FLAGS_AT)
@@ -359,7 +357,7 @@ async def accept(sock: FdLike) -> tuple[trio.socket.SocketType, Any]:
     view = ffi.buffer(block)
     _socklen.pack_into(view, size, size)
     new_fd = await manager.perform(
-        Op.ACCEPT, fd, _addr(block) + size, block, 0, _ACCEPT_FLAGS, keep=block
+        _sqe.accept(fd, block, _addr(block) + size, _ACCEPT_FLAGS), keep=block
     )
     try:
         (addrlen,) = _socklen.unpack_from(view, size)
@@ -390,7 +388,7 @@ async def connect(sock: FdLike, address: Any) -> None:
         raise
     block = ffi.new("char[]", raw)
     try:
-        await manager.perform(Op.CONNECT, fd, len(raw), block, 0, 0, keep=block, linkable=False)
+        await manager.perform(_sqe.connect(fd, block, len(raw)), keep=block)
     except trio.Cancelled:
         if not isinstance(sock, int):
             close = getattr(sock, "close", None)
@@ -414,7 +412,7 @@ async def shutdown(sock: FdLike, how: int) -> None:
     except Exception:
         await _raise_at_checkpoint()
         raise
-    await manager.perform(Op.SHUTDOWN, fd, 0, ffi.NULL, value, 0, linkable=False)
+    await manager.perform(_sqe.shutdown(fd, value))
 
 
 async def poll(sock: FdLike, events: int) -> int:
@@ -432,6 +430,6 @@ async def poll(sock: FdLike, events: int) -> int:
         raise
     wanted = mask | _POLL_DONE
     while True:
-        revents = await manager.perform(Op.POLL_ADD, fd, 0, ffi.NULL, 0, mask)
+        revents = await manager.perform(_sqe.poll_add(fd, mask))
         if revents & wanted:
             return revents

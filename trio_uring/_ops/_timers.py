@@ -14,8 +14,8 @@ from math import isnan
 
 import trio
 
-from .._core import _trio_compat
-from .._core._constants import TIMEOUT_ABS, Op
+from .._core import _sqe, _trio_compat
+from .._core._constants import TIMEOUT_ABS
 from .._core._manager import current_manager
 from .._core._ring_cffi import ffi
 
@@ -50,9 +50,7 @@ async def sleep_until(deadline: float) -> None:
         return
     timespec = ffi.new("long long[2]", divmod(int(ns) if ns > 0 else 0, _NS))
     try:
-        await manager.perform(
-            Op.TIMEOUT, -1, 0, timespec, 1, TIMEOUT_ABS, keep=timespec, linkable=False
-        )
+        await manager.perform(_sqe.timeout(timespec, 0, TIMEOUT_ABS), keep=timespec)
     except OSError as exc:
         if exc.errno != errno.ETIME:  # a timer that fires completes with -ETIME
             raise

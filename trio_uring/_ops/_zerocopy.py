@@ -52,13 +52,12 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import trio
 from trio.lowlevel import Abort
 
-from .._core import _kernels
+from .._core import _kernels, _sqe
 from .._core._constants import (
     CQE_F_MORE,
     CQE_F_NOTIF,
     NOTIF_USAGE_ZC_COPIED,
     SEND_ZC_REPORT_USAGE,
-    Op,
 )
 from .._core._manager import current_manager
 from .._core._operation import ABANDONED, Operation
@@ -171,9 +170,7 @@ def submit_zc(
     op = ZcSendOp(manager, fd, wait_notif)
     # Usage reports (6.2): without them a 6.0/6.1 kernel refuses the flag (EINVAL).
     report = SEND_ZC_REPORT_USAGE if manager.ring.has(_kernels.ZC_REPORT_USAGE) else 0
-    manager.submit(
-        Op.SEND_ZC, fd, 0, offset, length, flags, None, 0, 0, report, op, inf, data
-    )  # fmt: skip
+    manager.submit(_sqe.send_zc(fd, length, flags, offset, report), None, op, inf, data)
     manager.zerocopy_sends += 1
     return op
 
