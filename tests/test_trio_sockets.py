@@ -16,6 +16,7 @@ import trio.testing
 from trio import socket as tsocket
 
 from tests._cancel import cancel_once_parked
+from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle
 from trio_uring import UringIOManager
 from trio_uring._trio_sockets import UringSocket, set_completion_sockets
@@ -523,4 +524,26 @@ async def test_one_receiver_and_one_sender_at_a_time() -> None:
             with pytest.raises(trio.BusyResourceError):
                 await listener.accept()
             nursery.cancel_scope.cancel()
+    await assert_idle()
+
+
+async def test_failed_try_first_is_still_a_checkpoint() -> None:
+    """An error from the try-first syscall comes after a schedule point, as in trio."""
+    with tsocket.socket() as listener:
+        await listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.close()
+        with trio.testing.assert_checkpoints(), pytest.raises(OSError):
+            await listener.accept()
+    stream_a, stream_b = await tcp_stream_pair()
+    async with stream_a, stream_b:
+        stream_b.socket.setsockopt(
+            stdlib_socket.SOL_SOCKET, stdlib_socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0"
+        )
+        await stream_a.send_all(b"unread")
+        await trio.testing.wait_all_tasks_blocked()
+        stream_b.socket.close()  # unread data + linger 0: RST
+        # the first receive tries read(2) at once, which fails
+        with trio.testing.assert_checkpoints(), pytest.raises(trio.BrokenResourceError):
+            await stream_a.receive_some()
     await assert_idle()

@@ -277,6 +277,7 @@ def _send_now(
     except BlockingIOError:
         return 0
     except OSError as exc:
+        yield CancelShieldedCheckpoint  # a checkpoint before the error, as trio's sockets
         raise _translate(exc)  # noqa: B904 - chained as trio chains it
     if n == total:
         yield CancelShieldedCheckpoint
@@ -299,6 +300,7 @@ def _receive_now(stream: SocketStream, max_bytes: int) -> Generator[Any, Any, by
     except BlockingIOError:
         return None
     except OSError as exc:
+        yield CancelShieldedCheckpoint  # a checkpoint before the error, as trio's sockets
         raise _translate(exc)  # noqa: B904 - chained as trio chains it
     if not data:
         stream._r_eof = True

@@ -213,8 +213,9 @@ def _try_now(call: Any, *args: Any) -> Generator[Any, Any, Any]:
     """trio's fast path: the non-blocking syscall as a full checkpoint, or ``_WOULD_BLOCK``.
 
     Like trio's ``_nonblocking_helper``: a pending cancel raises first; a call that
-    completes is followed by ``cancel_shielded_checkpoint``; ``BlockingIOError`` means
-    the caller submits an SQE instead (``perform`` is the checkpoint then).
+    completes, or fails, is followed by ``cancel_shielded_checkpoint`` (then its
+    error raises); ``BlockingIOError`` means the caller submits an SQE instead
+    (``perform`` is the checkpoint then).
     """
     if cancel_pending():
         yield from checkpoint_if_cancelled()  # raises Cancelled
@@ -222,6 +223,9 @@ def _try_now(call: Any, *args: Any) -> Generator[Any, Any, Any]:
         result = call(*args)
     except BlockingIOError:
         return _WOULD_BLOCK
+    except BaseException:
+        yield CancelShieldedCheckpoint
+        raise
     # cancel_shielded_checkpoint(), inlined: trio answers with Value(None), unread.
     yield CancelShieldedCheckpoint
     return result
