@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 import trio
@@ -101,6 +101,17 @@ def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
     a, b = make_pair(request.param)
     with a, b:
         yield a, b
+
+
+def run_on_epoll(main: Callable[[], Awaitable[object]]) -> None:
+    """``trio.run(main)`` on trio's own epoll backend, though the session installed io_uring."""
+    installed = trio_uring.installed()
+    trio_uring.uninstall()
+    try:
+        trio.run(main)
+    finally:
+        if installed:
+            trio_uring.install()
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ import trio.testing
 import trio_uring
 from tests._child import run_child
 from tests._pairs import tcp_socketpair, tcp_stream_pair
-from tests.conftest import assert_idle
+from tests.conftest import assert_idle, run_on_epoll
 from trio_uring import lowlevel as ll
 from trio_uring._streams import SocketStream
 
@@ -1102,13 +1102,7 @@ def test_stream_zerocopy_is_false_on_trios_epoll_backend() -> None:
         await sa.aclose()
         await sb.aclose()
 
-    installed = trio_uring.installed()
-    trio_uring.uninstall()
-    try:
-        trio.run(main)
-    finally:
-        if installed:
-            trio_uring.install()
+    run_on_epoll(main)
     assert seen == [False, False]
 
 

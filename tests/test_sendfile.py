@@ -15,7 +15,7 @@ import trio.testing
 
 import trio_uring
 from tests._pairs import tcp_stream_pair
-from tests.conftest import open_fds
+from tests.conftest import open_fds, run_on_epoll
 from trio_uring import _info, _sendfile
 from trio_uring._streams import SocketStream
 
@@ -657,13 +657,7 @@ def test_on_trios_epoll_backend(payload: tuple[Path, bytes]) -> None:
             await a.aclose()
             await b.aclose()
 
-    installed = trio_uring.installed()
-    trio_uring.uninstall()
-    try:
-        trio.run(main)
-    finally:
-        if installed:
-            trio_uring.install()
+    run_on_epoll(main)
 
 
 def test_info_names_the_path(capsys: pytest.CaptureFixture[str]) -> None:

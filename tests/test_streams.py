@@ -18,7 +18,7 @@ from trio import socket as tsocket
 
 import trio_uring.lowlevel
 from tests._pairs import tcp_stream_pair
-from tests.conftest import assert_idle
+from tests.conftest import assert_idle, run_on_epoll
 from trio_uring._core._ring_cffi import lib
 from trio_uring._highlevel import (
     open_tcp_listeners,
@@ -465,7 +465,6 @@ async def test_enobufs_ends_multishot_and_is_rearmed() -> None:
 
 def test_streams_work_on_trios_own_backend() -> None:
     """Outside an io_uring run (epoll fallback) the streams forward to trio's SocketStream."""
-    import trio_uring
 
     async def main() -> None:
         a, b = await unix_pair()
@@ -477,13 +476,7 @@ def test_streams_work_on_trios_own_backend() -> None:
         await a.aclose()
         await b.aclose()
 
-    installed = trio_uring.installed()
-    trio_uring.uninstall()
-    try:
-        trio.run(main)
-    finally:
-        if installed:
-            trio_uring.install()
+    run_on_epoll(main)
 
 
 async def test_completions_reach_a_busy_loop_without_an_interrupt() -> None:
