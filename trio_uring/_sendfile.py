@@ -200,26 +200,13 @@ def _file_fd(file: object) -> int:
 
 
 def _check_count(count: int | None) -> int | None:
-    if count is None:
-        return None
-    try:
-        count = operator.index(count)
-    except TypeError:
-        raise TypeError(f"count must be an int or None, not {type(count).__name__}") from None
-    if count < 0:
-        raise ValueError(f"count must be >= 0 or None, not {count}")
-    return count
+    return None if count is None else _files.check_count(count, "count")
 
 
 def _check_offset(offset: int) -> int:
-    try:
-        offset = operator.index(offset)
-    except TypeError:
-        raise TypeError(f"offset must be an int, not {type(offset).__name__}") from None
-    if offset < 0:
-        raise ValueError(f"offset must be >= 0, not {offset}")
-    if offset >= 1 << 63:
-        raise OverflowError(f"offset is too large: {offset}")
+    offset = _files.check_offset(offset)
+    if offset == -1:  # (send_file never moves the file position: no "current position")
+        raise ValueError("offset must be >= 0, not -1")
     return offset
 
 

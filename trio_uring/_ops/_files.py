@@ -81,7 +81,7 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
     return await trio.to_thread.run_sync(fn, *args)
 
 
-def _check_fd(fd: int, name: str = "fd") -> int:
+def check_fd(fd: int, name: str = "fd") -> int:
     try:
         fd = operator.index(fd)
     except TypeError:
@@ -91,7 +91,7 @@ def _check_fd(fd: int, name: str = "fd") -> int:
     return fd
 
 
-def _check_offset(offset: int, name: str = "offset") -> int:
+def check_offset(offset: int, name: str = "offset") -> int:
     """An offset: >= 0, or -1 for "the current file position" (also for pipes)."""
     try:
         offset = operator.index(offset)
@@ -104,7 +104,7 @@ def _check_offset(offset: int, name: str = "offset") -> int:
     return offset
 
 
-def _check_count(n: int, name: str = "nbytes") -> int:
+def check_count(n: int, name: str = "nbytes") -> int:
     try:
         n = operator.index(n)
     except TypeError:
@@ -127,7 +127,7 @@ def fspath_bytes(path: StrOrBytesPath) -> bytes:
 
 
 def _dir_fd(dir_fd: int | None) -> int:
-    return AT_FDCWD if dir_fd is None else _check_fd(dir_fd, "dir_fd")
+    return AT_FDCWD if dir_fd is None else check_fd(dir_fd, "dir_fd")
 
 
 # --------------------------------------------------------------- read/write
@@ -142,9 +142,9 @@ async def read(fd: int, nbytes: int, offset: int = -1) -> bytes:
     one that was really cancelled read nothing and did not move the position.
     Thread fallback: ``os.pread`` / ``os.read``.
     """
-    fd = _check_fd(fd)
-    nbytes = _check_count(nbytes)
-    offset = _check_offset(offset)
+    fd = check_fd(fd)
+    nbytes = check_count(nbytes)
+    offset = check_offset(offset)
     length = min(nbytes, MAX_RW_COUNT)
     manager = _uring(Op.READ)
     if manager is None:
@@ -168,8 +168,8 @@ async def readinto(fd: int, buffer: Buffer, offset: int = -1) -> int:
     Same semantics as :func:`read`.  ``buffer`` is free again when this returns
     or raises.  Thread fallback: ``os.preadv`` / ``os.readv``.
     """
-    fd = _check_fd(fd)
-    offset = _check_offset(offset)
+    fd = check_fd(fd)
+    offset = check_offset(offset)
     with memoryview(buffer) as view:
         if view.readonly:
             raise TypeError("readinto() argument must be a writable bytes-like object")
@@ -190,8 +190,8 @@ async def write(fd: int, data: Buffer, offset: int = -1) -> int:
     advances) the file position, or appends under ``O_APPEND``.  ``data`` is
     free again when this returns or raises.  Thread fallback: ``os.pwrite`` / ``os.write``.
     """
-    fd = _check_fd(fd)
-    offset = _check_offset(offset)
+    fd = check_fd(fd)
+    offset = check_offset(offset)
     with memoryview(data) as view:
         length = min(view.nbytes, MAX_RW_COUNT)
     manager = _uring(Op.WRITE)
@@ -433,7 +433,7 @@ async def close(fd: int) -> None:
     cancellation: the fd is always closed, then a pending cancellation is
     raised.  Thread fallback: ``os.close``.
     """
-    fd = _check_fd(fd)
+    fd = check_fd(fd)
     trio.lowlevel.notify_closing(fd)
     manager = _uring(Op.CLOSE)
     with trio.CancelScope(shield=True):
@@ -451,7 +451,7 @@ async def fsync(fd: int, *, datasync: bool = False) -> None:
     A cancelled fsync may or may not have flushed.  Thread fallback: ``os.fsync``
     / ``os.fdatasync``.
     """
-    fd = _check_fd(fd)
+    fd = check_fd(fd)
     manager = _uring(Op.FSYNC)
     if manager is None:
         await _in_thread(os.fdatasync if datasync else os.fsync, fd)
@@ -464,8 +464,8 @@ async def ftruncate(fd: int, length: int) -> None:
 
     Thread fallback (older kernels): ``os.ftruncate``.
     """
-    fd = _check_fd(fd)
-    length = _check_count(length, "length")
+    fd = check_fd(fd)
+    length = check_count(length, "length")
     manager = _uring(Op.FTRUNCATE)
     if manager is None:
         await _in_thread(os.ftruncate, fd, length)
@@ -534,7 +534,7 @@ async def statx(
 
 async def fstat(fd: int) -> os.stat_result:
     """``os.fstat(fd)`` through ``IORING_OP_STATX`` (``AT_EMPTY_PATH``); see :func:`statx`."""
-    fd = _check_fd(fd)
+    fd = check_fd(fd)
     return await statx(b"", dir_fd=fd, flags=AT_EMPTY_PATH)
 
 
@@ -549,11 +549,11 @@ async def splice(
     cancelled after moving some data returns that count.  Thread fallback:
     ``os.splice``.
     """
-    fd_in = _check_fd(fd_in, "fd_in")
-    fd_out = _check_fd(fd_out, "fd_out")
-    off_in = _check_offset(off_in, "off_in")
-    off_out = _check_offset(off_out, "off_out")
-    nbytes = min(_check_count(nbytes), MAX_RW_COUNT)
+    fd_in = check_fd(fd_in, "fd_in")
+    fd_out = check_fd(fd_out, "fd_out")
+    off_in = check_offset(off_in, "off_in")
+    off_out = check_offset(off_out, "off_out")
+    nbytes = min(check_count(nbytes), MAX_RW_COUNT)
     flags = operator.index(flags)
     if flags < 0 or flags >= 1 << 31:
         raise ValueError(f"invalid splice flags: {flags:#x}")
