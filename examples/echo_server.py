@@ -20,7 +20,6 @@ import time
 import trio
 
 import trio_uring
-from trio_uring._highlevel import open_tcp_stream, serve_tcp
 
 
 def cpu_seconds() -> float:
@@ -47,7 +46,7 @@ async def server(port: int, use_trio: bool, exit_after: int) -> None:
             except trio.BrokenResourceError:
                 pass
 
-    serve = trio.serve_tcp if use_trio else serve_tcp
+    serve = trio.serve_tcp if use_trio else trio_uring.serve_tcp
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(serve, echo, port, host="127.0.0.1"))
         print(f"echo server on 127.0.0.1:{port} ({'trio' if use_trio else 'io_uring'})", flush=True)
@@ -68,7 +67,7 @@ async def server(port: int, use_trio: bool, exit_after: int) -> None:
 async def client(port: int, connections: int, messages: int, use_trio: bool) -> None:
     per_connection = messages // connections
     payload = b"m" * 64
-    connect = trio.open_tcp_stream if use_trio else open_tcp_stream
+    connect = trio.open_tcp_stream if use_trio else trio_uring.open_tcp_stream
 
     async def one() -> None:
         stream: trio.abc.HalfCloseableStream = await connect("127.0.0.1", port)

@@ -21,8 +21,7 @@ import time
 import trio
 
 import trio_uring
-from trio_uring._highlevel import open_tcp_listeners, open_tcp_stream
-from trio_uring._streams import SocketStream, ZeroCopyPolicy
+from trio_uring import SocketStream, ZeroCopyPolicy, open_tcp_listeners, open_tcp_stream
 from trio_uring.lowlevel import current_manager
 
 

@@ -33,7 +33,7 @@ from ._install import (
 )
 from ._open_file import open_file
 from ._path import Path, read_bytes, read_text, stat, write_bytes, write_text
-from ._streams import SocketListener, SocketStream
+from ._streams import SocketListener, SocketStream, ZeroCopyPolicy
 from ._text_file import AsyncTextFile
 from ._trio_sockets import UringSocket, completion_sockets_enabled, set_completion_sockets
 
@@ -51,6 +51,7 @@ __all__ = [
     "UringStatistics",
     "UringUnavailableError",
     "UringUnavailableWarning",
+    "ZeroCopyPolicy",
     "completion_sockets_enabled",
     "install",
     "installed",
