@@ -165,6 +165,10 @@ class Slot:
         self.hit = False
 
 
+#: Each operation must have been really cancelled at least this often (the test checks it).
+MIN_PER_OPERATION = 50
+
+
 class Harness:
     """Runs operations in cancel scopes and cancels some of them while they are in progress.
 
@@ -191,7 +195,17 @@ class Harness:
         self.bytes_checked = 0
 
     def done(self) -> bool:
-        return self.real >= self.target
+        """Enough real cancellations: ``target`` in all, and ``MIN_PER_OPERATION`` of each
+        operation that was cancelled at all (the test checks both; the share of a slow
+        operation varies with the machine), or three times ``target`` at the most."""
+        if self.real < self.target:
+            return False
+        if self.real >= 3 * self.target:
+            return True
+        per_operation: collections.Counter[str] = collections.Counter()
+        for label, n in self.real_by.items():
+            per_operation[label.split("[")[0]] += n
+        return min(per_operation.values(), default=0) >= MIN_PER_OPERATION
 
     async def call(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """``await fn(*args)`` in a fresh cancel scope; ``CANCELLED`` if it raised ``Cancelled``."""

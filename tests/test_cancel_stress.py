@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests._child import assert_exited_cleanly, run_child
+from tests._stress import MIN_PER_OPERATION
 
 TARGET = 10_000
 SEED = os.environ.get("TRIO_URING_STRESS_SEED", "20261123")
@@ -93,9 +94,6 @@ FAMILIES: dict[str, dict[str, tuple[str, ...] | None]] = {
         "zc_stream.receive_some": None,
     },
 }
-
-#: Each operation must have been really cancelled at least this often.
-MIN_PER_OPERATION = 50
 
 
 def _summary(stdout: str) -> dict[str, Any] | None:
