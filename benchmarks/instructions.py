@@ -87,6 +87,10 @@ def count(variant: Any, conns: int, size: int, messages: int, lg: Loadgen) -> di
             if not dumps:
                 raise RuntimeError(f"callgrind wrote no dump for {variant.name}")
             total = _total(dumps[-1])
+            keep = os.environ.get("INSTR_KEEP_DUMPS")
+            if keep:
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                shutil.copy(dumps[-1], Path(keep) / f"{variant.name}.callgrind")
         return {
             "variant": variant.name,
             "backend": ready.get("backend"),
