@@ -57,9 +57,14 @@ def select() -> None:
 def build() -> str:
     """``"compiled"`` if every hot module runs compiled, ``"pure"`` if every one runs
     from its ``.py`` file, ``"mixed (...)"`` otherwise; a compiled module older than
-    its ``.py`` file (edited since the install: re-run ``pip install -e .``) is named."""
+    its ``.py`` file in a source checkout (edited since the install: re-run ``pip install
+    -e .``) is named."""
     kinds = {}
     stale = []
+    # (Staleness only means something in a source checkout, an editable install: an
+    # installed wheel's file times are the archive's.)
+    here = os.path.dirname(os.path.abspath(__file__))
+    checkout = os.path.exists(os.path.join(os.path.dirname(here), "setup.py"))
     for name in HOT:
         module = sys.modules.get(name) or __import__(name, fromlist=["_"])
         file = getattr(module, "__file__", "") or ""
@@ -67,9 +72,13 @@ def build() -> str:
             kinds[name] = "pure"
             continue
         kinds[name] = "compiled"
-        source = os.path.splitext(os.path.splitext(file)[0])[0] + ".py"
+        group = sys.modules.get("trio_uring._hot__mypyc")  # the code; `file` is a shim
+        if not checkout or group is None or not group.__file__:
+            continue
+        # (from the name: a mypyc shim's __file__ repeats the package directory)
+        source = os.path.join(os.path.dirname(here), *name.split(".")) + ".py"
         try:
-            if os.path.getmtime(source) > os.path.getmtime(file):
+            if os.path.getmtime(source) > os.path.getmtime(group.__file__):
                 stale.append(name.rpartition(".")[2])
         except OSError:
             pass
@@ -81,7 +90,8 @@ def build() -> str:
             "mixed (" + ", ".join(f"{n.rpartition('.')[2]}: {k}" for n, k in kinds.items()) + ")"
         )
     if stale:
-        result += " [stale: " + ", ".join(stale) + ".py edited after the build]"
+        edited = ", ".join(f"{leaf}.py" for leaf in stale)
+        result += f" [stale: {edited} edited after the build: reinstall]"
     return result
 
 
