@@ -55,11 +55,35 @@ if os.environ.get("TRIO_URING_COMPILE", "1") != "0" and not _metadata_only:
     except (Exception, SystemExit) as exc:  # mypy reports type errors by exiting
         _warn(f"mypyc could not compile the hot path ({exc!r})")
         ext_modules = []
+for _ext in ext_modules:
+    # mypyc compiles with -Werror: a warning a newer C compiler finds in the generated
+    # code must not turn a working build into the pure fallback.
+    _ext.extra_compile_args.append("-Wno-error")
 _COMPILED = {ext.name for ext in ext_modules}
+
+
+def _remove_compiled(root: Path) -> None:
+    """Delete compiled hot modules an earlier build left under ``root`` (a pure build
+    must not ship or import them: Python prefers the extension to the .py file)."""
+    for name in [*HOT, "trio_uring._hot__mypyc"]:
+        *package, leaf = name.split(".")
+        for stale in root.joinpath(*package).glob(leaf + ".*.so"):
+            stale.unlink()
 
 
 class BuildExt(build_ext):
     """Builds the cffi module (must succeed), then the mypyc ones (may fail: then pure)."""
+
+    def _in_source(self) -> bool:
+        """Whether the extensions go beside the .py files (editable install, --inplace)."""
+        return bool(self.inplace or getattr(self, "editable_mode", False))
+
+    def run(self) -> None:
+        if not _COMPILED:
+            _remove_compiled(Path(self.build_lib))
+            if self._in_source():
+                _remove_compiled(HERE)
+        super().run()
 
     def build_extensions(self) -> None:
         everything = self.extensions
@@ -78,6 +102,9 @@ class BuildExt(build_ext):
                         out = Path(self.get_ext_fullpath(ext.name))
                         out.unlink(missing_ok=True)
                     everything = plain
+                    _remove_compiled(Path(self.build_lib))
+                    if self._in_source():
+                        _remove_compiled(HERE)
         finally:
             self.extensions = everything
 
