@@ -4,10 +4,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-project test-project-5.11 test-project-5.15 test-trio test-trio-5.15 lint \
+.PHONY: run test test-project test-project-pure test-project-5.11 test-project-5.15 test-trio test-trio-5.15 lint \
 	bench bench-instr docs clean
 
-$(STAMP): pyproject.toml setup.py trio_uring/_core/_build_ring.py
+# The install compiles the hot path (trio_uring/_pure.py's HOT modules) with mypyc: an edit
+# to one of them needs a new install, or the extension module built before it keeps running.
+HOT_SOURCES := $(shell sed -n 's/^ *"\(trio_uring\.[a-z_.]*\)",$$/\1/p' trio_uring/_pure.py \
+	| tr . / | sed 's/$$/.py/')
+
+$(STAMP): pyproject.toml setup.py trio_uring/_core/_build_ring.py trio_uring/_pure.py $(HOT_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -20,7 +25,7 @@ run: $(STAMP)
 
 ## make test: lint, type-check, the project's tests, trio's own suite on io_uring, the docs;
 ## the tests also on emulated older kernels (docs/kernels.rst)
-test: $(STAMP) lint test-project test-project-5.11 test-project-5.15 test-trio test-trio-5.15 docs
+test: $(STAMP) lint test-project test-project-pure test-project-5.11 test-project-5.15 test-trio test-trio-5.15 docs
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -31,6 +36,11 @@ lint: $(STAMP)
 # faulthandler: a crash prints every thread's stack (crash-prone tests also run in children).
 test-project: $(STAMP)
 	$(PY) -X dev -X faulthandler -m pytest tests -q -ra
+
+# The same on the hot path's .py files instead of its mypyc build (TRIO_URING_PURE=1): both
+# must pass (a compiled build checks types at run time where plain Python does not).
+test-project-pure: $(STAMP)
+	TRIO_URING_PURE=1 $(PY) -X dev -X faulthandler -m pytest tests -q -ra
 
 # The same on the io_uring of older releases (TRIO_URING_EMULATE_KERNEL, see docs/kernels.rst):
 # 5.11 is the minimum, 5.15 an LTS without zero-copy, multishot receive, COOP_TASKRUN, CQE_SKIP.
@@ -66,4 +76,4 @@ docs: $(DOCS_STAMP)
 	$(PY) -m sphinx -W -q -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) build *.egg-info trio_uring/*.so trio_uring/_core/*.so docs/_build
+	rm -rf $(VENV) build *.egg-info trio_uring/*.so trio_uring/*/*.so docs/_build

@@ -1,4 +1,116 @@
 # The C part is built by cffi in API mode at install time (see trio_uring/_core/_build_ring.py).
-from setuptools import setup
+#
+# The hot path (trio_uring/_pure.py's HOT modules) is compiled with mypyc by default,
+# from the same .py sources, into extension modules beside them (their shared code in
+# trio_uring/_hot__mypyc.*.so).  TRIO_URING_COMPILE=0 at install time builds pure;
+# TRIO_URING_PURE=1 at run time imports the .py files instead.  If mypyc or the C
+# compiler fails on them, the install warns and goes on pure.
+import ast
+import os
+import sys
+import warnings
+from pathlib import Path
 
-setup(cffi_modules=["trio_uring/_core/_build_ring.py:ffibuilder"])
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).resolve().parent
+
+
+def _hot_modules() -> list[str]:
+    """The one HOT list, read (not imported) from trio_uring/_pure.py."""
+    tree = ast.parse((HERE / "trio_uring" / "_pure.py").read_text())
+    for node in tree.body:
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == "HOT"
+        ):
+            return list(ast.literal_eval(node.value))
+    raise RuntimeError("trio_uring/_pure.py has no HOT list")
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"trio_uring: {message}; the hot path stays pure Python", stacklevel=1)
+    print(f"WARNING: trio_uring: {message}; the hot path stays pure Python", file=sys.stderr)
+
+
+HOT = _hot_modules()
+# setup.py also runs only to write metadata (pip's egg_info/dist_info steps): no need
+# to run mypyc (~10 s) there.
+_METADATA_ONLY = {"egg_info", "dist_info", "sdist"}
+_commands = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+_metadata_only = bool(_commands) and _commands[0] in _METADATA_ONLY
+ext_modules = []
+if os.environ.get("TRIO_URING_COMPILE", "1") != "0" and not _metadata_only:
+    try:
+        from mypyc.build import mypycify
+
+        os.chdir(HERE)  # mypycify takes paths relative to the project (and its mypy config)
+        ext_modules = mypycify(
+            [name.replace(".", "/") + ".py" for name in HOT],
+            group_name="trio_uring._hot",
+            opt_level="3",
+        )
+    except (Exception, SystemExit) as exc:  # mypy reports type errors by exiting
+        _warn(f"mypyc could not compile the hot path ({exc!r})")
+        ext_modules = []
+for _ext in ext_modules:
+    # mypyc compiles with -Werror: a warning a newer C compiler finds in the generated
+    # code must not turn a working build into the pure fallback.
+    _ext.extra_compile_args.append("-Wno-error")
+_COMPILED = {ext.name for ext in ext_modules}
+
+
+def _remove_compiled(root: Path) -> None:
+    """Delete compiled hot modules an earlier build left under ``root`` (a pure build
+    must not ship or import them: Python prefers the extension to the .py file)."""
+    for name in [*HOT, "trio_uring._hot__mypyc"]:
+        *package, leaf = name.split(".")
+        for stale in root.joinpath(*package).glob(leaf + ".*.so"):
+            stale.unlink()
+
+
+class BuildExt(build_ext):
+    """Builds the cffi module (must succeed), then the mypyc ones (may fail: then pure)."""
+
+    def _in_source(self) -> bool:
+        """Whether the extensions go beside the .py files (editable install, --inplace)."""
+        return bool(self.inplace or getattr(self, "editable_mode", False))
+
+    def run(self) -> None:
+        if not _COMPILED:
+            _remove_compiled(Path(self.build_lib))
+            if self._in_source():
+                _remove_compiled(HERE)
+        super().run()
+
+    def build_extensions(self) -> None:
+        everything = self.extensions
+        plain = [e for e in everything if e.name not in _COMPILED]
+        hot = [e for e in everything if e.name in _COMPILED]
+        try:
+            self.extensions = plain
+            super().build_extensions()
+            if hot:
+                self.extensions = hot
+                try:
+                    super().build_extensions()
+                except Exception as exc:  # CompileError, LinkError, missing headers
+                    _warn(f"the compiled hot path failed to build ({exc!r})")
+                    for ext in hot:  # no half-built set: a module without its group fails
+                        out = Path(self.get_ext_fullpath(ext.name))
+                        out.unlink(missing_ok=True)
+                    everything = plain
+                    _remove_compiled(Path(self.build_lib))
+                    if self._in_source():
+                        _remove_compiled(HERE)
+        finally:
+            self.extensions = everything
+
+
+setup(
+    cffi_modules=["trio_uring/_core/_build_ring.py:ffibuilder"],
+    ext_modules=ext_modules,
+    cmdclass={"build_ext": BuildExt},
+)

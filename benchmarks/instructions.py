@@ -43,6 +43,7 @@ sys.path.insert(0, str(HERE))
 
 from servers import ALL_VARIANTS  # noqa: E402
 
+from trio_uring._pure import build as hot_path  # noqa: E402
 from trio_uring.bench import BASELINE, Loadgen, find_loadgen, start_server  # noqa: E402
 
 DEFAULT_VARIANTS = "trio-epoll,trio-uring,uring-streams,uring-lowlevel,asyncio-streams"
@@ -87,6 +88,10 @@ def count(variant: Any, conns: int, size: int, messages: int, lg: Loadgen) -> di
             if not dumps:
                 raise RuntimeError(f"callgrind wrote no dump for {variant.name}")
             total = _total(dumps[-1])
+            keep = os.environ.get("INSTR_KEEP_DUMPS")
+            if keep:
+                Path(keep).mkdir(parents=True, exist_ok=True)
+                shutil.copy(dumps[-1], Path(keep) / f"{variant.name}.callgrind")
         return {
             "variant": variant.name,
             "backend": ready.get("backend"),
@@ -147,6 +152,7 @@ def main() -> int:
         "date": date.isoformat(),
         "kernel": platform.release(),
         "python": platform.python_version(),
+        "hot_path": hot_path(),  # compiled / pure (TRIO_URING_PURE=1 is inherited by servers)
         "config": vars(args),
         "results": rows,
     }

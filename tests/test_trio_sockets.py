@@ -41,24 +41,13 @@ class ReadinessCounter:
 
 @contextlib.contextmanager
 def counting_readiness(manager: UringIOManager) -> Iterator[ReadinessCounter]:
+    """Count readiness waits per fd (the manager's ``readiness_waits`` log)."""
     counter = ReadinessCounter(manager)
-    real_r, real_w = manager.wait_readable, manager.wait_writable
-
-    async def wait_readable(fd: Any) -> None:
-        counter.count(fd)
-        await real_r(fd)
-
-    async def wait_writable(fd: Any) -> None:
-        counter.count(fd)
-        await real_w(fd)
-
-    manager.wait_readable = wait_readable  # type: ignore[method-assign]
-    manager.wait_writable = wait_writable  # type: ignore[method-assign]
+    manager.readiness_waits = counter.waits
     try:
         yield counter
     finally:
-        del manager.wait_readable
-        del manager.wait_writable
+        manager.readiness_waits = None
 
 
 @contextlib.contextmanager

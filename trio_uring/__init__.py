@@ -10,6 +10,8 @@ friends; thread-free file I/O is :func:`open_file` and :class:`Path`.
 
 from __future__ import annotations
 
+# First: honours TRIO_URING_PURE=1 (the hot path from its .py files, not a compiled build).
+from . import _pure  # noqa: F401
 from ._binary_file import AsyncBinaryFile
 from ._core._manager import UringIOManager, UringStatistics
 from ._file_base import ClosedFileError

@@ -12,6 +12,7 @@ from typing import Any
 
 import trio
 
+from . import _pure
 from ._core import _kernels
 from ._core._ring import Ring
 from ._install import unavailable_reason
@@ -47,6 +48,7 @@ def gather() -> dict[str, Any]:
         "machine": platform.machine(),
         "python": platform.python_version(),
         "trio": trio.__version__,
+        "hot_path": _pure.build(),
         "io_uring_disabled_sysctl": _read("/proc/sys/kernel/io_uring_disabled"),
         "emulated": None if emulated is None else f"{emulated[0]}.{emulated[1]}",
     }
@@ -86,6 +88,7 @@ def main() -> int:
             "the probe reports only what that release has)"
         )
     print(f"python / trio    {info['python']} / {info['trio']}")
+    print(f"hot path         {info['hot_path']} (TRIO_URING_PURE=1: the .py files)")
     if info["io_uring_disabled_sysctl"] is not None:
         print(f"io_uring_disabled sysctl  {info['io_uring_disabled_sysctl']}")
     if not info["usable"]:

@@ -42,7 +42,7 @@ import operator
 import os
 import socket as _stdlib_socket
 import stat
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol, SupportsIndex
 
 import trio
 from trio.lowlevel import RunVar, checkpoint
@@ -199,15 +199,15 @@ def _file_fd(file: object) -> int:
     return fd
 
 
-def _check_count(count: int | None) -> int | None:
+def _check_count(count: SupportsIndex | None) -> int | None:
     return None if count is None else _files.check_count(count, "count")
 
 
-def _check_offset(offset: int) -> int:
-    offset = _files.check_offset(offset)
-    if offset == -1:  # (send_file never moves the file position: no "current position")
+def _check_offset(offset: SupportsIndex) -> int:
+    value = _files.check_offset(offset)
+    if value == -1:  # (send_file never moves the file position: no "current position")
         raise ValueError("offset must be >= 0, not -1")
-    return offset
+    return value
 
 
 def _translate(exc: OSError) -> BaseException:
@@ -217,14 +217,16 @@ def _translate(exc: OSError) -> BaseException:
 
 
 # ------------------------------------------------------------------ the call
-async def send_file(stream: SocketStream, file: object, offset: int, count: int | None) -> int:
+async def send_file(
+    stream: SocketStream, file: object, offset_arg: SupportsIndex, count_arg: SupportsIndex | None
+) -> int:
     """:meth:`SocketStream.send_file` (its docstring says what this guarantees)."""
     if stream._sending:
         raise trio.BusyResourceError("another task is currently sending data on this SocketStream")
     try:
         fd = _file_fd(file)
-        offset = _check_offset(offset)
-        count = _check_count(count)
+        offset = _check_offset(offset_arg)
+        count = _check_count(count_arg)
         st = os.fstat(fd)
         if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
             raise OSError(errno.EBADF, "send_file: the file is not open for reading")

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 import attrs
 import trio
+from mypy_extensions import mypyc_attr
 from trio import current_effective_deadline
 from trio.lowlevel import (
     Abort,
@@ -73,7 +74,7 @@ from ._operation import (
 from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring
 from ._ring_cffi import ffi, lib
 from ._sqe import Sqe, restartable
-from ._trio_compat import WaitTaskRescheduled, park
+from ._trio_compat import READY, WaitTaskRescheduled, park
 
 if TYPE_CHECKING:
     from trio.lowlevel import Task
@@ -92,9 +93,12 @@ _UD_IGNORE: Final = 0
 _UD_WAKEUP: Final = 1
 _UD_FIRST: Final = 16
 
-_unpack_cqes = struct.Struct("=QiI").iter_unpack
-_from_buffer = ffi.from_buffer
-_run_context = _trio_compat.GLOBAL_RUN_CONTEXT
+# Final: a compiled build keeps these in C statics instead of looking them up by name.
+_unpack_cqes: Final = struct.Struct("=QiI").iter_unpack
+_from_buffer: Final = ffi.from_buffer
+_run_context: Final = _trio_compat.GLOBAL_RUN_CONTEXT
+_tu_prep: Final = lib.tu_prep
+_READY: Final = READY
 
 #: Called with the manager at the first loop tick of every run on io_uring, on the
 #: trio thread with the run context set (before any task has run).  Used to set
@@ -207,12 +211,12 @@ class UringIOManager:
     #: the rest to the kernel (see :func:`lingering`).
     drain_timeout: ClassVar[float] = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, sq_entries: int | None = None, cq_factor: int | None = None) -> None:
         self._closed = True
         self._draining = False
         self._forked_from: int | None = None
         _reap_lingering()
-        self._ring = Ring(self.sq_entries, self.cq_factor)
+        self._ring = Ring(sq_entries or self.sq_entries, cq_factor or self.cq_factor)
         self._r = self._ring.handle
         self._closed = False
         self._fresh = True
@@ -250,6 +254,9 @@ class UringIOManager:
         self.zerocopy_sends = 0
         self.zerocopy_notifications = 0
         self.zerocopy_copied = 0
+        #: If a dict: readiness waits (``wait_readable``/``wait_writable``) counted by fd
+        #: (for tests that check a path moves data without them).
+        self.readiness_waits: dict[int, int] | None = None
         try:
             self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         except BaseException:
@@ -259,7 +266,9 @@ class UringIOManager:
         self._wakeup = _WakeupOp(self, self._wakefd)
         self._wakeup.user_data = _UD_WAKEUP
         self._arm_wakeup()
-        _live_managers.add(self)
+        # (a mypyc-compiled class has no weak references: the set holds a handle)
+        self._fork_handle = _ForkHandle(self)
+        _live_managers.add(self._fork_handle)
 
     # ------------------------------------------------------------------ ring
     @property
@@ -453,7 +462,7 @@ class UringIOManager:
         op.keep = keep
         if deadline == inf:
             # _prep(), inlined: this is every operation's path.
-            pos: int = lib.tu_prep(
+            pos: int = _tu_prep(
                 self._r, opcode, sqe_flags, fd, off, addr, length, op_flags, ud, buf_index,
                 file_index, ioprio,
             )  # fmt: skip
@@ -673,7 +682,7 @@ class UringIOManager:
         """
         if self._closed:
             return
-        _live_managers.discard(self)
+        _live_managers.discard(self._fork_handle)
         if self._forked_from is not None:
             self._closed = True
             return
@@ -771,6 +780,9 @@ class UringIOManager:
             raise trio.BusyResourceError("another task is already reading / writing this fd")
         if self._guest is None:
             self._bind_run()
+        log = self.readiness_waits
+        if log is not None:
+            log[fd] = log.get(fd, 0) + 1
         op = _PollOp(self, fd)
         op.waiters = waiters
         op.mask = mask
@@ -935,7 +947,17 @@ class UringIOManager:
 
 
 #: Managers alive in this process (the fork handler must find them).
-_live_managers: weakref.WeakSet[UringIOManager] = weakref.WeakSet()
+_live_managers: weakref.WeakSet[_ForkHandle] = weakref.WeakSet()
+
+
+@mypyc_attr(native_class=False)
+class _ForkHandle:
+    """Stands for a manager in ``_live_managers``; dies with it (they form a cycle)."""
+
+    def __init__(self, manager: UringIOManager) -> None:
+        self.manager = manager
+
+
 #: Closed managers whose ring still has requests the kernel holds (zero-copy
 #: notifications waiting for a peer's ACK, requests that ignored the cancel).
 #: Their memory stays referenced and their ring open until the kernel lets go;
@@ -962,7 +984,7 @@ def _after_fork_in_child() -> None:
     lingering rings (the parent still owns their memory).
     """
     parent = os.getppid()
-    for manager in list(_live_managers) + _lingering:
+    for manager in [h.manager for h in _live_managers] + _lingering:
         manager._forked_from = parent
         manager._closed = True
         lib.tu_forget(manager._r)

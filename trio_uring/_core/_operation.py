@@ -79,7 +79,8 @@ _EINTR: Final = -errno.EINTR
 #: "cancelled" and never reach the user.
 RESTART_CODES: Final = frozenset({-512, -513, -514, -516})
 
-_release = ffi.release
+_release: Final = ffi.release
+_READY: Final = READY
 
 #: The op table: opcodes that may be linked to an ``IORING_OP_LINK_TIMEOUT`` and so
 #: resubmitted when that timeout fired but trio did not cancel the task (its
@@ -254,7 +255,7 @@ class Operation:
         task = self.task
         if task is not None:
             self.task = None
-            self.manager.reschedule(task, READY)
+            self.manager.reschedule(task, _READY)
 
     def complete(self) -> None:
         """The kernel is done: release the memory, wake the waiter with ``READY``."""
@@ -262,7 +263,7 @@ class Operation:
         task = self.task
         if task is not None:
             self.task = None
-            self.manager.reschedule(task, READY)
+            self.manager.reschedule(task, _READY)
 
     def retire(self) -> None:
         """``COMPLETED`` without waking anyone; its memory is released."""
@@ -273,7 +274,7 @@ class Operation:
     def __await__(self) -> Generator[Any, Any, int]:
         """Park until the final CQE; return ``cqe->res`` or raise (see :meth:`result`)."""
         msg = yield WaitTaskRescheduled(self.abort)
-        if msg is not READY:
+        if msg is not _READY:
             try:
                 msg.unwrap()
             finally:

@@ -29,7 +29,7 @@ import operator
 import os
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeVar
 
 import trio
 
@@ -91,12 +91,12 @@ def check_fd(fd: int, name: str = "fd") -> int:
     return fd
 
 
-def check_offset(offset: int, name: str = "offset") -> int:
+def check_offset(arg: SupportsIndex, name: str = "offset") -> int:
     """An offset: >= 0, or -1 for "the current file position" (also for pipes)."""
     try:
-        offset = operator.index(offset)
+        offset = operator.index(arg)
     except TypeError:
-        raise TypeError(f"{name} must be an integer, not {type(offset).__name__}") from None
+        raise TypeError(f"{name} must be an integer, not {type(arg).__name__}") from None
     if offset < -1:
         raise ValueError(f"{name} must be >= 0, or -1 for the current position, not {offset}")
     if offset >= 1 << 63:
@@ -104,11 +104,11 @@ def check_offset(offset: int, name: str = "offset") -> int:
     return offset
 
 
-def check_count(n: int, name: str = "nbytes") -> int:
+def check_count(arg: SupportsIndex, name: str = "nbytes") -> int:
     try:
-        n = operator.index(n)
+        n = operator.index(arg)
     except TypeError:
-        raise TypeError(f"{name} must be an integer, not {type(n).__name__}") from None
+        raise TypeError(f"{name} must be an integer, not {type(arg).__name__}") from None
     if n < 0:
         raise ValueError(f"{name} must be >= 0, not {n}")
     return n

@@ -33,6 +33,7 @@ from .._core._ring_cffi import ffi, lib
 
 if TYPE_CHECKING:
     from .._core._manager import UringIOManager
+    from .._core._ring import Ring
 
 #: Buffers per ring and bytes per buffer for the streams' shared ring.
 DEFAULT_ENTRIES: Final = 1024
@@ -41,7 +42,7 @@ DEFAULT_BUFFER_SIZE: Final = 4096
 STREAM_GROUP: Final = 0x7475  # "tu"
 
 _REGISTER_PBUF_STATUS: Final = 26
-_give = lib.tu_pbuf_give
+_give: Final = lib.tu_pbuf_give
 
 
 class BufferRing:
@@ -113,10 +114,9 @@ class BufferRing:
         manager.register(UNREGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
 
 
-# Per manager: the streams' ring, or None if the kernel refused it.
-_stream_rings: weakref.WeakKeyDictionary[UringIOManager, BufferRing | None] = (
-    weakref.WeakKeyDictionary()
-)
+# Per manager (keyed by its Ring: a compiled manager has no weak references):
+# the streams' ring, or None if the kernel refused it.
+_stream_rings: weakref.WeakKeyDictionary[Ring, BufferRing | None] = weakref.WeakKeyDictionary()
 
 
 def stream_ring(manager: UringIOManager) -> BufferRing | None:
@@ -127,7 +127,7 @@ def stream_ring(manager: UringIOManager) -> BufferRing | None:
     ``trio_uring._core._kernels``), a refused registration (e.g. ``RLIMIT_MEMLOCK``).
     """
     try:
-        return _stream_rings[manager]
+        return _stream_rings[manager.ring]
     except KeyError:
         pass
     ring: BufferRing | None = None
@@ -140,5 +140,5 @@ def stream_ring(manager: UringIOManager) -> BufferRing | None:
             ring = BufferRing(manager, STREAM_GROUP, DEFAULT_ENTRIES, DEFAULT_BUFFER_SIZE)
         except OSError:
             ring = None
-    _stream_rings[manager] = ring
+    _stream_rings[manager.ring] = ring
     return ring

@@ -30,7 +30,7 @@ import os
 import socket
 import struct
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, SupportsIndex
 
 import trio
 
@@ -96,7 +96,7 @@ def fileno_of(sock: FdLike) -> int:
     return fd
 
 
-def checked_flags(flags: int) -> int:
+def checked_flags(flags: SupportsIndex) -> int:
     """``MSG_*`` / ``SHUT_*`` / poll flags as the kernel's unsigned 32 bits, checked like the stdlib."""
     value = operator.index(flags)
     if not -0x80000000 <= value <= 0xFFFFFFFF:
@@ -104,7 +104,7 @@ def checked_flags(flags: int) -> int:
     return value & 0xFFFFFFFF
 
 
-def _size(n: int, message: str) -> int:
+def _size(n: SupportsIndex, message: str) -> int:
     value = operator.index(n)
     if value < 0:
         raise ValueError(message)
@@ -130,7 +130,7 @@ async def _raise_at_checkpoint() -> None:
 
 
 # ---------------------------------------------------------------- recv/send
-async def recv(sock: FdLike, nbytes: int, flags: int = 0) -> bytes:
+async def recv(sock: FdLike, nbytes: SupportsIndex, flags: SupportsIndex = 0) -> bytes:
     """Receive up to ``nbytes`` bytes (``IORING_OP_RECV``), like :meth:`socket.socket.recv`.
 
     Returns ``b""`` at end of stream, and at once (a checkpoint) for ``nbytes=0``,
@@ -154,7 +154,9 @@ async def recv(sock: FdLike, nbytes: int, flags: int = 0) -> bytes:
     return data
 
 
-async def recv_into(sock: FdLike, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> int:
+async def recv_into(
+    sock: FdLike, buffer: Buffer, nbytes: SupportsIndex = 0, flags: SupportsIndex = 0
+) -> int:
     """Receive into ``buffer`` (``IORING_OP_RECV``), like :meth:`socket.socket.recv_into`.
 
     Reads at most ``nbytes`` bytes (0: the whole buffer) and returns how many it
@@ -183,7 +185,7 @@ async def recv_into(sock: FdLike, buffer: Buffer, nbytes: int = 0, flags: int = 
     return await manager.perform(_sqe.recv(fd, min(n, MAX_IO), fl), buffer=buffer, writable=True)
 
 
-async def send(sock: FdLike, data: Buffer, flags: int = 0) -> int:
+async def send(sock: FdLike, data: Buffer, flags: SupportsIndex = 0) -> int:
     """Send ``data`` (``IORING_OP_SEND``), like :meth:`socket.socket.send`; returns bytes sent.
 
     May send less than ``len(data)``.  ``MSG_NOSIGNAL`` is always added: a closed
@@ -206,7 +208,9 @@ async def send(sock: FdLike, data: Buffer, flags: int = 0) -> int:
 def _pack_ancdata(ancdata: Iterable[tuple[int, int, Buffer]]) -> bytes:
     parts: list[bytes] = []
     try:
-        items = list(ancdata)
+        # (list[object]: the items are checked here, as the stdlib does; a compiled
+        # build would otherwise reject a bad item with its own message)
+        items: list[object] = list(ancdata)
     except TypeError:
         raise TypeError("sendmsg() argument 2 must be an iterable") from None
     for item in items:
@@ -242,7 +246,7 @@ async def sendmsg(
     sock: FdLike,
     buffers: Iterable[Buffer],
     ancdata: Iterable[tuple[int, int, Buffer]] = (),
-    flags: int = 0,
+    flags: SupportsIndex = 0,
     address: Any = None,
 ) -> int:
     """Gather-send ``buffers`` with ancillary data (``IORING_OP_SENDMSG``); returns bytes sent.
@@ -294,7 +298,7 @@ async def sendmsg(
 
 
 async def recvmsg(
-    sock: FdLike, bufsize: int, ancbufsize: int = 0, flags: int = 0
+    sock: FdLike, bufsize: SupportsIndex, ancbufsize: SupportsIndex = 0, flags: SupportsIndex = 0
 ) -> tuple[bytes, AncData, int, Any]:
     """Receive data and ancillary data (``IORING_OP_RECVMSG``), like :meth:`socket.socket.recvmsg`.
 
@@ -399,7 +403,7 @@ async def connect(sock: FdLike, address: Any) -> None:
         raise OSError(exc.errno, f"Error connecting to {address!r}: {exc.strerror}") from None
 
 
-async def shutdown(sock: FdLike, how: int) -> None:
+async def shutdown(sock: FdLike, how: SupportsIndex) -> None:
     """Shut down one or both directions (``IORING_OP_SHUTDOWN``), like :meth:`socket.socket.shutdown`.
 
     ``how`` is ``SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``; anything else gives
@@ -415,7 +419,7 @@ async def shutdown(sock: FdLike, how: int) -> None:
     await manager.perform(_sqe.shutdown(fd, value))
 
 
-async def poll(sock: FdLike, events: int) -> int:
+async def poll(sock: FdLike, events: SupportsIndex) -> int:
     """Wait until ``sock`` has one of the poll ``events`` (``IORING_OP_POLL_ADD``); return revents.
 
     One-shot.  ``POLLERR``, ``POLLHUP`` and ``POLLNVAL`` are always reported.

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import errno
 from math import inf
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, SupportsIndex
 
 import trio
 from trio.lowlevel import Abort
@@ -175,7 +175,7 @@ def submit_zc(
     return op
 
 
-async def send_zc(sock: Any, data: Any, flags: int = 0) -> int:
+async def send_zc(sock: Any, data: Any, flags: SupportsIndex = 0) -> int:
     """Send ``data`` on the socket ``sock`` (fd or object with ``fileno()``) with SEND_ZC.
 
     Returns the number of bytes sent (``flags`` are ``MSG_*`` flags, e.g.
