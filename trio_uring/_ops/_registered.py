@@ -17,7 +17,7 @@ import operator
 import os
 import struct
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 import trio
 
@@ -26,10 +26,10 @@ from .._core._constants import REGISTER_BUFFERS, UNREGISTER_BUFFERS
 from .._core._manager import UringIOManager, current_manager
 from .._core._operation import export
 from .._core._ring_cffi import ffi
+from ._files import check_offset
 from ._sockets import fileno_of
 
 _iovec = struct.Struct("@PN")
-_NO_OFFSET: Final = (1 << 64) - 1
 
 
 class RegisteredBuffers:
@@ -159,13 +159,6 @@ def register_buffers(buffers: Sequence[Any]) -> RegisteredBuffers:
     return RegisteredBuffers(manager, buffers)
 
 
-def _offset(offset: int) -> int:
-    offset = operator.index(offset)
-    if offset < -1:
-        raise ValueError("offset must be >= 0, or -1 for the file position")
-    return offset
-
-
 async def read_fixed(
     fd: Any,
     buffers: RegisteredBuffers,
@@ -182,7 +175,7 @@ async def read_fixed(
     """
     addr, n = buffers._slice(index, buf_offset, nbytes)
     fileno = fileno_of(fd)
-    return await buffers._perform(_sqe.read_fixed(fileno, n, _offset(offset), addr, index))
+    return await buffers._perform(_sqe.read_fixed(fileno, n, check_offset(offset), addr, index))
 
 
 async def write_fixed(
@@ -197,7 +190,7 @@ async def write_fixed(
     """Write from registered buffer ``index`` (``IORING_OP_WRITE_FIXED``); returns the count."""
     addr, n = buffers._slice(index, buf_offset, nbytes)
     fileno = fileno_of(fd)
-    return await buffers._perform(_sqe.write_fixed(fileno, n, _offset(offset), addr, index))
+    return await buffers._perform(_sqe.write_fixed(fileno, n, check_offset(offset), addr, index))
 
 
 __all__ = [
