@@ -77,6 +77,7 @@ import socket as _stdlib_socket
 import struct
 import types
 from collections.abc import Generator
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -87,7 +88,7 @@ from ._core._manager import UringIOManager, run_start_hooks
 from ._core._operation import buffer_nbytes
 from ._core._ring_cffi import ffi
 from ._core._trio_compat import CancelShieldedCheckpoint, cancel_pending
-from ._ops import _sockaddr
+from ._ops import _provided, _sockaddr
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -109,6 +110,10 @@ _AF_UNIX: Final = int(_stdlib_socket.AF_UNIX)
 _FAMILIES: Final = frozenset({_AF_INET, _AF_INET6, _AF_UNIX})
 _ACCEPT_FLAGS: Final = _stdlib_socket.SOCK_CLOEXEC | _stdlib_socket.SOCK_NONBLOCK
 _plain_socket: Final = _stdlib_socket.socket
+_SOCK_STREAM: Final = _stdlib_socket.SOCK_STREAM
+_MSG_WAITALL: Final = int(_stdlib_socket.MSG_WAITALL)
+_MSG_PEEK: Final = int(_stdlib_socket.MSG_PEEK)
+_MSG_DONTWAIT: Final = int(_stdlib_socket.MSG_DONTWAIT)
 
 #: ``sizeof(struct sockaddr_storage)``, then a ``socklen_t`` for ACCEPT's addrlen.
 _SS_SIZE: Final = 128
@@ -253,6 +258,8 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
     #: now be the one receiving.
     _uring_receiver: Task | None = None
     _uring_sender: Task | None = None
+    #: Whether this is a ``SOCK_STREAM`` socket (learnt at the first receive that waits).
+    _uring_stream: bool | None = None
 
     def _completion_manager(self, flags: object) -> UringIOManager | None:
         """The manager to submit on, or ``None`` where trio's own method must run.
@@ -295,6 +302,19 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             if data is not _WOULD_BLOCK:
                 return data  # type: ignore[no-any-return]
         self._claim_receive()
+        stream = self._uring_stream
+        if stream is None:
+            stream = self._uring_stream = sock.type == _SOCK_STREAM
+        if stream and not flags & _MSG_WAITALL:
+            ring = _provided.stream_ring(manager)
+            if ring is not None:
+                data = await _provided.recv(manager, ring, sock.fileno(), buflen, flags)
+                if data is not None:
+                    if len(data) == ring.size and buflen > ring.size and not flags & _MSG_PEEK:
+                        # A full buffer: take what else is queued now, in this same call.
+                        with suppress(OSError):
+                            data += sock.recv(buflen - ring.size, flags | _MSG_DONTWAIT)
+                    return data
         if buflen > _POOLED:
             buf = _alloc("char[]", buflen)
             try:
