@@ -60,6 +60,18 @@ trio_uring, try first (the default)    39,250  39,399  37,664  1.19x
 trio_uring, ``TRIO_URING_SOCKETS=0``   33,704  33,071  36,489  1.04x
 =====================================  ======  ======  ======  ========
 
+A ``recv`` that waits holds no receive buffer.  On a stream socket it is one
+``IORING_OP_RECV`` with ``IOSQE_BUFFER_SELECT``: the kernel picks a 4 KiB buffer of
+the manager's provided-buffer ring (the one trio_uring's streams use) only when data
+arrives, the data is copied out and the buffer given back within the same loop
+tick, and if that buffer came back full whatever else is queued is read at once, in
+the same call.  So 10,000 idle connections served by unchanged trio code take no
+more memory than on epoll (``python -m trio_uring bench --suites idle``;
+docs/performance.rst, "Idle connections").  Datagrams, ``MSG_WAITALL``, a kernel
+without provided-buffer rings (before 5.19/6.0), and a ring that ran out of buffers
+in one tick (``ENOBUFS``: nothing was received) receive into a buffer of their own
+instead.
+
 An SQE round trip costs more Python (``perform``, CQE dispatch, a loop iteration
 of latency) than a non-blocking syscall that succeeds, and in a busy server most
 do; when one would block, a single SQE is cheaper than poll + retry.
@@ -121,7 +133,8 @@ _ss_len = struct.Struct("=I")
 
 #: Receive buffers are copied out at once; zeroing them first would be wasted work.
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
-#: ``recv`` buffers of ``_POOLED`` bytes (trio's ``DEFAULT_RECEIVE_SIZE``), reused once
+#: ``recv`` buffers of ``_POOLED`` bytes (trio's ``DEFAULT_RECEIVE_SIZE``) for receives the
+#: ring does not serve (see the module docstring), reused once
 #: their data has been copied out (never while the kernel may still write to them).
 _POOLED: Final = 65536
 _pool: list[Any] = []
