@@ -154,6 +154,62 @@ def cancel_pending() -> bool:
     return False
 
 
+#: The names trio 0.30-0.35's ``Runner.reschedule`` uses, in order: the ring
+#: extension's ``Waker`` does what that method does, and is used only while trio's
+#: method still reads exactly these (else trio's own runs).
+_RESCHEDULE_NAMES: Final = (
+    "_NO_SEND", "Value", "_runner", "_next_send_fn", "coro", "send", "_next_send",
+    "_abort_func", "custom_sleep_data", "runq", "is_guest", "force_guest_tick_asap",
+    "append", "instruments", "call",
+)  # fmt: skip
+#: The Task fields it writes or checks, and the Runner's it reads, as the Waker takes them.
+_TASK_FIELDS: Final = (
+    "_runner", "_next_send_fn", "coro", "_next_send", "_abort_func", "custom_sleep_data",
+)  # fmt: skip
+_RUNNER_FIELDS: Final = ("runq", "is_guest", "instruments")
+
+
+def fast_reschedule(runner: Any, ext: Any) -> Any:
+    """``runner.reschedule``, or the same done by the ring extension ``ext`` (a ``Waker``).
+
+    The ``Waker`` runs trio's ``Runner.reschedule`` statement by statement (the
+    asserts, ``next_send``, ``abort_func`` and ``custom_sleep_data`` reset, the
+    guest-mode tick, the ``runq`` append, the ``"task_scheduled"`` instrument hook),
+    reading and writing Task's and Runner's ``__slots__`` fields directly.  It is
+    used only if trio's method still names exactly what it mirrors and both classes
+    keep plain slot fields; otherwise (or without ``ext``) trio's own method runs.
+    A call with one argument or keywords goes to trio's method as well.
+    """
+    reschedule = runner.reschedule
+    if ext is None:
+        return reschedule
+    code = getattr(_trio_run.Runner.reschedule, "__code__", None)
+    task_type = _trio_run.Task
+    if (
+        code is None
+        or code.co_names != _RESCHEDULE_NAMES
+        or "task_scheduled" not in code.co_consts
+        or type(runner) is not _trio_run.Runner
+        or task_type.__setattr__ is not object.__setattr__
+        or _trio_run.Runner.__setattr__ is not object.__setattr__
+    ):
+        return reschedule
+    # As speed_up_instrument_checks: `"hook" in instruments` is a lookup in its dict.
+    inst = runner.instruments
+    data = getattr(inst, "data", None)
+    if not isinstance(inst, Instruments) or type(inst).__contains__ not in (
+        Instruments.__contains__,
+        getattr(data, "__contains__", None),
+    ):
+        data = None
+    if type(data) is not dict:
+        data = None
+    try:
+        return ext.Waker(runner, task_type, _TASK_FIELDS, _RUNNER_FIELDS, data)
+    except (TypeError, AttributeError):  # a field is no longer a plain slot
+        return reschedule
+
+
 def speed_up_instrument_checks(runner: Any) -> None:
     """Make the runner's ``"hook" in runner.instruments`` checks C-level dict lookups.
 
