@@ -192,3 +192,71 @@ def test_ring_address_is_the_handle() -> None:
         assert ring.address == int(ffi.cast("uintptr_t", ring.handle))
     finally:
         ring.close()
+
+
+# ----------------------------------------------- park / completed_checkpoint
+# (_trio_compat's: the extension's objects in a compiled install, the generators
+# under TRIO_URING_PURE=1; both must behave alike)
+
+
+def _iterator(awaitable: Any) -> Any:
+    return awaitable.__await__() if hasattr(awaitable, "__await__") else awaitable
+
+
+async def test_completed_checkpoint_is_a_checkpoint() -> None:
+    with trio.testing.assert_checkpoints():
+        await _trio_compat.completed_checkpoint()
+    reached = False
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await _trio_compat.completed_checkpoint()  # raises Cancelled
+        reached = True  # pragma: no cover
+    assert scope.cancelled_caught
+    assert not reached
+
+
+async def test_park_wakes_with_ready_a_value_or_an_error() -> None:
+    import outcome
+
+    me = trio.lowlevel.current_task()
+    abort = _trio_compat.WaitTaskRescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+    for wake_with in (_trio_compat.READY, outcome.Value(5), outcome.Error(KeyError("k"))):
+
+        async def waker(value: Any = wake_with) -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            trio.lowlevel.reschedule(me, value)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waker)
+            if isinstance(wake_with, outcome.Error):
+                with pytest.raises(KeyError):
+                    await _trio_compat.park(abort)
+            else:
+                assert await _trio_compat.park(abort) is None
+
+
+async def test_park_cancelled() -> None:
+    trap = _trio_compat.WaitTaskRescheduled(lambda _: trio.lowlevel.Abort.SUCCEEDED)
+    with trio.move_on_after(0) as scope:
+        await _trio_compat.park(trap)
+    assert scope.cancelled_caught
+
+
+def test_park_protocol_outside_a_run() -> None:
+    trap = object()
+    it = _iterator(_trio_compat.park(trap))  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        it.send(1)  # a just-started coroutine takes only None
+    it = _iterator(_trio_compat.park(trap))  # type: ignore[arg-type]
+    assert it.send(None) is trap
+    with pytest.raises(StopIteration):
+        it.send(_trio_compat.READY)
+    with pytest.raises((RuntimeError, StopIteration)):
+        it.send(None)  # used up
+    it = _iterator(_trio_compat.park(trap))  # type: ignore[arg-type]
+    assert next(it) is trap
+    with pytest.raises(ValueError, match="thrown"):
+        it.throw(ValueError("thrown"))
+    it = _iterator(_trio_compat.park(trap))  # type: ignore[arg-type]
+    assert next(it) is trap
+    it.close()

@@ -20,6 +20,8 @@
  *   Waker(...)                        trio's Runner.reschedule, compiled (built by
  *                                     _trio_compat.fast_reschedule, which checks it
  *                                     still mirrors trio's)
+ *   park(trap), completed_checkpoint()
+ *                                     _trio_compat's two awaitables, compiled
  *
  * The buffer rule of _core/_operation.py is unchanged: an operation exports a
  * caller's buffer when it starts and releases it exactly once at its final CQE.
@@ -492,6 +494,327 @@ static PyTypeObject WakerType = {
     .tp_doc = "trio's Runner.reschedule(task, next_send) for one runner, compiled.",
 };
 
+/* ---------------------------------------------- park / completed_checkpoint */
+/* _trio_compat.park(trap) and _trio_compat.completed_checkpoint(), as one small
+ * awaitable object each instead of a Python generator (bind_trio() hands over what
+ * they need; _trio_compat keeps the Python versions where it is not called):
+ *
+ *     park(trap):                     completed_checkpoint():
+ *         msg = yield trap                if cancel_pending():
+ *         if msg is not READY:                yield from checkpoint_if_cancelled()
+ *             msg.unwrap()                yield CancelShieldedCheckpoint
+ *
+ * cancel_pending() reads the current task's fields at their __slots__ offsets:
+ *     task = GLOBAL_RUN_CONTEXT.task
+ *     if task._cancel_status.effectively_cancelled or (
+ *             task is task._runner.main_task and task._runner.ki_pending):
+ *         return True
+ *     task._cancel_points += 1
+ *     return False
+ */
+static struct {
+    PyObject *run_context, *ready, *shielded, *checkpoint_if_cancelled;
+    PyObject *task_type, *status_type, *runner_type;
+    Py_ssize_t task_cancel_status, task_runner, task_cancel_points;
+    Py_ssize_t status_effectively_cancelled, runner_main_task, runner_ki_pending;
+} trio_c;
+static PyObject *str_task, *str_unwrap, *str_await, *str_throw, *str_close, *long_one;
+
+enum { PARK, CHECKPOINT };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *trap;     /* what to yield; NULL once yielded */
+    PyObject *delegate; /* checkpoint_if_cancelled().__await__() while it runs */
+    char kind;
+    char done;
+} Park;
+
+static PyTypeObject ParkType;
+
+static int slot_true(PyObject *obj, Py_ssize_t off) {
+    PyObject *v = SLOT(obj, off);
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "trio field not set");
+        return -1;
+    }
+    return v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
+}
+
+/* 1: the current task must not go on; 0: it may (a cancel point counted); -1: error. */
+static int cancel_pending(void) {
+    PyObject *task = PyObject_GetAttr(trio_c.run_context, str_task);
+    if (task == NULL) return -1;
+    int result = -1;
+    if ((PyObject *)Py_TYPE(task) != trio_c.task_type) {
+        PyErr_SetString(PyExc_TypeError, "GLOBAL_RUN_CONTEXT.task is not a trio Task");
+        goto done;
+    }
+    PyObject *status = SLOT(task, trio_c.task_cancel_status);
+    if (status == NULL || (PyObject *)Py_TYPE(status) != trio_c.status_type) {
+        PyErr_SetString(PyExc_TypeError, "task._cancel_status is not a CancelStatus");
+        goto done;
+    }
+    int pending = slot_true(status, trio_c.status_effectively_cancelled);
+    if (pending != 0) {
+        result = pending;
+        goto done;
+    }
+    PyObject *runner = SLOT(task, trio_c.task_runner);
+    if (runner == NULL || (PyObject *)Py_TYPE(runner) != trio_c.runner_type) {
+        PyErr_SetString(PyExc_TypeError, "task._runner is not a trio Runner");
+        goto done;
+    }
+    if (SLOT(runner, trio_c.runner_main_task) == task) {
+        pending = slot_true(runner, trio_c.runner_ki_pending);
+        if (pending != 0) {
+            result = pending;
+            goto done;
+        }
+    }
+    PyObject *points = SLOT(task, trio_c.task_cancel_points);
+    if (points == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_cancel_points");
+        goto done;
+    }
+    PyObject *more = PyNumber_Add(points, long_one);
+    if (more == NULL) goto done;
+    PyObject *old = SLOT(task, trio_c.task_cancel_points);
+    SLOT(task, trio_c.task_cancel_points) = more;
+    Py_XDECREF(old);
+    result = 0;
+done:
+    Py_DECREF(task);
+    return result;
+}
+
+static PySendResult delegate_result(Park *p, PySendResult r, PyObject **result) {
+    if (r == PYGEN_NEXT) return r;
+    Py_CLEAR(p->delegate);
+    if (r == PYGEN_ERROR) {
+        p->done = 1;
+        return r;
+    }
+    Py_DECREF(*result); /* it returned (trio's never does: it raises Cancelled) */
+    *result = p->trap;  /* then the checkpoint's own yield */
+    p->trap = NULL;
+    return PYGEN_NEXT;
+}
+
+static PySendResult park_step(Park *p, PyObject *value, PyObject **result) {
+    *result = NULL;
+    if (p->done) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse an already awaited park");
+        return PYGEN_ERROR;
+    }
+    if (p->delegate != NULL)
+        return delegate_result(p, PyIter_Send(p->delegate, value, result), result);
+    if (p->trap != NULL) { /* just started */
+        if (value != Py_None) {
+            p->done = 1;
+            PyErr_SetString(PyExc_TypeError,
+                            "can't send non-None value to a just-started coroutine");
+            return PYGEN_ERROR;
+        }
+        if (p->kind == CHECKPOINT) {
+            int pending = cancel_pending();
+            if (pending < 0) {
+                p->done = 1;
+                return PYGEN_ERROR;
+            }
+            if (pending) {
+                PyObject *coro = PyObject_CallNoArgs(trio_c.checkpoint_if_cancelled);
+                if (coro == NULL) {
+                    p->done = 1;
+                    return PYGEN_ERROR;
+                }
+                p->delegate = PyObject_CallMethodNoArgs(coro, str_await);
+                Py_DECREF(coro);
+                if (p->delegate == NULL) {
+                    p->done = 1;
+                    return PYGEN_ERROR;
+                }
+                return delegate_result(p, PyIter_Send(p->delegate, Py_None, result), result);
+            }
+        }
+        *result = p->trap; /* (the reference moves to the caller) */
+        p->trap = NULL;
+        return PYGEN_NEXT;
+    }
+    p->done = 1; /* resumed after the yield */
+    if (p->kind == PARK && value != trio_c.ready) {
+        PyObject *r = PyObject_CallMethodNoArgs(value, str_unwrap);
+        if (r == NULL) return PYGEN_ERROR;
+        Py_DECREF(r);
+    }
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+static PySendResult park_am_send(PyObject *self, PyObject *value, PyObject **result) {
+    return park_step((Park *)self, value, result);
+}
+
+static PyObject *park_iternext(PyObject *self) {
+    PyObject *result;
+    PySendResult r = park_step((Park *)self, Py_None, &result);
+    if (r == PYGEN_NEXT) return result;
+    if (r == PYGEN_RETURN) Py_DECREF(result); /* (None: exhausted, no StopIteration value) */
+    return NULL;
+}
+
+static PyObject *park_send(PyObject *self, PyObject *value) {
+    PyObject *result;
+    PySendResult r = park_step((Park *)self, value, &result);
+    if (r == PYGEN_NEXT) return result;
+    if (r == PYGEN_RETURN) {
+        Py_DECREF(result);
+        PyErr_SetNone(PyExc_StopIteration);
+    }
+    return NULL;
+}
+
+static PyObject *park_throw(PyObject *self, PyObject *args) {
+    Park *p = (Park *)self;
+    if (p->delegate != NULL && !p->done) {
+        PyObject *throw = PyObject_GetAttr(p->delegate, str_throw);
+        if (throw == NULL) return NULL;
+        PyObject *result = PyObject_Call(throw, args, NULL);
+        Py_DECREF(throw);
+        if (result != NULL) return result;
+        if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+            Py_CLEAR(p->delegate);
+            p->done = 1;
+            return NULL;
+        }
+        PyErr_Clear();
+        Py_CLEAR(p->delegate);
+        result = p->trap;
+        p->trap = NULL;
+        return result;
+    }
+    p->done = 1;
+    PyObject *typ, *val = NULL, *tb = NULL;
+    if (!PyArg_UnpackTuple(args, "throw", 1, 3, &typ, &val, &tb)) return NULL;
+    if (PyExceptionInstance_Check(typ)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    } else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "exceptions must derive from BaseException");
+        return NULL;
+    }
+    if (tb != NULL && tb != Py_None && PyTraceBack_Check(tb)) {
+        PyObject *t, *v, *old;
+        PyErr_Fetch(&t, &v, &old);
+        PyErr_NormalizeException(&t, &v, &old);
+        Py_XDECREF(old);
+        PyException_SetTraceback(v, tb);
+        PyErr_Restore(t, v, Py_NewRef(tb));
+    }
+    return NULL;
+}
+
+static PyObject *park_close(PyObject *self, PyObject *unused) {
+    Park *p = (Park *)self;
+    p->done = 1;
+    if (p->delegate != NULL) {
+        PyObject *r = PyObject_CallMethodNoArgs(p->delegate, str_close);
+        Py_CLEAR(p->delegate);
+        if (r == NULL) return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *park_await(PyObject *self) { return Py_NewRef(self); }
+
+static void park_dealloc(Park *p) {
+    Py_XDECREF(p->trap);
+    Py_XDECREF(p->delegate);
+    Py_TYPE(p)->tp_free((PyObject *)p);
+}
+
+static PyAsyncMethods park_as_async = {.am_await = park_await, .am_send = park_am_send};
+
+static PyMethodDef park_methods[] = {
+    {"send", (PyCFunction)park_send, METH_O, NULL},
+    {"throw", (PyCFunction)park_throw, METH_VARARGS, NULL},
+    {"close", (PyCFunction)park_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ParkType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "trio_uring._core._ringext.Park",
+    .tp_basicsize = sizeof(Park),
+    .tp_dealloc = (destructor)park_dealloc,
+    .tp_as_async = &park_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = park_iternext,
+    .tp_methods = park_methods,
+    .tp_doc = "An awaitable that parks the task on a trio trap once.",
+};
+
+static PyObject *new_park(PyObject *trap, char kind) {
+    if (trio_c.ready == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ringext.bind_trio() was not called");
+        return NULL;
+    }
+    Park *p = PyObject_New(Park, &ParkType);
+    if (p == NULL) return NULL;
+    p->trap = Py_NewRef(trap);
+    p->delegate = NULL;
+    p->kind = kind;
+    p->done = 0;
+    return (PyObject *)p;
+}
+
+static PyObject *ext_park(PyObject *mod, PyObject *trap) { return new_park(trap, PARK); }
+
+static PyObject *ext_completed_checkpoint(PyObject *mod, PyObject *unused) {
+    return new_park(trio_c.shielded, CHECKPOINT);
+}
+
+/* bind_trio(run_context, READY, CancelShieldedCheckpoint, checkpoint_if_cancelled,
+ *           Task, task_fields, CancelStatus, status_fields, Runner, runner_fields)
+ *   task_fields: names of Task's _cancel_status, _runner, _cancel_points;
+ *   status_fields: CancelStatus's effectively_cancelled;
+ *   runner_fields: Runner's main_task, ki_pending. */
+static PyObject *ext_bind_trio(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
+    if (check_nargs("bind_trio", nargs, 10) < 0) return NULL;
+    PyObject *task_type = args[4], *status_type = args[6], *runner_type = args[8];
+    PyObject *tf = args[5], *sf = args[7], *rf = args[9];
+    if (!PyType_Check(task_type) || !PyType_Check(status_type) || !PyType_Check(runner_type) ||
+        !PyTuple_Check(tf) || PyTuple_GET_SIZE(tf) != 3 || !PyTuple_Check(sf) ||
+        PyTuple_GET_SIZE(sf) != 1 || !PyTuple_Check(rf) || PyTuple_GET_SIZE(rf) != 2) {
+        PyErr_SetString(PyExc_TypeError, "bind_trio(): unexpected arguments");
+        return NULL;
+    }
+    Py_ssize_t off[6];
+    if (slot_offset(task_type, PyTuple_GET_ITEM(tf, 0), &off[0]) < 0 ||
+        slot_offset(task_type, PyTuple_GET_ITEM(tf, 1), &off[1]) < 0 ||
+        slot_offset(task_type, PyTuple_GET_ITEM(tf, 2), &off[2]) < 0 ||
+        slot_offset(status_type, PyTuple_GET_ITEM(sf, 0), &off[3]) < 0 ||
+        slot_offset(runner_type, PyTuple_GET_ITEM(rf, 0), &off[4]) < 0 ||
+        slot_offset(runner_type, PyTuple_GET_ITEM(rf, 1), &off[5]) < 0)
+        return NULL;
+    trio_c.task_cancel_status = off[0];
+    trio_c.task_runner = off[1];
+    trio_c.task_cancel_points = off[2];
+    trio_c.status_effectively_cancelled = off[3];
+    trio_c.runner_main_task = off[4];
+    trio_c.runner_ki_pending = off[5];
+    Py_XSETREF(trio_c.run_context, Py_NewRef(args[0]));
+    Py_XSETREF(trio_c.shielded, Py_NewRef(args[2]));
+    Py_XSETREF(trio_c.checkpoint_if_cancelled, Py_NewRef(args[3]));
+    Py_XSETREF(trio_c.task_type, Py_NewRef(task_type));
+    Py_XSETREF(trio_c.status_type, Py_NewRef(status_type));
+    Py_XSETREF(trio_c.runner_type, Py_NewRef(runner_type));
+    Py_XSETREF(trio_c.ready, Py_NewRef(args[1])); /* last: it marks the binding done */
+    Py_RETURN_NONE;
+}
+
 /* ------------------------------------------------------------------- module */
 static PyMethodDef methods[] = {
     {"bind", (PyCFunction)(void (*)(void))ext_bind, METH_FASTCALL,
@@ -505,6 +828,12 @@ static PyMethodDef methods[] = {
      "file_index, ioprio, base) -> position"},
     {"take", (PyCFunction)(void (*)(void))ext_take, METH_FASTCALL,
      "take(pbuf, base, size, bid, nbytes) -> bytes"},
+    {"bind_trio", (PyCFunction)(void (*)(void))ext_bind_trio, METH_FASTCALL,
+     "bind_trio(run_context, READY, CancelShieldedCheckpoint, checkpoint_if_cancelled, "
+     "Task, task_fields, CancelStatus, status_fields, Runner, runner_fields)"},
+    {"park", (PyCFunction)ext_park, METH_O, "park(trap): await it to park on trap"},
+    {"completed_checkpoint", (PyCFunction)ext_completed_checkpoint, METH_NOARGS,
+     "completed_checkpoint(): await it for a completed operation's checkpoint"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -513,12 +842,19 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__ringext(void) {
-    if (PyType_Ready(&ExportType) < 0 || PyType_Ready(&WakerType) < 0) return NULL;
+    if (PyType_Ready(&ExportType) < 0 || PyType_Ready(&WakerType) < 0 ||
+        PyType_Ready(&ParkType) < 0)
+        return NULL;
     if (!(str_send = PyUnicode_InternFromString("send")) ||
         !(str_force_guest_tick_asap = PyUnicode_InternFromString("force_guest_tick_asap")) ||
         !(str_task_scheduled = PyUnicode_InternFromString("task_scheduled")) ||
         !(str_call = PyUnicode_InternFromString("call")) ||
-        !(str_append = PyUnicode_InternFromString("append")))
+        !(str_append = PyUnicode_InternFromString("append")) ||
+        !(str_task = PyUnicode_InternFromString("task")) ||
+        !(str_unwrap = PyUnicode_InternFromString("unwrap")) ||
+        !(str_await = PyUnicode_InternFromString("__await__")) ||
+        !(str_throw = PyUnicode_InternFromString("throw")) ||
+        !(str_close = PyUnicode_InternFromString("close")) || !(long_one = PyLong_FromLong(1)))
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;

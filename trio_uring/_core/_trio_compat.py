@@ -8,11 +8,13 @@ import with a message naming the trio version, not deep inside a run.
 from __future__ import annotations
 
 import types
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import outcome
 import trio
+
+from ._ring import ext
 
 SUPPORTED_TRIO = ">=0.30,<0.36"
 
@@ -103,7 +105,7 @@ READY: Final = _Ready()
 
 
 @types.coroutine
-def park(trap: WaitTaskRescheduled) -> Generator[Any, Any, None]:
+def _park(trap: WaitTaskRescheduled) -> Generator[Any, Any, None]:
     """``await trio.lowlevel.wait_task_rescheduled(abort)`` in one frame instead of two.
 
     ``trap`` is ``WaitTaskRescheduled(abort)``, which a caller that parks often
@@ -122,7 +124,7 @@ def park(trap: WaitTaskRescheduled) -> Generator[Any, Any, None]:
 
 
 @types.coroutine
-def completed_checkpoint() -> Generator[Any, Any, None]:
+def _completed_checkpoint() -> Generator[Any, Any, None]:
     """The checkpoint of an operation that completed at once, in one frame.
 
     What trio's socket methods do around a syscall that succeeded:
@@ -208,6 +210,37 @@ def fast_reschedule(runner: Any, ext: Any) -> Any:
         return ext.Waker(runner, task_type, _TASK_FIELDS, _RUNNER_FIELDS, data)
     except (TypeError, AttributeError):  # a field is no longer a plain slot
         return reschedule
+
+
+def _bind_ext() -> tuple[
+    Callable[[WaitTaskRescheduled], Awaitable[None]], Callable[[], Awaitable[None]]
+]:
+    """``park`` and ``completed_checkpoint``: the ring extension's, else the generators above.
+
+    The extension's do what the generators do (``cancel_pending`` included, reading
+    the same trio fields at their ``__slots__`` offsets), as one small C object per
+    wait; they are used only if those fields are plain slots.
+    """
+    if ext is None:
+        return _park, _completed_checkpoint
+    try:
+        ext.bind_trio(
+            GLOBAL_RUN_CONTEXT, READY, CancelShieldedCheckpoint,
+            trio.lowlevel.checkpoint_if_cancelled,
+            _trio_run.Task, ("_cancel_status", "_runner", "_cancel_points"),
+            _trio_run.CancelStatus, ("effectively_cancelled",),
+            _trio_run.Runner, ("main_task", "ki_pending"),
+        )  # fmt: skip
+    except (TypeError, AttributeError):  # a field is no longer a plain slot
+        return _park, _completed_checkpoint
+    return ext.park, ext.completed_checkpoint
+
+
+#: ``await park(trap)``: see :func:`_park`.
+park: Callable[[WaitTaskRescheduled], Awaitable[None]]
+#: ``await completed_checkpoint()``: see :func:`_completed_checkpoint`.
+completed_checkpoint: Callable[[], Awaitable[None]]
+park, completed_checkpoint = _bind_ext()
 
 
 def speed_up_instrument_checks(runner: Any) -> None:
