@@ -10,6 +10,7 @@ SQE prep refuses what cffi would, and its ``Waker`` does what trio's
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -260,3 +261,21 @@ def test_park_protocol_outside_a_run() -> None:
     it = _iterator(_trio_compat.park(trap))  # type: ignore[arg-type]
     assert next(it) is trap
     it.close()
+
+
+async def test_plain_trio_socket() -> None:
+    sock = trio.socket.socket()
+    with sock:
+        assert _trio_compat.plain_trio_socket(sock)
+        std = getattr(sock, _trio_compat.STDLIB_SOCKET_FIELD)
+        assert std.fileno() == sock.fileno()
+        assert getattr(sock, _trio_compat.SHUT_WR_FIELD) is sock.did_shutdown_SHUT_WR
+
+    class Overridden(type(sock)):  # type: ignore[misc]
+        def fileno(self) -> int:
+            return super().fileno()
+
+    other = Overridden(socket.socket())
+    with other:
+        assert not _trio_compat.plain_trio_socket(other)
+    assert not _trio_compat.plain_trio_socket(object())

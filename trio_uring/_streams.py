@@ -67,11 +67,14 @@ from ._core._ring_cffi import ffi, lib
 from ._core._trio_compat import (
     GLOBAL_RUN_CONTEXT,
     READY,
+    SHUT_WR_FIELD,
+    STDLIB_SOCKET_FIELD,
     CancelShieldedCheckpoint,
     WaitTaskRescheduled,
     cancel_pending,
     completed_checkpoint,
     park,
+    plain_trio_socket,
 )
 from ._ops import _provided
 from ._ops._zerocopy import submit_zc
@@ -366,6 +369,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._zc_policy = zerocopy
         self._zc_threshold = _zc_threshold(zerocopy)
         self.socket = socket
+        #: trio's own socket class: send_all reads the two fields behind ``fileno()``
+        #: and ``did_shutdown_SHUT_WR`` instead of calling them (same answers).
+        self._plain = plain_trio_socket(socket)
         self._manager: UringIOManager | None = None
         self._guest = False
         self._compat: trio.SocketStream | None = None
@@ -448,11 +454,12 @@ class SocketStream(trio.abc.HalfCloseableStream):
         if manager is None:
             assert self._compat is not None
             return await self._compat.send_all(data)
-        if self.socket.did_shutdown_SHUT_WR:
+        sock = self.socket
+        if getattr(sock, SHUT_WR_FIELD) if self._plain else sock.did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
         kind = type(data)
         total = len(data) if kind is bytes or kind is bytearray else buffer_nbytes(data)
-        fd = self.socket.fileno()
+        fd: int = getattr(sock, STDLIB_SOCKET_FIELD).fileno() if self._plain else sock.fileno()
         if self._closed or fd < 0:
             raise trio.ClosedResourceError("socket was already closed")
         if not total:

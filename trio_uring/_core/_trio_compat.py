@@ -56,6 +56,27 @@ if TYPE_CHECKING:
     from trio.lowlevel import Task
 
 
+#: trio's socket fields behind ``fileno()`` (the stdlib socket) and
+#: ``did_shutdown_SHUT_WR``, for :func:`plain_trio_socket` sockets.
+STDLIB_SOCKET_FIELD: Final = "_sock"
+SHUT_WR_FIELD: Final = "_did_shutdown_SHUT_WR"
+
+
+def plain_trio_socket(sock: object) -> bool:
+    """Whether ``sock`` is a trio socket whose ``fileno()`` is
+    ``getattr(sock, STDLIB_SOCKET_FIELD).fileno()`` and whose ``did_shutdown_SHUT_WR``
+    is ``getattr(sock, SHUT_WR_FIELD)`` (trio's own methods, not overridden)."""
+    cls = type(sock)
+    return (
+        isinstance(sock, TrioSocketType)
+        and getattr(cls, "fileno", None) is getattr(TrioSocketType, "fileno", None)
+        and getattr(cls, "did_shutdown_SHUT_WR", None)
+        is getattr(TrioSocketType, "did_shutdown_SHUT_WR", None)
+        and hasattr(sock, STDLIB_SOCKET_FIELD)
+        and isinstance(getattr(sock, SHUT_WR_FIELD, None), bool)
+    )
+
+
 class HasFileno(Protocol):
     def fileno(self) -> int: ...
 
