@@ -37,6 +37,7 @@ from .._core._constants import (
     UNREGISTER_PBUF_RING,
 )
 from .._core._operation import Operation
+from .._core._ring import ext
 from .._core._ring_cffi import ffi, lib
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ STREAM_GROUP: Final = 0x7475  # "tu"
 _REGISTER_PBUF_STATUS: Final = 26
 _ENOBUFS: Final = errno.ENOBUFS
 _give: Final = lib.tu_pbuf_give
+#: The ring extension's copy-out-and-give-back (None: a slice of the mmap, then ``_give``).
+_ext_take: Final = None if ext is None else ext.take
 
 
 class BufferRing:
@@ -59,6 +62,7 @@ class BufferRing:
 
     __slots__ = (
         "_addr",
+        "_boxed",
         "_data_off",
         "_pb",
         "bgid",
@@ -85,6 +89,13 @@ class BufferRing:
         self._data_off = ring_bytes
         # The ring's C-side state: where it is, its buffers, and our tail.
         self._pb = ffi.new("tu_pbuf *", (ring_addr, self._addr, self.mask, size, 0))
+        #: (tu_pbuf address, buffers' address, size) for the ring extension's take,
+        #: boxed once.
+        self._boxed: tuple[object, object, object] = (
+            int(ffi.cast("uintptr_t", self._pb)),
+            self._addr,
+            size,
+        )
         reg = bytearray(40)  # struct io_uring_buf_reg
         struct.pack_into("<QIHH", reg, 0, ring_addr, entries, bgid, 0)
         rc = manager.register(REGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
@@ -100,10 +111,14 @@ class BufferRing:
 
     def take(self, bid: int, nbytes: int) -> bytes:
         """Copy ``nbytes`` out of buffer ``bid`` and give the buffer back to the kernel."""
+        if _ext_take is not None:
+            pb, base, size = self._boxed
+            data: bytes = _ext_take(pb, base, size, bid, nbytes)
+            return data
         off = self._data_off + bid * self.size
-        data = self.mem[off : off + nbytes]
+        copied = self.mem[off : off + nbytes]
         _give(self._pb, bid)
-        return data
+        return copied
 
     def available(self, manager: UringIOManager) -> int:
         """Buffers the kernel may still pick (``IORING_REGISTER_PBUF_STATUS``, Linux 6.8)."""
