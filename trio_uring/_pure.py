@@ -28,6 +28,7 @@ HOT: Final = (
     "trio_uring._ops._provided",
     "trio_uring._ops._zerocopy",
     "trio_uring._ops._sockets",
+    "trio_uring._trio_sockets",
 )
 
 

@@ -39,8 +39,10 @@ try:
     getattr(_trio_run.Runner, "instruments")  # noqa: B009
     from trio import _socket as _trio_socket
 
-    #: trio's socket class (``trio.socket.SocketType`` is its abstract base).
-    TrioSocketType: type = _trio_socket._SocketType
+    #: trio's socket class (``trio.socket.SocketType`` is its abstract base).  An alias
+    #: of the class, not a variable annotated ``type``: mypyc builds a compiled class's
+    #: bases from what mypy knows statically, and silently drops a base it cannot see.
+    TrioSocketType = _trio_socket._SocketType
     #: trio's own ``from_stdlib_socket``, which every trio socket constructor calls.
     trio_from_stdlib_socket: Any = _trio_socket.from_stdlib_socket
     getattr(_trio_socket._SocketType, "_resolve_address_nocp")  # noqa: B009
@@ -133,6 +135,16 @@ def completed_checkpoint() -> Generator[Any, Any, None]:
     """
     if cancel_pending():
         yield from trio.lowlevel.checkpoint_if_cancelled()  # raises Cancelled
+    yield CancelShieldedCheckpoint
+
+
+@types.coroutine
+def shielded_checkpoint() -> Generator[Any, Any, None]:
+    """``trio.lowlevel.cancel_shielded_checkpoint()`` in one frame, its answer unread.
+
+    A plain generator (this module is never compiled), so a compiled caller's
+    ``await`` drives it directly.
+    """
     yield CancelShieldedCheckpoint
 
 
