@@ -24,6 +24,7 @@ HOT: Final = (
     "trio_uring._core._operation",
     "trio_uring._core._manager",
     "trio_uring._core._sqe",
+    "trio_uring._core._trio_fast",
     "trio_uring._streams",
     "trio_uring._ops._provided",
     "trio_uring._ops._zerocopy",

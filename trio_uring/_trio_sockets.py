@@ -86,7 +86,8 @@ from ._core import _sqe, _trio_compat
 from ._core._manager import UringIOManager, run_start_hooks
 from ._core._operation import buffer_nbytes
 from ._core._ring_cffi import ffi
-from ._core._trio_compat import TrioSocketType, cancel_pending, shielded_checkpoint
+from ._core._trio_compat import TrioSocketType
+from ._core._trio_fast import CANCEL_PENDING, current_task, enter, shielded_checkpoint
 from ._ops import _sockaddr
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ _enabled = os.environ.get("TRIO_URING_SOCKETS", "1").strip() not in ("0", "false
 _patched = False
 #: Try the non-blocking syscall first, as trio does, and submit an SQE only when it
 #: would block (``TRIO_URING_SOCKETS_TRY_FIRST=0``: always submit).
-_try_first = os.environ.get("TRIO_URING_SOCKETS_TRY_FIRST", "1").strip() not in ("0", "off")
+_try_first: Final = os.environ.get("TRIO_URING_SOCKETS_TRY_FIRST", "1").strip() not in ("0", "off")
 
 
 def set_completion_sockets(enabled: bool) -> bool:
@@ -212,31 +213,37 @@ def _manager_for(sock: object) -> UringIOManager | None:
     return _current_uring()
 
 
-# The fast paths below are trio's ``_nonblocking_helper``, inlined: a pending cancel
-# raises first (``cancel_pending``, then ``checkpoint_if_cancelled`` raises), then the
-# non-blocking syscall; a call that completes, or fails, is followed by
-# ``cancel_shielded_checkpoint`` (then its error raises); ``BlockingIOError`` means an
-# SQE instead (``perform`` is the checkpoint then).
+# The methods below go to trio's own for arguments the stdlib would reject, for a
+# swapped-in ``_sock`` that is not a plain ``socket.socket``, and outside a run.  Then
+# comes trio's ``_nonblocking_helper``, inlined: a pending cancel raises first
+# (``cancel_pending``, then ``checkpoint_if_cancelled`` raises), then the non-blocking
+# syscall; a call that completes, or fails, is followed by
+# ``cancel_shielded_checkpoint`` (then its error raises).  Only a ``BlockingIOError``
+# looks for the manager: in a run on io_uring one SQE (``perform`` is the checkpoint
+# then), in any other run trio's own method (which tries again and waits for
+# readiness: nothing has happened yet).
 
 
 _BUSY: Final = "another task is already reading / writing this fd"
 
 
-def _claim_receive(self: UringSocket) -> None:
-    """Take the receive-side slot, or ``BusyResourceError`` if a task waits in it."""
+def _claim_receive(self: UringSocket, task: Task) -> None:
+    """Take the receive-side slot for ``task`` (the current one), or ``BusyResourceError``
+    if a task waits in it."""
     holder = self._uring_receiver
     if holder is not None and holder.custom_sleep_data is self:
         raise trio.BusyResourceError(_BUSY)
-    self._uring_receiver = task = _run_context.task
+    self._uring_receiver = task
     task.custom_sleep_data = self
 
 
-def _claim_send(self: UringSocket) -> None:
-    """Take the send-side slot (marked with ``self._sock``), or ``BusyResourceError``."""
+def _claim_send(self: UringSocket, task: Task) -> None:
+    """Take the send-side slot (marked with ``self._sock``) for ``task`` (the current
+    one), or ``BusyResourceError``."""
     holder = self._uring_sender
     if holder is not None and holder.custom_sleep_data is self._sock:
         raise trio.BusyResourceError(_BUSY)
-    self._uring_sender = task = _run_context.task
+    self._uring_sender = task
     task.custom_sleep_data = self._sock
 
 
@@ -273,17 +280,19 @@ class UringSocket(TrioSocketType):
     # ------------------------------------------------------------- receive
     async def recv(self, buflen: object, flags: object = 0, /) -> bytes:
         sock = self._sock
-        manager = _manager_for(sock)
         if (
-            manager is None
+            type(sock) is not _plain_socket
             or type(buflen) is not int
             or buflen <= 0
             or not isinstance(flags, int)
             or flags < 0
         ):
             return await super().recv(buflen, flags)  # type: ignore[arg-type]
+        task = enter() if _try_first else current_task()
+        if task is None:
+            return await super().recv(buflen, flags)
         if _try_first:
-            if cancel_pending():
+            if task is CANCEL_PENDING:
                 await checkpoint_if_cancelled()  # raises Cancelled
             try:
                 data: bytes = sock.recv(buflen, flags)
@@ -295,7 +304,10 @@ class UringSocket(TrioSocketType):
             else:
                 await shielded_checkpoint()
                 return data
-        _claim_receive(self)
+        manager = _current_uring()
+        if manager is None:
+            return await super().recv(buflen, flags)
+        _claim_receive(self, task)
         if buflen > _POOLED:
             buf = _alloc("char[]", buflen)
             try:
@@ -314,8 +326,7 @@ class UringSocket(TrioSocketType):
 
     async def recv_into(self, buffer: object, nbytes: object = 0, flags: object = 0) -> int:
         sock = self._sock
-        manager = _manager_for(sock)
-        if manager is None or not isinstance(flags, int) or flags < 0:
+        if type(sock) is not _plain_socket or not isinstance(flags, int) or flags < 0:
             return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
         try:
             size = buffer_nbytes(buffer, writable=True)
@@ -325,11 +336,14 @@ class UringSocket(TrioSocketType):
             return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
         if nbytes:
             size = nbytes
+        task = enter() if _try_first else current_task()
+        if task is None:
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
         if _try_first:
-            if cancel_pending():
+            if task is CANCEL_PENDING:
                 await checkpoint_if_cancelled()  # raises Cancelled
             try:
-                n: int = sock.recv_into(buffer, size, flags)
+                n: int = sock.recv_into(buffer, size, flags)  # type: ignore[arg-type]
             except BlockingIOError:
                 pass
             except BaseException:
@@ -338,7 +352,10 @@ class UringSocket(TrioSocketType):
             else:
                 await shielded_checkpoint()
                 return n
-        _claim_receive(self)
+        manager = _current_uring()
+        if manager is None:
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
+        _claim_receive(self, task)
         # The operation exports `buffer` and releases it at the final CQE, before
         # this returns or raises: the caller may resize or release it at once.
         return await manager.perform(
@@ -348,16 +365,18 @@ class UringSocket(TrioSocketType):
     # ---------------------------------------------------------------- send
     async def send(self, data: object, flags: object = 0, /) -> int:
         sock = self._sock
-        manager = _manager_for(sock)
-        if manager is None or not isinstance(flags, int) or flags < 0:
+        if type(sock) is not _plain_socket or not isinstance(flags, int) or flags < 0:
+            return await super().send(data, flags)  # type: ignore[arg-type]
+        task = enter() if _try_first else current_task()
+        if task is None:
             return await super().send(data, flags)  # type: ignore[arg-type]
         if _try_first:
             # Arguments the stdlib rejects raise here, as in trio.  The buffer is
             # exported to C only if the SQE path needs it (the common case ends here).
-            if cancel_pending():
+            if task is CANCEL_PENDING:
                 await checkpoint_if_cancelled()  # raises Cancelled
             try:
-                sent: int = sock.send(data, flags)
+                sent: int = sock.send(data, flags)  # type: ignore[arg-type]
             except BlockingIOError:
                 pass
             except BaseException:
@@ -366,23 +385,28 @@ class UringSocket(TrioSocketType):
             else:
                 await shielded_checkpoint()
                 return sent
+        manager = _current_uring()
         try:
             size = buffer_nbytes(data)
         except TypeError:
+            manager = None
+        if manager is None:
             return await super().send(data, flags)  # type: ignore[arg-type]
-        _claim_send(self)
+        _claim_send(self, task)
         return await manager.perform(_sqe.send(sock.fileno(), size, flags), buffer=data)
 
     # -------------------------------------------------------------- accept
     async def accept(self) -> tuple[SocketType, Any]:
         """Like :meth:`socket.socket.accept`, but async; the new socket is a ``UringSocket``."""
         sock = self._sock
-        manager = _manager_for(sock)
-        if manager is None:
+        if type(sock) is not _plain_socket:
+            return await super().accept()
+        task = enter() if _try_first else current_task()
+        if task is None:
             return await super().accept()
         if _try_first:
             # A busy server's backlog usually holds a connection already.
-            if cancel_pending():
+            if task is CANCEL_PENDING:
                 await checkpoint_if_cancelled()  # raises Cancelled
             try:
                 new_sock, address = sock.accept()
@@ -394,7 +418,10 @@ class UringSocket(TrioSocketType):
             else:
                 await shielded_checkpoint()
                 return UringSocket(new_sock), address
-        _claim_receive(self)
+        manager = _current_uring()
+        if manager is None:
+            return await super().accept()
+        _claim_receive(self, task)
         buf = ffi.new("char[]", _SS_SIZE + 4)
         ffi.buffer(buf)[_SS_SIZE:] = _ss_len.pack(_SS_SIZE)
         len_addr = int(ffi.cast("uintptr_t", buf)) + _SS_SIZE
@@ -427,7 +454,7 @@ class UringSocket(TrioSocketType):
             address = await self._resolve_address_nocp(address, local=False)
             raw = _pack_sockaddr(sock.family, address)
             if raw is not None:
-                _claim_send(self)
+                _claim_send(self, _run_context.task)
                 cbuf = ffi.new("char[]", raw)
                 try:
                     # CONNECT is never linked to a timeout (not restartable: EALREADY).
