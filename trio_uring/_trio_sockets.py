@@ -224,6 +224,10 @@ def _manager_for(sock: object) -> UringIOManager | None:
 # readiness: nothing has happened yet).
 
 
+#: (A decorated function: compiled code calls it as an object; a ``Final`` one is read
+#: from a C static, not looked up in the module's dict on every call.)
+_shielded_checkpoint: Final = shielded_checkpoint
+
 _BUSY: Final = "another task is already reading / writing this fd"
 
 
@@ -299,10 +303,10 @@ class UringSocket(TrioSocketType):
             except BlockingIOError:
                 pass
             except BaseException:
-                await shielded_checkpoint()
+                await _shielded_checkpoint()
                 raise
             else:
-                await shielded_checkpoint()
+                await _shielded_checkpoint()
                 return data
         manager = _current_uring()
         if manager is None:
@@ -347,10 +351,10 @@ class UringSocket(TrioSocketType):
             except BlockingIOError:
                 pass
             except BaseException:
-                await shielded_checkpoint()
+                await _shielded_checkpoint()
                 raise
             else:
-                await shielded_checkpoint()
+                await _shielded_checkpoint()
                 return n
         manager = _current_uring()
         if manager is None:
@@ -380,10 +384,10 @@ class UringSocket(TrioSocketType):
             except BlockingIOError:
                 pass
             except BaseException:
-                await shielded_checkpoint()
+                await _shielded_checkpoint()
                 raise
             else:
-                await shielded_checkpoint()
+                await _shielded_checkpoint()
                 return sent
         manager = _current_uring()
         try:
@@ -413,10 +417,10 @@ class UringSocket(TrioSocketType):
             except BlockingIOError:
                 pass
             except BaseException:
-                await shielded_checkpoint()
+                await _shielded_checkpoint()
                 raise
             else:
-                await shielded_checkpoint()
+                await _shielded_checkpoint()
                 return UringSocket(new_sock), address
         manager = _current_uring()
         if manager is None:
