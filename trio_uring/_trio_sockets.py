@@ -216,7 +216,7 @@ def _manager_for(sock: object) -> UringIOManager | None:
 # The methods below go to trio's own for arguments the stdlib would reject, for a
 # swapped-in ``_sock`` that is not a plain ``socket.socket``, and outside a run.  Then
 # comes trio's ``_nonblocking_helper``, inlined: a pending cancel raises first
-# (``cancel_pending``, then ``checkpoint_if_cancelled`` raises), then the non-blocking
+# (``enter()``, then ``checkpoint_if_cancelled`` raises), then the non-blocking
 # syscall; a call that completes, or fails, is followed by
 # ``cancel_shielded_checkpoint`` (then its error raises).  Only a ``BlockingIOError``
 # looks for the manager: in a run on io_uring one SQE (``perform`` is the checkpoint

@@ -138,16 +138,6 @@ def completed_checkpoint() -> Generator[Any, Any, None]:
     yield CancelShieldedCheckpoint
 
 
-@types.coroutine
-def shielded_checkpoint() -> Generator[Any, Any, None]:
-    """``trio.lowlevel.cancel_shielded_checkpoint()`` in one frame, its answer unread.
-
-    A plain generator (this module is never compiled), so a compiled caller's
-    ``await`` drives it directly.
-    """
-    yield CancelShieldedCheckpoint
-
-
 def cancel_pending() -> bool:
     """The test of ``trio.lowlevel.checkpoint_if_cancelled()``, as a plain call.
 
