@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed
 HOT_SOURCES := $(shell sed -n 's/^ *"\(trio_uring\.[a-z_.]*\)",$$/\1/p' trio_uring/_pure.py \
 	| tr . / | sed 's/$$/.py/')
 
-$(STAMP): pyproject.toml setup.py trio_uring/_core/_build_ring.py trio_uring/_pure.py $(HOT_SOURCES)
+$(STAMP): pyproject.toml setup.py trio_uring/_core/_build_ring.py trio_uring/_core/_ringext.c \
+		trio_uring/_pure.py $(HOT_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

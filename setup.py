@@ -1,5 +1,10 @@
 # The C part is built by cffi in API mode at install time (see trio_uring/_core/_build_ring.py).
 #
+# The ring's hot calls go through a small hand-written CPython extension,
+# trio_uring/_core/_ringext.c (no liburing; it calls the cffi module's C functions),
+# built with the compiled hot path; if it fails to build, the install warns and the
+# hot path calls the cffi module instead.
+#
 # The hot path (trio_uring/_pure.py's HOT modules) is compiled with mypyc by default,
 # from the same .py sources, into extension modules beside them (their shared code in
 # trio_uring/_hot__mypyc.*.so).  TRIO_URING_COMPILE=0 at install time builds pure;
@@ -11,7 +16,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +38,11 @@ def _hot_modules() -> list[str]:
 def _warn(message: str) -> None:
     warnings.warn(f"trio_uring: {message}; the hot path stays pure Python", stacklevel=1)
     print(f"WARNING: trio_uring: {message}; the hot path stays pure Python", file=sys.stderr)
+
+
+def _warn_ringext(message: str) -> None:
+    warnings.warn(f"trio_uring: {message}; the ring is driven through cffi", stacklevel=1)
+    print(f"WARNING: trio_uring: {message}; the ring is driven through cffi", file=sys.stderr)
 
 
 HOT = _hot_modules()
@@ -60,19 +70,31 @@ for _ext in ext_modules:
     # code must not turn a working build into the pure fallback.
     _ext.extra_compile_args.append("-Wno-error")
 _COMPILED = {ext.name for ext in ext_modules}
+#: The extension for the ring's hot calls (trio_uring/_core/_ringext.c): optional too.
+RINGEXT = "trio_uring._core._ringext"
+if os.environ.get("TRIO_URING_COMPILE", "1") != "0":
+    ext_modules.append(
+        Extension(
+            RINGEXT,
+            ["trio_uring/_core/_ringext.c"],
+            extra_compile_args=["-O2", "-std=gnu11"],
+        )
+    )
 
 
-def _remove_compiled(root: Path) -> None:
-    """Delete compiled hot modules an earlier build left under ``root`` (a pure build
-    must not ship or import them: Python prefers the extension to the .py file)."""
-    for name in [*HOT, "trio_uring._hot__mypyc"]:
+def _remove_compiled(root: Path, ringext: bool = True) -> None:
+    """Delete compiled hot modules (and, with ``ringext``, the ring extension) an
+    earlier build left under ``root`` (a pure build must not ship or import them:
+    Python prefers the extension to the .py file)."""
+    for name in [*HOT, "trio_uring._hot__mypyc", *([RINGEXT] if ringext else [])]:
         *package, leaf = name.split(".")
         for stale in root.joinpath(*package).glob(leaf + ".*.so"):
             stale.unlink()
 
 
 class BuildExt(build_ext):
-    """Builds the cffi module (must succeed), then the mypyc ones (may fail: then pure)."""
+    """Builds the cffi module (must succeed), then the ring extension (may fail: then
+    cffi on the hot path), then the mypyc ones (may fail: then pure)."""
 
     def _in_source(self) -> bool:
         """Whether the extensions go beside the .py files (editable install, --inplace)."""
@@ -85,13 +107,27 @@ class BuildExt(build_ext):
                 _remove_compiled(HERE)
         super().run()
 
+    def _build_ringext(self, ext: Extension) -> bool:
+        """Build the ring extension; on failure warn and leave none behind."""
+        self.extensions = [ext]
+        try:
+            super().build_extensions()
+        except Exception as exc:  # CompileError, LinkError, missing headers
+            _warn_ringext(f"the ring extension failed to build ({exc!r})")
+            Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+            return False
+        return True
+
     def build_extensions(self) -> None:
         everything = self.extensions
-        plain = [e for e in everything if e.name not in _COMPILED]
+        ringext = [e for e in everything if e.name == RINGEXT]
+        plain = [e for e in everything if e.name not in _COMPILED and e.name != RINGEXT]
         hot = [e for e in everything if e.name in _COMPILED]
         try:
             self.extensions = plain
             super().build_extensions()
+            if ringext and not self._build_ringext(ringext[0]):
+                everything = [e for e in everything if e.name != RINGEXT]
             if hot:
                 self.extensions = hot
                 try:
@@ -101,10 +137,10 @@ class BuildExt(build_ext):
                     for ext in hot:  # no half-built set: a module without its group fails
                         out = Path(self.get_ext_fullpath(ext.name))
                         out.unlink(missing_ok=True)
-                    everything = plain
-                    _remove_compiled(Path(self.build_lib))
+                    everything = [e for e in everything if e.name not in _COMPILED]
+                    _remove_compiled(Path(self.build_lib), ringext=False)
                     if self._in_source():
-                        _remove_compiled(HERE)
+                        _remove_compiled(HERE, ringext=False)
         finally:
             self.extensions = everything
 

@@ -87,3 +87,14 @@ def test_bench_cli_rejects_unknown_suites() -> None:
     assert "echo, connections, files" in proc.stderr
     with pytest.raises(ValueError, match="unknown suites"):
         _bench.main(quick=True, suites=["nope"])
+
+
+def test_idle_bench_measures_a_server_holding_connections() -> None:
+    from trio_uring.bench import _idle
+
+    doc = _idle.run_idle_bench(50, ["trio-epoll"])
+    (row,) = doc["results"]
+    assert "error" not in row, row
+    assert row["backend"] == "epoll" and row["conns"] == 50
+    assert 0 < row["rss_before_kib"] and row["rss_kib"] <= row["peak_kib"]
+    assert "trio-epoll" in _idle.format_idle_bench(doc)

@@ -70,3 +70,15 @@ def test_cli_info(command: list[str]) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "io_uring         usable" in proc.stdout
     assert "POLL_ADD" in proc.stdout
+
+
+def test_cli_info_says_which_hot_path_runs() -> None:
+    from trio_uring._core import _ring
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "trio_uring", "info"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("ring extension"))
+    assert ("in use" in line) == (_ring.ext is not None), line
+    assert any(x.startswith("hot path") for x in proc.stdout.splitlines())

@@ -19,8 +19,11 @@ from tests._cancel import cancel_once_parked
 from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle, run_on_epoll
 from trio_uring import UringIOManager
+from trio_uring._ops import _provided
 from trio_uring._trio_sockets import UringSocket, _current_uring, set_completion_sockets
 from trio_uring.lowlevel import current_manager
+
+MULTISHOT_RECV = pytest.mark.needs_kernel("IORING_REGISTER_PBUF_RING", "IORING_RECV_MULTISHOT")
 
 
 class ReadinessCounter:
@@ -415,6 +418,138 @@ async def test_large_transfer_through_socket_stream() -> None:
         nursery.start_soon(reader)
         await left.send_all(data)
     assert received == data
+    await assert_idle()
+
+
+# ------------------------------------------------- a waiting recv holds no receive buffer
+def _vm_size_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmSize in /proc/self/status")
+
+
+@MULTISHOT_RECV
+async def test_waiting_recv_holds_no_receive_buffer() -> None:
+    """200 receives of up to 1 MiB parked on idle connections: no 1 MiB buffer each
+    (the kernel picks a 4 KiB buffer of the manager's ring when data arrives)."""
+    pairs = [tsocket.socketpair() for _ in range(200)]
+    try:
+        before = _vm_size_kib()
+        async with trio.open_nursery() as nursery:
+            for _, b in pairs:
+                nursery.start_soon(b.recv, 1 << 20)
+            await trio.testing.wait_all_tasks_blocked()
+            parked = _vm_size_kib()
+            nursery.cancel_scope.cancel()
+        # A buffer per receive would map 200 MiB more.
+        assert parked - before < 50 * 1024, (before, parked)
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+    await assert_idle()
+
+
+async def test_recv_after_waiting_returns_what_else_is_queued() -> None:
+    """A waiting ``recv(65536)`` woken by 10,000 bytes returns all of them, not one buffer's."""
+    client, server = await connected_pair()
+    payload = bytes(range(256)) * 40
+    with client, server:
+        async with trio.open_nursery() as nursery:
+            got: list[bytes] = []
+
+            async def receive() -> None:
+                got.append(await server.recv(65536))
+
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            client._sock.sendall(payload)  # one segment over loopback
+        assert got == [payload]
+    await assert_idle()
+
+
+async def test_datagram_recv_after_waiting_is_not_cut() -> None:
+    with tsocket.socket(type=tsocket.SOCK_DGRAM) as a, tsocket.socket(type=tsocket.SOCK_DGRAM) as b:
+        await a.bind(("127.0.0.1", 0))
+        await b.bind(("127.0.0.1", 0))
+        await b.connect(a.getsockname())
+        datagram = bytes(range(256)) * 36  # 9,216 bytes: more than one ring buffer
+        got: list[bytes] = []
+
+        async def receive() -> None:
+            got.append(await b.recv(65536))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            await a.sendto(datagram, b.getsockname())
+        assert got == [datagram]
+    await assert_idle()
+
+
+async def test_waitall_recv_after_waiting_waits_for_all() -> None:
+    a, b = tsocket.socketpair()
+    with a, b:
+        got: list[bytes] = []
+
+        async def receive() -> None:
+            got.append(await b.recv(8000, tsocket.MSG_WAITALL))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            await a.send(b"x" * 4000)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not got
+            await a.send(b"y" * 4000)
+        assert got == [b"x" * 4000 + b"y" * 4000]
+    await assert_idle()
+
+
+@MULTISHOT_RECV
+async def test_receives_beyond_the_buffer_ring_fall_back_and_lose_nothing() -> None:
+    """More receives complete in one tick than the ring has buffers: the rest get
+    ``ENOBUFS`` from the kernel and receive again with a buffer of their own."""
+    manager = current_manager()
+    ring = _provided.stream_ring(manager)
+    assert ring is not None
+    n = ring.entries + 100
+    pairs = [tsocket.socketpair() for _ in range(n)]
+    try:
+        results: list[bytes] = [b""] * n
+
+        async def one(i: int) -> None:
+            results[i] = await pairs[i][1].recv(65536)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(n):
+                nursery.start_soon(one, i)
+            await trio.testing.wait_all_tasks_blocked()
+            before = manager.statistics().sqes_submitted
+            for i, (a, _) in enumerate(pairs):  # all in one tick: no checkpoint in between
+                a._sock.send(b"%06d" % i)
+        assert results == [b"%06d" % i for i in range(n)]
+        assert manager.statistics().sqes_submitted - before > 0  # the fallback receives
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+    await assert_idle()
+
+
+@MULTISHOT_RECV
+async def test_buffer_ring_receive_without_buffers_gives_none_and_keeps_the_data() -> None:
+    manager = current_manager()
+    empty = _provided.BufferRing(manager, 0x7401, entries=1, size=64)
+    empty.unregister(manager)  # the kernel knows no such group: every pick fails
+    a, b = stdlib_socket.socketpair()
+    with a, b:
+        b.setblocking(False)
+        a.send(b"kept")
+        assert await _provided.recv(manager, empty, b.fileno(), 100, 0) is None
+        assert b.recv(100) == b"kept"
     await assert_idle()
 
 

@@ -7,6 +7,7 @@ the emulated release and its fallbacks.
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Any
 
@@ -40,6 +41,17 @@ def fallbacks(ring: Ring) -> list[str]:
     ]
 
 
+def _ring_extension() -> str:
+    """Whether the hot path calls the ring extension (``_core/_ringext.c``) or cffi."""
+    from ._core import _ring
+
+    if _ring.ext is not None:
+        return "in use (SQE prep, buffer take, task wake-up in C)"
+    if os.environ.get("TRIO_URING_PURE") == "1":
+        return "not used (TRIO_URING_PURE=1): cffi calls"
+    return "not built (TRIO_URING_COMPILE=0 or no C compiler at install): cffi calls"
+
+
 def gather() -> dict[str, Any]:
     """Everything ``info`` prints, as a dict (also used by the benchmarks' JSON)."""
     emulated = _kernels.emulated()
@@ -49,6 +61,7 @@ def gather() -> dict[str, Any]:
         "python": platform.python_version(),
         "trio": trio.__version__,
         "hot_path": _pure.build(),
+        "ring_extension": _ring_extension(),
         "io_uring_disabled_sysctl": _read("/proc/sys/kernel/io_uring_disabled"),
         "emulated": None if emulated is None else f"{emulated[0]}.{emulated[1]}",
     }
@@ -89,6 +102,7 @@ def main() -> int:
         )
     print(f"python / trio    {info['python']} / {info['trio']}")
     print(f"hot path         {info['hot_path']} (TRIO_URING_PURE=1: the .py files)")
+    print(f"ring extension   {info['ring_extension']}")
     if info["io_uring_disabled_sysctl"] is not None:
         print(f"io_uring_disabled sysctl  {info['io_uring_disabled_sysctl']}")
     if not info["usable"]:

@@ -67,11 +67,14 @@ from ._core._ring_cffi import ffi, lib
 from ._core._trio_compat import (
     GLOBAL_RUN_CONTEXT,
     READY,
+    SHUT_WR_FIELD,
+    STDLIB_SOCKET_FIELD,
     CancelShieldedCheckpoint,
     WaitTaskRescheduled,
     cancel_pending,
     completed_checkpoint,
     park,
+    plain_trio_socket,
 )
 from ._ops import _provided
 from ._ops._zerocopy import submit_zc
@@ -110,7 +113,9 @@ _FIRST_SEND_MAX: Final = ZEROCOPY_THRESHOLD
 _MSG_WAITALL: Final = 0x100
 _MSG_NOSIGNAL: Final = 0x4000
 _SEND_FLAGS: Final = _MSG_WAITALL | _MSG_NOSIGNAL
-_sqe_send: Final = _sqe.send  # send_all's builder, a module global: one lookup
+# (Final: a compiled build keeps them in C statics, not a module-dict lookup per use.)
+_park: Final = park
+_completed_checkpoint: Final = completed_checkpoint
 _READY: Final = READY
 _run_context: Final = GLOBAL_RUN_CONTEXT
 _ENOBUFS: Final = -errno.ENOBUFS
@@ -364,6 +369,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._zc_policy = zerocopy
         self._zc_threshold = _zc_threshold(zerocopy)
         self.socket = socket
+        #: trio's own socket class: send_all reads the two fields behind ``fileno()``
+        #: and ``did_shutdown_SHUT_WR`` instead of calling them (same answers).
+        self._plain = plain_trio_socket(socket)
         self._manager: UringIOManager | None = None
         self._guest = False
         self._compat: trio.SocketStream | None = None
@@ -446,11 +454,12 @@ class SocketStream(trio.abc.HalfCloseableStream):
         if manager is None:
             assert self._compat is not None
             return await self._compat.send_all(data)
-        if self.socket.did_shutdown_SHUT_WR:
+        sock = self.socket
+        if getattr(sock, SHUT_WR_FIELD) if self._plain else sock.did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
         kind = type(data)
         total = len(data) if kind is bytes or kind is bytearray else buffer_nbytes(data)
-        fd = self.socket.fileno()
+        fd: int = getattr(sock, STDLIB_SOCKET_FIELD).fileno() if self._plain else sock.fileno()
         if self._closed or fd < 0:
             raise trio.ClosedResourceError("socket was already closed")
         if not total:
@@ -481,8 +490,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         op = self._s_op
                         if op is None:
                             op = self._s_op = manager.recycled_operation(fd)
-                        manager.submit(_sqe_send(fd, n, _SEND_FLAGS, sent), None, op, inf, data)
-                        await park(self._s_trap)  # as `await op`, with a trap made once
+                        manager.submit(_sqe.send(fd, n, _SEND_FLAGS, sent), None, op, inf, data)
+                        await _park(self._s_trap)  # as `await op`, with a trap made once
                         res = op.res
                         sent += res if res >= 0 else op.result()
                 except OSError as exc:
@@ -618,7 +627,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._receiving = True
         try:
             if self._rq or self._r_eof or self._r_err is not None:
-                await completed_checkpoint()
+                await _completed_checkpoint()
             elif self._fresh:
                 # The first receive tries the syscall before arming anything: a short
                 # connection's request is usually there already, and a stream that is
@@ -636,7 +645,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 # The checkpoint owed anyway comes first: the peer's data often
                 # arrives during that loop tick, and then no park is needed (at one
                 # connection this saves a blocking io_uring_enter per message).
-                await completed_checkpoint()
+                await _completed_checkpoint()
                 await self._wait_queue()
             if self._closed:
                 raise trio.ClosedResourceError("another task closed this stream")
@@ -661,7 +670,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             self._rq or self._r_eof or self._r_err is not None or self._closed or self._ring is None
         ):
             self._r_waiter = _run_context.task
-            await park(self._r_trap)
+            await _park(self._r_trap)
 
     def _take(self, rq: deque[bytes], max_bytes: int) -> bytes:
         chunk = rq.popleft()
@@ -912,13 +921,13 @@ class SocketListener(trio.abc.Listener[SocketStream]):
                 raise trio.BusyResourceError("another task is already accepting on this listener")
             queue = self._queue
             if queue or self._error is not None:
-                await completed_checkpoint()
+                await _completed_checkpoint()
             else:
                 op = self._accept_op
                 if op is None or op.manager.closed:  # (or armed by an earlier run)
                     self._arm(self._manager())
                 self._waiter = _run_context.task
-                await park(self._trap)
+                await _park(self._trap)
             if self._closed:
                 raise trio.ClosedResourceError("another task closed this listener")
             if queue:

@@ -60,6 +60,18 @@ trio_uring, try first (the default)    39,250  39,399  37,664  1.19x
 trio_uring, ``TRIO_URING_SOCKETS=0``   33,704  33,071  36,489  1.04x
 =====================================  ======  ======  ======  ========
 
+A ``recv`` that waits holds no receive buffer.  On a stream socket it is one
+``IORING_OP_RECV`` with ``IOSQE_BUFFER_SELECT``: the kernel picks a 4 KiB buffer of
+the manager's provided-buffer ring (the one trio_uring's streams use) only when data
+arrives, the data is copied out and the buffer given back within the same loop
+tick, and if that buffer came back full whatever else is queued is read at once, in
+the same call.  So 10,000 idle connections served by unchanged trio code take no
+more memory than on epoll (``python -m trio_uring bench --suites idle``;
+docs/performance.rst, "Idle connections").  Datagrams, ``MSG_WAITALL``, a kernel
+without provided-buffer rings (before 5.19/6.0), and a ring that ran out of buffers
+in one tick (``ENOBUFS``: nothing was received) receive into a buffer of their own
+instead.
+
 An SQE round trip costs more Python (``perform``, CQE dispatch, a loop iteration
 of latency) than a non-blocking syscall that succeeds, and in a busy server most
 do; when one would block, a single SQE is cheaper than poll + retry.
@@ -75,6 +87,7 @@ from __future__ import annotations
 import os
 import socket as _stdlib_socket
 import struct
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -88,7 +101,7 @@ from ._core._operation import buffer_nbytes
 from ._core._ring_cffi import ffi
 from ._core._trio_compat import TrioSocketType
 from ._core._trio_fast import CANCEL_PENDING, current_task, enter, shielded_checkpoint
-from ._ops import _sockaddr
+from ._ops import _provided, _sockaddr
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -108,6 +121,10 @@ _AF_UNIX: Final = int(_stdlib_socket.AF_UNIX)
 _FAMILIES: Final = frozenset({_AF_INET, _AF_INET6, _AF_UNIX})
 _ACCEPT_FLAGS: Final = _stdlib_socket.SOCK_CLOEXEC | _stdlib_socket.SOCK_NONBLOCK
 _plain_socket: Final = _stdlib_socket.socket
+_SOCK_STREAM: Final = _stdlib_socket.SOCK_STREAM
+_MSG_WAITALL: Final = int(_stdlib_socket.MSG_WAITALL)
+_MSG_PEEK: Final = int(_stdlib_socket.MSG_PEEK)
+_MSG_DONTWAIT: Final = int(_stdlib_socket.MSG_DONTWAIT)
 
 #: ``sizeof(struct sockaddr_storage)``, then a ``socklen_t`` for ACCEPT's addrlen.
 _SS_SIZE: Final = 128
@@ -115,7 +132,8 @@ _ss_len = struct.Struct("=I")
 
 #: Receive buffers are copied out at once; zeroing them first would be wasted work.
 _alloc = ffi.new_allocator(should_clear_after_alloc=False)
-#: ``recv`` buffers of ``_POOLED`` bytes (trio's ``DEFAULT_RECEIVE_SIZE``), reused once
+#: ``recv`` buffers of ``_POOLED`` bytes (trio's ``DEFAULT_RECEIVE_SIZE``) for receives the
+#: ring does not serve (see the module docstring), reused once
 #: their data has been copied out (never while the kernel may still write to them).
 _POOLED: Final = 65536
 _pool: list[Any] = []
@@ -273,6 +291,8 @@ class UringSocket(TrioSocketType):
     #: now be the one receiving.
     _uring_receiver: Task | None = None
     _uring_sender: Task | None = None
+    #: Whether this is a ``SOCK_STREAM`` socket (learnt at the first receive that waits).
+    _uring_stream: bool | None = None
 
     def dup(self) -> SocketType:
         """Same as :meth:`socket.socket.dup`."""
@@ -299,7 +319,7 @@ class UringSocket(TrioSocketType):
             if task is CANCEL_PENDING:
                 await checkpoint_if_cancelled()  # raises Cancelled
             try:
-                data: bytes = sock.recv(buflen, flags)
+                received: bytes = sock.recv(buflen, flags)
             except BlockingIOError:
                 pass
             except BaseException:
@@ -307,11 +327,24 @@ class UringSocket(TrioSocketType):
                 raise
             else:
                 await _shielded_checkpoint()
-                return data
+                return received
         manager = _current_uring()
         if manager is None:
             return await super().recv(buflen, flags)
         _claim_receive(self, task)
+        stream = self._uring_stream
+        if stream is None:
+            stream = self._uring_stream = sock.type == _SOCK_STREAM
+        if stream and not flags & _MSG_WAITALL:
+            ring = _provided.stream_ring(manager)
+            if ring is not None:
+                data = await _provided.recv(manager, ring, sock.fileno(), buflen, flags)
+                if data is not None:
+                    if len(data) == ring.size and buflen > ring.size and not flags & _MSG_PEEK:
+                        # A full buffer: take what else is queued now, in this same call.
+                        with suppress(OSError):
+                            data += sock.recv(buflen - ring.size, flags | _MSG_DONTWAIT)
+                    return data
         if buflen > _POOLED:
             buf = _alloc("char[]", buflen)
             try:

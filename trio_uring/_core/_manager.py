@@ -71,7 +71,7 @@ from ._operation import (
     Operation,
     export,
 )
-from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring
+from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring, ext
 from ._ring_cffi import ffi, lib
 from ._sqe import Sqe, restartable
 from ._trio_compat import READY, WaitTaskRescheduled, park
@@ -98,6 +98,10 @@ _unpack_cqes: Final = struct.Struct("=QiI").iter_unpack
 _from_buffer: Final = ffi.from_buffer
 _run_context: Final = _trio_compat.GLOBAL_RUN_CONTEXT
 _tu_prep: Final = lib.tu_prep
+#: The ring extension's export and SQE prep (None: cffi's ``from_buffer``/``tu_prep``).
+_ext_export: Final[Any] = None if ext is None else ext.export
+_ext_prep: Final[Any] = None if ext is None else ext.prep
+_NULL: Final = ffi.NULL
 _READY: Final = READY
 
 #: Called with the manager at the first loop tick of every run on io_uring, on the
@@ -218,6 +222,8 @@ class UringIOManager:
         _reap_lingering()
         self._ring = Ring(sq_entries or self.sq_entries, cq_factor or self.cq_factor)
         self._r = self._ring.handle
+        #: The ring's C state as an address, for the ring extension (kept boxed).
+        self._r_addr: object = self._ring.address
         self._closed = False
         self._fresh = True
         self._owner = threading.get_ident()
@@ -226,7 +232,8 @@ class UringIOManager:
         self._clock_offset: float | None = None
         self._deadlines: Any = None
         self._next_ud = _UD_FIRST
-        #: The run's ``Runner.reschedule`` once bound (trio's public wrapper until then).
+        #: The run's ``Runner.reschedule`` once bound (trio's public wrapper until then;
+        #: the ring extension's equivalent where ``_trio_compat.fast_reschedule`` allows).
         self.reschedule: Callable[..., None] = reschedule
         #: Every operation whose final CQE has not arrived, by user_data.
         self._ops: dict[int, Operation] = {}
@@ -431,14 +438,19 @@ class UringIOManager:
                 op.expired = False
                 op.link_pos = -1
                 op.sqe = None
+        # With the ring extension, an SQE whose ``buf`` is a buffer offset (or NULL)
+        # is written by its ``prep``: ``base`` is the extension's export (or None).
+        base: object = None
+        fast = _ext_prep is not None and deadline == inf
         if buffer is not None:
             # Operation.export(), inlined: this is every send's and receive's path.
             try:
-                cbuf = (
-                    _from_buffer(buffer, require_writable=True)
-                    if writable
-                    else _from_buffer(buffer)
-                )
+                if fast:
+                    cbuf = base = _ext_export(buffer, writable)
+                elif writable:
+                    cbuf = _from_buffer(buffer, require_writable=True)
+                else:
+                    cbuf = _from_buffer(buffer)
             except (TypeError, BufferError):
                 export(buffer, writable)  # raises the stdlib's TypeError for it
                 raise
@@ -449,20 +461,43 @@ class UringIOManager:
                 held.append(cbuf)
             else:
                 op.exports = [held, cbuf]
-            if length < 0:
-                length = len(cbuf) - addr
-                if length > MAX_RW_COUNT:
-                    length = MAX_RW_COUNT
-            addr = cbuf + addr if addr else cbuf
+            if not fast:
+                if length < 0:
+                    length = len(cbuf) - addr
+                    if length > MAX_RW_COUNT:
+                        length = MAX_RW_COUNT
+                addr = cbuf + addr if addr else cbuf
+        elif fast and addr is _NULL:
+            addr = 0
+        else:
+            fast = False
         ud = self._next_ud
         self._next_ud = ud + 1
         op.user_data = ud
         op.task = _run_context.task if waiter else None
         op.state = SUBMITTED
         op.keep = keep
-        if deadline == inf:
+        if fast:
+            # The ring extension's prep (the same tu_prep): base + addr, or addr.
+            try:
+                pos: int = _ext_prep(
+                    self._r_addr, opcode, sqe_flags, fd, off, addr, length, op_flags, ud,
+                    buf_index, file_index, ioprio, base,
+                )  # fmt: skip
+                while pos < 0:
+                    self._make_room(pos)
+                    pos = _ext_prep(
+                        self._r_addr, opcode, sqe_flags, fd, off, addr, length, op_flags, ud,
+                        buf_index, file_index, ioprio, base,
+                    )  # fmt: skip
+            except BaseException:
+                op.state = COMPLETED
+                op.release()
+                raise
+            op.sq_pos = pos
+        elif deadline == inf:
             # _prep(), inlined: this is every operation's path.
-            pos: int = _tu_prep(
+            pos = _tu_prep(
                 self._r, opcode, sqe_flags, fd, off, addr, length, op_flags, ud, buf_index,
                 file_index, ioprio,
             )  # fmt: skip
@@ -561,8 +596,9 @@ class UringIOManager:
         runner = _trio_compat.current_runner()
         self._guest = guest = bool(runner.is_guest)
         self._deadlines = runner.deadlines
-        self.reschedule = runner.reschedule
         _trio_compat.speed_up_instrument_checks(runner)
+        # trio's Runner.reschedule, compiled by the ring extension where it can be.
+        self.reschedule = _trio_compat.fast_reschedule(runner, ext)
         clock: Any = runner.clock
         if type(clock) is _trio_compat.SystemClock:
             self._clock_offset = float(getattr(clock, "offset"))  # noqa: B009

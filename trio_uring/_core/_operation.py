@@ -53,6 +53,7 @@ import trio
 from trio.lowlevel import Abort
 
 from ._constants import Op
+from ._ring import ext
 from ._ring_cffi import ffi
 from ._trio_compat import READY, WaitTaskRescheduled
 
@@ -79,7 +80,8 @@ _EINTR: Final = -errno.EINTR
 #: "cancelled" and never reach the user.
 RESTART_CODES: Final = frozenset({-512, -513, -514, -516})
 
-_release: Final = ffi.release
+#: Releases an export: the ring extension's (which also takes cffi's), else cffi's.
+_release: Final = ffi.release if ext is None else ext.release
 _READY: Final = READY
 
 #: The op table: opcodes that may be linked to an ``IORING_OP_LINK_TIMEOUT`` and so
@@ -187,7 +189,8 @@ class Operation:
         self.res = 0
         #: Memory the kernel may touch (not exported buffers): kept until completion.
         self.keep: object = None
-        #: Buffer exports this operation owns: None, one cdata, or a list of them.
+        #: Buffer exports this operation owns: None, one (a cffi cdata or the ring
+        #: extension's Export), or a list of them.
         self.exports: Any = None
         self.raise_cancel: RaiseCancel | None = None
         self.closing = False

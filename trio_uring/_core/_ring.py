@@ -37,6 +37,32 @@ REQUIRED_FEATURES: Final = {
 REQUIRED_OPS: Final = (Op.POLL_ADD, Op.ASYNC_CANCEL, Op.NOP)
 
 
+def _load_ext() -> Any:
+    """The ring extension (``_ringext.c``) bound to this cffi module, or None.
+
+    None where the install built none (``TRIO_URING_COMPILE=0``, a failed build) and
+    under ``TRIO_URING_PURE=1``: then the hot path calls the cffi module itself.
+    """
+    if os.environ.get("TRIO_URING_PURE") == "1":
+        return None
+    try:
+        from . import _ringext  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+
+    def address(name: str) -> int:
+        return int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+
+    _ringext.bind(address("tu_prep"), address("tu_pbuf_give"), ffi.release)
+    return _ringext
+
+
+#: The ring extension, or None (see :func:`_load_ext`).  Its ``prep`` writes an SQE
+#: through the same ``tu_prep``; its ``export``/``release`` keep the buffer rule of
+#: :mod:`trio_uring._core._operation`.
+ext: Final[Any] = _load_ext()
+
+
 class RingUnavailable(OSError):
     """io_uring cannot be used here; ``str()`` says why."""
 
@@ -138,6 +164,8 @@ class Ring:
                 reason += "; trio_uring needs Linux 5.11 or newer"
             raise RingUnavailable(-rc, reason + note)
         self.fd: int = self.handle.fd
+        #: The address of the C-side ring state (``tu_ring *``), for the ring extension.
+        self.address: int = int(ffi.cast("uintptr_t", self.handle))
         self.setup_flags: int = flags
         self.sq_entries: int = self.handle.sq_entries
         self.cq_entries: int = self.handle.cq_entries

@@ -87,6 +87,12 @@ def recv(fd: int, nbytes: int, msg_flags: int = 0, buf: Any = 0) -> Sqe:
     return (_RECV, 0, fd, 0, buf, nbytes, msg_flags, 0, 0, 0)
 
 
+def recv_select(fd: int, nbytes: int, buf_group: int, msg_flags: int = 0) -> Sqe:
+    """A one-shot ``IORING_OP_RECV`` of up to ``nbytes`` into a buffer the kernel picks from
+    provided-buffer group ``buf_group`` when data arrives (``cqe->flags`` names it)."""
+    return (_RECV, IOSQE_BUFFER_SELECT, fd, 0, NULL, nbytes, msg_flags, buf_group, 0, 0)
+
+
 def recv_multishot(fd: int, buf_group: int, msg_flags: int = 0) -> Sqe:
     """A multishot ``IORING_OP_RECV`` into buffers picked from provided-buffer group ``buf_group``."""
     return (_RECV, IOSQE_BUFFER_SELECT, fd, 0, NULL, 0, msg_flags, buf_group, 0, RECV_MULTISHOT)

@@ -8,11 +8,13 @@ import with a message naming the trio version, not deep inside a run.
 from __future__ import annotations
 
 import types
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import outcome
 import trio
+
+from ._ring import ext
 
 SUPPORTED_TRIO = ">=0.30,<0.36"
 
@@ -54,6 +56,27 @@ except (ImportError, AttributeError) as exc:  # pragma: no cover - depends on tr
 
 if TYPE_CHECKING:
     from trio.lowlevel import Task
+
+
+#: trio's socket fields behind ``fileno()`` (the stdlib socket) and
+#: ``did_shutdown_SHUT_WR``, for :func:`plain_trio_socket` sockets.
+STDLIB_SOCKET_FIELD: Final = "_sock"
+SHUT_WR_FIELD: Final = "_did_shutdown_SHUT_WR"
+
+
+def plain_trio_socket(sock: object) -> bool:
+    """Whether ``sock`` is a trio socket whose ``fileno()`` is
+    ``getattr(sock, STDLIB_SOCKET_FIELD).fileno()`` and whose ``did_shutdown_SHUT_WR``
+    is ``getattr(sock, SHUT_WR_FIELD)`` (trio's own methods, not overridden)."""
+    cls = type(sock)
+    return (
+        isinstance(sock, TrioSocketType)
+        and getattr(cls, "fileno", None) is getattr(TrioSocketType, "fileno", None)
+        and getattr(cls, "did_shutdown_SHUT_WR", None)
+        is getattr(TrioSocketType, "did_shutdown_SHUT_WR", None)
+        and hasattr(sock, STDLIB_SOCKET_FIELD)
+        and isinstance(getattr(sock, SHUT_WR_FIELD, None), bool)
+    )
 
 
 class HasFileno(Protocol):
@@ -105,7 +128,7 @@ READY: Final = _Ready()
 
 
 @types.coroutine
-def park(trap: WaitTaskRescheduled) -> Generator[Any, Any, None]:
+def _park(trap: WaitTaskRescheduled) -> Generator[Any, Any, None]:
     """``await trio.lowlevel.wait_task_rescheduled(abort)`` in one frame instead of two.
 
     ``trap`` is ``WaitTaskRescheduled(abort)``, which a caller that parks often
@@ -124,7 +147,7 @@ def park(trap: WaitTaskRescheduled) -> Generator[Any, Any, None]:
 
 
 @types.coroutine
-def completed_checkpoint() -> Generator[Any, Any, None]:
+def _completed_checkpoint() -> Generator[Any, Any, None]:
     """The checkpoint of an operation that completed at once, in one frame.
 
     What trio's socket methods do around a syscall that succeeded:
@@ -154,6 +177,93 @@ def cancel_pending() -> bool:
         return True
     task._cancel_points += 1
     return False
+
+
+#: The names trio 0.30-0.35's ``Runner.reschedule`` uses, in order: the ring
+#: extension's ``Waker`` does what that method does, and is used only while trio's
+#: method still reads exactly these (else trio's own runs).
+_RESCHEDULE_NAMES: Final = (
+    "_NO_SEND", "Value", "_runner", "_next_send_fn", "coro", "send", "_next_send",
+    "_abort_func", "custom_sleep_data", "runq", "is_guest", "force_guest_tick_asap",
+    "append", "instruments", "call",
+)  # fmt: skip
+#: The Task fields it writes or checks, and the Runner's it reads, as the Waker takes them.
+_TASK_FIELDS: Final = (
+    "_runner", "_next_send_fn", "coro", "_next_send", "_abort_func", "custom_sleep_data",
+)  # fmt: skip
+_RUNNER_FIELDS: Final = ("runq", "is_guest", "instruments")
+
+
+def fast_reschedule(runner: Any, ext: Any) -> Any:
+    """``runner.reschedule``, or the same done by the ring extension ``ext`` (a ``Waker``).
+
+    The ``Waker`` runs trio's ``Runner.reschedule`` statement by statement (the
+    asserts, ``next_send``, ``abort_func`` and ``custom_sleep_data`` reset, the
+    guest-mode tick, the ``runq`` append, the ``"task_scheduled"`` instrument hook),
+    reading and writing Task's and Runner's ``__slots__`` fields directly.  It is
+    used only if trio's method still names exactly what it mirrors and both classes
+    keep plain slot fields; otherwise (or without ``ext``) trio's own method runs.
+    A call with one argument or keywords goes to trio's method as well.
+    """
+    reschedule = runner.reschedule
+    if ext is None:
+        return reschedule
+    code = getattr(_trio_run.Runner.reschedule, "__code__", None)
+    task_type = _trio_run.Task
+    if (
+        code is None
+        or code.co_names != _RESCHEDULE_NAMES
+        or "task_scheduled" not in code.co_consts
+        or type(runner) is not _trio_run.Runner
+        or task_type.__setattr__ is not object.__setattr__
+        or _trio_run.Runner.__setattr__ is not object.__setattr__
+    ):
+        return reschedule
+    # As speed_up_instrument_checks: `"hook" in instruments` is a lookup in its dict.
+    inst = runner.instruments
+    data = getattr(inst, "data", None)
+    if not isinstance(inst, Instruments) or type(inst).__contains__ not in (
+        Instruments.__contains__,
+        getattr(data, "__contains__", None),
+    ):
+        data = None
+    if type(data) is not dict:
+        data = None
+    try:
+        return ext.Waker(runner, task_type, _TASK_FIELDS, _RUNNER_FIELDS, data)
+    except (TypeError, AttributeError):  # a field is no longer a plain slot
+        return reschedule
+
+
+def _bind_ext() -> tuple[
+    Callable[[WaitTaskRescheduled], Awaitable[None]], Callable[[], Awaitable[None]]
+]:
+    """``park`` and ``completed_checkpoint``: the ring extension's, else the generators above.
+
+    The extension's do what the generators do (``cancel_pending`` included, reading
+    the same trio fields at their ``__slots__`` offsets), as one small C object per
+    wait; they are used only if those fields are plain slots.
+    """
+    if ext is None:
+        return _park, _completed_checkpoint
+    try:
+        ext.bind_trio(
+            GLOBAL_RUN_CONTEXT, READY, CancelShieldedCheckpoint,
+            trio.lowlevel.checkpoint_if_cancelled,
+            _trio_run.Task, ("_cancel_status", "_runner", "_cancel_points"),
+            _trio_run.CancelStatus, ("effectively_cancelled",),
+            _trio_run.Runner, ("main_task", "ki_pending"),
+        )  # fmt: skip
+    except (TypeError, AttributeError):  # a field is no longer a plain slot
+        return _park, _completed_checkpoint
+    return ext.park, ext.completed_checkpoint
+
+
+#: ``await park(trap)``: see :func:`_park`.
+park: Callable[[WaitTaskRescheduled], Awaitable[None]]
+#: ``await completed_checkpoint()``: see :func:`_completed_checkpoint`.
+completed_checkpoint: Callable[[], Awaitable[None]]
+park, completed_checkpoint = _bind_ext()
 
 
 def speed_up_instrument_checks(runner: Any) -> None:

@@ -23,12 +23,21 @@ so it stays mapped while any of them is in flight, even after a run closed
 
 from __future__ import annotations
 
+import errno
 import mmap
 import struct
 import weakref
 from typing import TYPE_CHECKING, Final
 
-from .._core._constants import REGISTER_PBUF_RING, UNREGISTER_PBUF_RING
+from .._core import _sqe
+from .._core._constants import (
+    CQE_BUFFER_SHIFT,
+    CQE_F_BUFFER,
+    REGISTER_PBUF_RING,
+    UNREGISTER_PBUF_RING,
+)
+from .._core._operation import Operation
+from .._core._ring import ext
 from .._core._ring_cffi import ffi, lib
 
 if TYPE_CHECKING:
@@ -42,7 +51,10 @@ DEFAULT_BUFFER_SIZE: Final = 4096
 STREAM_GROUP: Final = 0x7475  # "tu"
 
 _REGISTER_PBUF_STATUS: Final = 26
+_ENOBUFS: Final = errno.ENOBUFS
 _give: Final = lib.tu_pbuf_give
+#: The ring extension's copy-out-and-give-back (None: a slice of the mmap, then ``_give``).
+_ext_take: Final = None if ext is None else ext.take
 
 
 class BufferRing:
@@ -50,6 +62,7 @@ class BufferRing:
 
     __slots__ = (
         "_addr",
+        "_boxed",
         "_data_off",
         "_pb",
         "bgid",
@@ -76,6 +89,13 @@ class BufferRing:
         self._data_off = ring_bytes
         # The ring's C-side state: where it is, its buffers, and our tail.
         self._pb = ffi.new("tu_pbuf *", (ring_addr, self._addr, self.mask, size, 0))
+        #: (tu_pbuf address, buffers' address, size) for the ring extension's take,
+        #: boxed once.
+        self._boxed: tuple[object, object, object] = (
+            int(ffi.cast("uintptr_t", self._pb)),
+            self._addr,
+            size,
+        )
         reg = bytearray(40)  # struct io_uring_buf_reg
         struct.pack_into("<QIHH", reg, 0, ring_addr, entries, bgid, 0)
         rc = manager.register(REGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
@@ -91,10 +111,14 @@ class BufferRing:
 
     def take(self, bid: int, nbytes: int) -> bytes:
         """Copy ``nbytes`` out of buffer ``bid`` and give the buffer back to the kernel."""
+        if _ext_take is not None:
+            pb, base, size = self._boxed
+            data: bytes = _ext_take(pb, base, size, bid, nbytes)
+            return data
         off = self._data_off + bid * self.size
-        data = self.mem[off : off + nbytes]
+        copied = self.mem[off : off + nbytes]
         _give(self._pb, bid)
-        return data
+        return copied
 
     def available(self, manager: UringIOManager) -> int:
         """Buffers the kernel may still pick (``IORING_REGISTER_PBUF_STATUS``, Linux 6.8)."""
@@ -112,6 +136,54 @@ class BufferRing:
         reg = bytearray(40)
         struct.pack_into("<QIH", reg, 0, 0, 0, self.bgid)
         manager.register(UNREGISTER_PBUF_RING, ffi.from_buffer(reg), 1)
+
+
+class SelectedRecv(Operation):
+    """A one-shot ``IORING_OP_RECV`` into a buffer of a :class:`BufferRing` (see :func:`recv`).
+
+    The kernel picks the buffer only when data arrives; the CQE's data is copied out
+    and the buffer given back inside ``process_events``, so the waiter finds it in
+    :attr:`data` and no buffer is held while the receive waits.
+    """
+
+    __slots__ = ("data", "ring")
+
+    def __init__(self, manager: UringIOManager, ring: BufferRing) -> None:
+        super().__init__(manager)
+        self.ring = ring
+        self.data = b""
+
+    def on_cqe(self, res: int, flags: int) -> None:
+        if flags & CQE_F_BUFFER:
+            bid = flags >> CQE_BUFFER_SHIFT
+            if res > 0:
+                self.data = self.ring.take(bid, res)
+            else:  # a buffer picked for an empty or failed receive goes straight back
+                self.ring.recycle(bid)
+        Operation.on_cqe(self, res, flags)
+
+
+async def recv(
+    manager: UringIOManager, ring: BufferRing, fd: int, nbytes: int, flags: int
+) -> bytes | None:
+    """Receive up to ``min(nbytes, ring.size)`` bytes from stream socket ``fd`` into a buffer
+    of ``ring``, picked only when data arrives: a receive that waits holds no memory.
+
+    Returns the data (``b""`` at end of file), or ``None`` if the ring had no free
+    buffer (``ENOBUFS``: nothing was received; the caller receives another way).
+    Not for datagrams (a datagram longer than a buffer would be cut) nor
+    ``MSG_WAITALL`` (the kernel ignores it with a provided buffer).  Cancellation and
+    errors are :meth:`UringIOManager.perform`'s: data that arrived while the receive
+    was being cancelled is returned, never lost.
+    """
+    op = SelectedRecv(manager, ring)
+    try:
+        await manager.perform(_sqe.recv_select(fd, nbytes, ring.bgid, flags), keep=ring, op=op)
+    except OSError as exc:
+        if exc.errno == _ENOBUFS:
+            return None
+        raise
+    return op.data
 
 
 # Per manager (keyed by its Ring: a compiled manager has no weak references):

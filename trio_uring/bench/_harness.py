@@ -992,15 +992,17 @@ def format_header(doc: dict[str, Any]) -> str:
 
 
 #: What ``python -m trio_uring bench`` can run (all by default).
-SUITES = ("echo", "connections", "files")
+SUITES = ("echo", "connections", "files", "idle")
 
 
 def main(quick: bool = False, json_path: str | None = None, suites: Sequence[str] = SUITES) -> int:
-    """``python -m trio_uring bench [--quick] [--json FILE] [--suites echo,connections,files]``.
+    """``python -m trio_uring bench [--quick] [--json FILE] [--suites echo,connections,files,idle]``.
 
     ``echo``: the echo and bulk scenarios below; ``connections``: connection per
     request (:mod:`trio_uring.bench._connections`); ``files``: serving a file from
-    the page cache (:mod:`trio_uring.bench._sendfile`).
+    the page cache (:mod:`trio_uring.bench._sendfile`); ``idle``: the server's memory
+    holding 10,000 quiet connections (2,000 with ``--quick``,
+    :mod:`trio_uring.bench._idle`).
     """
     unknown = set(suites) - set(SUITES)
     if unknown:
@@ -1024,6 +1026,13 @@ def main(quick: bool = False, json_path: str | None = None, suites: Sequence[str
         print()
         print(format_file_bench(files))
         ok = ok and bool(files["summary"])
+    if "idle" in suites:
+        from ._idle import format_idle_bench, run_idle_bench
+
+        doc["idle"] = idle = run_idle_bench(2000 if quick else 10_000)
+        print()
+        print(format_idle_bench(idle))
+        ok = ok and all("error" not in r for r in idle["results"])
     if json_path:
         with open(json_path, "w") as f:
             json.dump(doc, f, indent=2)
