@@ -264,6 +264,12 @@ park: Callable[[WaitTaskRescheduled], Awaitable[None]]
 #: ``await completed_checkpoint()``: see :func:`_completed_checkpoint`.
 completed_checkpoint: Callable[[], Awaitable[None]]
 park, completed_checkpoint = _bind_ext()
+#: The ring extension's ``enter()`` (what :func:`._trio_fast.enter` does, reading the
+#: same fields at their ``__slots__`` offsets) when it is bound (exactly when ``park`` is
+#: the extension's), else None.
+ext_enter: Final[Callable[[], Any] | None] = (
+    getattr(ext, "enter", None) if park is not _park else None
+)
 
 
 def speed_up_instrument_checks(runner: Any) -> None:

@@ -15,7 +15,7 @@ import types
 from collections.abc import Generator
 from typing import Any, Final
 
-from ._trio_compat import GLOBAL_RUN_CONTEXT, CancelShieldedCheckpoint
+from ._trio_compat import GLOBAL_RUN_CONTEXT, CancelShieldedCheckpoint, ext_enter
 
 #: The run context (a ``threading.local``): its per-thread ``__dict__`` holds ``runner``
 #: during a run in this thread and ``task`` while a task runs.  Reading that dict is
@@ -24,7 +24,8 @@ from ._trio_compat import GLOBAL_RUN_CONTEXT, CancelShieldedCheckpoint
 _run_context: Final = GLOBAL_RUN_CONTEXT
 _CSC: Final = CancelShieldedCheckpoint
 #: What :func:`enter` returns when the task must not go on.
-CANCEL_PENDING: Final = object()
+CANCEL_PENDING: Final = False
+_ext_enter: Final = ext_enter
 
 
 def current_task() -> Any:
@@ -41,8 +42,11 @@ def enter() -> Any:
     (cancelled, or the main task with a ``KeyboardInterrupt`` pending: the caller then
     awaits ``checkpoint_if_cancelled()``, which raises); otherwise the task, with a
     cancel point counted as trio counts it (``trio.testing.assert_checkpoints``).
-    The same test as :func:`._trio_compat.cancel_pending`.
+    The same test as :func:`._trio_compat.cancel_pending`; the ring extension's
+    ``enter()`` when it is in use (one C call reading trio's slots at their offsets).
     """
+    if _ext_enter is not None:
+        return _ext_enter()
     context: dict[str, Any] = _run_context.__dict__
     task = context.get("task")
     if task is None:
