@@ -279,3 +279,34 @@ async def test_plain_trio_socket() -> None:
     with other:
         assert not _trio_compat.plain_trio_socket(other)
     assert not _trio_compat.plain_trio_socket(object())
+
+
+async def test_enter_is_trios_cancel_test_with_a_counted_cancel_point() -> None:
+    """``_trio_fast.enter()`` (the extension's ``enter()`` when bound, else Python):
+    the current task with a cancel point counted, ``False`` without counting when the
+    task must not go on, ``None`` outside a task."""
+    from trio_uring._core import _trio_fast
+
+    assert (_trio_fast._ext_enter is not None) == (ext is not None)
+    task = trio.lowlevel.current_task()
+    points = task._cancel_points
+    assert _trio_fast.enter() is task
+    assert task._cancel_points == points + 1
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        assert _trio_fast.enter() is _trio_fast.CANCEL_PENDING is False
+        assert task._cancel_points == points + 1
+    with trio.CancelScope(shield=True) as scope:
+        scope.cancel()
+        assert _trio_fast.enter() is False  # (its own scope is cancelled)
+    with trio.CancelScope() as outer:
+        outer.cancel()
+        with trio.CancelScope(shield=True):
+            assert _trio_fast.enter() is task  # shielded from the cancelled one
+
+
+def test_enter_outside_a_task() -> None:
+    from trio_uring._core import _trio_fast
+
+    assert _trio_fast.enter() is None
+    assert _trio_fast.current_task() is None

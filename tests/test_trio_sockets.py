@@ -17,10 +17,10 @@ from trio import socket as tsocket
 
 from tests._cancel import cancel_once_parked
 from tests._pairs import tcp_stream_pair
-from tests.conftest import assert_idle
+from tests.conftest import assert_idle, run_on_epoll
 from trio_uring import UringIOManager
 from trio_uring._ops import _provided
-from trio_uring._trio_sockets import UringSocket, set_completion_sockets
+from trio_uring._trio_sockets import UringSocket, _current_uring, set_completion_sockets
 from trio_uring.lowlevel import current_manager
 
 MULTISHOT_RECV = pytest.mark.needs_kernel("IORING_REGISTER_PBUF_RING", "IORING_RECV_MULTISHOT")
@@ -671,3 +671,41 @@ async def test_failed_try_first_is_still_a_checkpoint() -> None:
         with trio.testing.assert_checkpoints(), pytest.raises(trio.BrokenResourceError):
             await stream_a.receive_some()
     await assert_idle()
+
+
+def test_a_uring_socket_in_a_run_on_epoll_waits_as_trio_does() -> None:
+    """Outside a run on io_uring a UringSocket is trio's socket: the syscall first (a
+    checkpoint), trio's own readiness wait when it would block, trio's errors."""
+    a, b = (UringSocket(s) for s in stdlib_socket.socketpair())
+
+    async def main() -> None:
+        assert _current_uring() is None  # trio's own I/O manager
+        got: list[object] = []
+
+        async def receive() -> None:
+            got.append(await b.recv(10))
+            buf = bytearray(4)
+            got.append((await b.recv_into(buf), bytes(buf)))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()  # parked in trio's wait_readable
+            with trio.testing.assert_checkpoints():
+                assert await a.send(b"hi") == 2
+            await trio.testing.wait_all_tasks_blocked()
+            await a.send(b"yo")
+        assert got == [b"hi", (2, b"yo\0\0")]
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            with pytest.raises(trio.Cancelled):
+                await a.send(b"lost")  # cancelled before the call: nothing sent
+        with trio.move_on_after(0):
+            await b.recv(10)
+            raise AssertionError("received what was never sent")
+
+    with a, b:
+        run_on_epoll(main)
+        coro = a.send(b"x")
+        with pytest.raises(RuntimeError, match="async context"):
+            coro.send(None)  # outside any run, as trio's own socket
+        coro.close()

@@ -24,10 +24,12 @@ HOT: Final = (
     "trio_uring._core._operation",
     "trio_uring._core._manager",
     "trio_uring._core._sqe",
+    "trio_uring._core._trio_fast",
     "trio_uring._streams",
     "trio_uring._ops._provided",
     "trio_uring._ops._zerocopy",
     "trio_uring._ops._sockets",
+    "trio_uring._trio_sockets",
 )
 
 

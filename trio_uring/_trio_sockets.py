@@ -87,19 +87,20 @@ from __future__ import annotations
 import os
 import socket as _stdlib_socket
 import struct
-import types
-from collections.abc import Generator
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
+import trio._socket  # (compiled, UringSocket's class statement reads its base there)
+from mypy_extensions import mypyc_attr
 from trio.lowlevel import checkpoint_if_cancelled
 
 from ._core import _sqe, _trio_compat
 from ._core._manager import UringIOManager, run_start_hooks
 from ._core._operation import buffer_nbytes
 from ._core._ring_cffi import ffi
-from ._core._trio_compat import CancelShieldedCheckpoint, cancel_pending
+from ._core._trio_compat import TrioSocketType
+from ._core._trio_fast import CANCEL_PENDING, current_task, enter, shielded_checkpoint
 from ._ops import _provided, _sockaddr
 
 if TYPE_CHECKING:
@@ -107,9 +108,7 @@ if TYPE_CHECKING:
 
     from trio.lowlevel import Task
     from trio.socket import SocketType
-    from typing_extensions import Buffer
 
-_TrioSocketType: type[Any] = _trio_compat.TrioSocketType
 _trio_from_stdlib_socket: Callable[[_stdlib_socket.socket], SocketType] = (
     _trio_compat.trio_from_stdlib_socket
 )
@@ -139,13 +138,13 @@ _alloc = ffi.new_allocator(should_clear_after_alloc=False)
 _POOLED: Final = 65536
 _pool: list[Any] = []
 _POOL_MAX: Final = 32
-_run_context = _trio_compat.GLOBAL_RUN_CONTEXT
+_run_context: Final = _trio_compat.GLOBAL_RUN_CONTEXT
 
 _enabled = os.environ.get("TRIO_URING_SOCKETS", "1").strip() not in ("0", "false", "no", "off")
 _patched = False
 #: Try the non-blocking syscall first, as trio does, and submit an SQE only when it
 #: would block (``TRIO_URING_SOCKETS_TRY_FIRST=0``: always submit).
-_try_first = os.environ.get("TRIO_URING_SOCKETS_TRY_FIRST", "1").strip() not in ("0", "off")
+_try_first: Final = os.environ.get("TRIO_URING_SOCKETS_TRY_FIRST", "1").strip() not in ("0", "off")
 
 
 def set_completion_sockets(enabled: bool) -> bool:
@@ -223,36 +222,55 @@ def _unpack_sockaddr(family: int, raw: bytes, length: int) -> object:
     return _sockaddr.unpack(raw, length)
 
 
-_WOULD_BLOCK: Final = object()
+def _manager_for(sock: object) -> UringIOManager | None:
+    """The manager to submit on for ``sock`` (a ``UringSocket``'s ``_sock``), or ``None``
+    where trio's own method must run: outside a run on io_uring, and for a swapped-in
+    ``_sock`` that is not a plain ``socket.socket``."""
+    if type(sock) is not _plain_socket:
+        return None
+    return _current_uring()
 
 
-@types.coroutine
-def _try_now(call: Any, *args: Any) -> Generator[Any, Any, Any]:
-    """trio's fast path: the non-blocking syscall as a full checkpoint, or ``_WOULD_BLOCK``.
+# The methods below go to trio's own for arguments the stdlib would reject, for a
+# swapped-in ``_sock`` that is not a plain ``socket.socket``, and outside a run.  Then
+# comes trio's ``_nonblocking_helper``, inlined: a pending cancel raises first
+# (``enter()``, then ``checkpoint_if_cancelled`` raises), then the non-blocking
+# syscall; a call that completes, or fails, is followed by
+# ``cancel_shielded_checkpoint`` (then its error raises).  Only a ``BlockingIOError``
+# looks for the manager: in a run on io_uring one SQE (``perform`` is the checkpoint
+# then), in any other run trio's own method (which tries again and waits for
+# readiness: nothing has happened yet).
 
-    Like trio's ``_nonblocking_helper``: a pending cancel raises first; a call that
-    completes, or fails, is followed by ``cancel_shielded_checkpoint`` (then its
-    error raises); ``BlockingIOError`` means the caller submits an SQE instead
-    (``perform`` is the checkpoint then).
-    """
-    if cancel_pending():
-        yield from checkpoint_if_cancelled()  # raises Cancelled
-    try:
-        result = call(*args)
-    except BlockingIOError:
-        return _WOULD_BLOCK
-    except BaseException:
-        yield CancelShieldedCheckpoint
-        raise
-    # cancel_shielded_checkpoint(), inlined: trio answers with Value(None), unread.
-    yield CancelShieldedCheckpoint
-    return result
 
+#: (A decorated function: compiled code calls it as an object; a ``Final`` one is read
+#: from a C static, not looked up in the module's dict on every call.)
+_shielded_checkpoint: Final = shielded_checkpoint
 
 _BUSY: Final = "another task is already reading / writing this fd"
 
 
-class UringSocket(_TrioSocketType):  # type: ignore[misc]
+def _claim_receive(self: UringSocket, task: Task) -> None:
+    """Take the receive-side slot for ``task`` (the current one), or ``BusyResourceError``
+    if a task waits in it."""
+    holder = self._uring_receiver
+    if holder is not None and holder.custom_sleep_data is self:
+        raise trio.BusyResourceError(_BUSY)
+    self._uring_receiver = task
+    task.custom_sleep_data = self
+
+
+def _claim_send(self: UringSocket, task: Task) -> None:
+    """Take the send-side slot (marked with ``self._sock``) for ``task`` (the current
+    one), or ``BusyResourceError``."""
+    holder = self._uring_sender
+    if holder is not None and holder.custom_sleep_data is self._sock:
+        raise trio.BusyResourceError(_BUSY)
+    self._uring_sender = task
+    task.custom_sleep_data = self._sock
+
+
+@mypyc_attr(native_class=False)
+class UringSocket(TrioSocketType):
     """trio's socket object, whose data operations are io_uring SQEs.
 
     A drop-in ``trio.socket.SocketType``: same methods, same exceptions, same
@@ -262,7 +280,9 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
     one gets ``BusyResourceError``.
     """
 
-    _sock: _stdlib_socket.socket
+    # (``Any``, not ``socket.socket``: compiled, a declared type is checked when read,
+    # and a swapped-in ``_sock`` must reach trio's own method instead.)
+    _sock: Any
     #: The tasks that last started a receive-side / send-side SQE on this socket.
     #: Such a task still waits for its CQE while its ``custom_sleep_data`` is this
     #: object (receiving) or ``self._sock`` (sending); trio clears it on reschedule,
@@ -274,47 +294,44 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
     #: Whether this is a ``SOCK_STREAM`` socket (learnt at the first receive that waits).
     _uring_stream: bool | None = None
 
-    def _completion_manager(self, flags: object) -> UringIOManager | None:
-        """The manager to submit on, or ``None`` where trio's own method must run.
-
-        That is: outside a run on io_uring, for a swapped-in ``_sock`` that is not a
-        plain ``socket.socket``, and for ``flags`` the stdlib would reject.
-        """
-        if type(self._sock) is not _plain_socket or not isinstance(flags, int) or flags < 0:
-            return None
-        return _current_uring()
-
-    def _claim_receive(self) -> None:
-        """Take the receive-side slot, or ``BusyResourceError`` if a task waits in it."""
-        holder = self._uring_receiver
-        if holder is not None and holder.custom_sleep_data is self:
-            raise trio.BusyResourceError(_BUSY)
-        self._uring_receiver = task = _run_context.task
-        task.custom_sleep_data = self
-
-    def _claim_send(self) -> None:
-        """Take the send-side slot (marked with ``self._sock``), or ``BusyResourceError``."""
-        holder = self._uring_sender
-        if holder is not None and holder.custom_sleep_data is self._sock:
-            raise trio.BusyResourceError(_BUSY)
-        self._uring_sender = task = _run_context.task
-        task.custom_sleep_data = self._sock
-
     def dup(self) -> SocketType:
         """Same as :meth:`socket.socket.dup`."""
         return UringSocket(self._sock.dup())
 
+    # (Arguments are annotated ``object``: compiled, a narrower annotation would be
+    # checked at the call, before trio's own method could reject them its own way.)
+
     # ------------------------------------------------------------- receive
-    async def recv(self, buflen: int, flags: int = 0, /) -> bytes:
-        manager = self._completion_manager(flags)
+    async def recv(self, buflen: object, flags: object = 0, /) -> bytes:
         sock = self._sock
-        if manager is None or type(buflen) is not int or buflen <= 0:
-            return await super().recv(buflen, flags)  # type: ignore[no-any-return]
+        if (
+            type(sock) is not _plain_socket
+            or type(buflen) is not int
+            or buflen <= 0
+            or not isinstance(flags, int)
+            or flags < 0
+        ):
+            return await super().recv(buflen, flags)  # type: ignore[arg-type]
+        task = enter() if _try_first else current_task()
+        if task is None:
+            return await super().recv(buflen, flags)
         if _try_first:
-            data = await _try_now(sock.recv, buflen, flags)
-            if data is not _WOULD_BLOCK:
-                return data  # type: ignore[no-any-return]
-        self._claim_receive()
+            if task is CANCEL_PENDING:
+                await checkpoint_if_cancelled()  # raises Cancelled
+            try:
+                received: bytes = sock.recv(buflen, flags)
+            except BlockingIOError:
+                pass
+            except BaseException:
+                await _shielded_checkpoint()
+                raise
+            else:
+                await _shielded_checkpoint()
+                return received
+        manager = _current_uring()
+        if manager is None:
+            return await super().recv(buflen, flags)
+        _claim_receive(self, task)
         stream = self._uring_stream
         if stream is None:
             stream = self._uring_stream = sock.type == _SOCK_STREAM
@@ -344,24 +361,38 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             if len(_pool) < _POOL_MAX:
                 _pool.append(buf)
 
-    async def recv_into(self, buffer: Buffer, nbytes: int = 0, flags: int = 0) -> int:
-        manager = self._completion_manager(flags)
+    async def recv_into(self, buffer: object, nbytes: object = 0, flags: object = 0) -> int:
         sock = self._sock
-        if manager is None:
-            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+        if type(sock) is not _plain_socket or not isinstance(flags, int) or flags < 0:
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
         try:
             size = buffer_nbytes(buffer, writable=True)
         except TypeError:
-            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
         if type(nbytes) is not int or nbytes < 0 or nbytes > size:
-            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
         if nbytes:
             size = nbytes
+        task = enter() if _try_first else current_task()
+        if task is None:
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
         if _try_first:
-            n = await _try_now(sock.recv_into, buffer, size, flags)
-            if n is not _WOULD_BLOCK:
-                return n  # type: ignore[no-any-return]
-        self._claim_receive()
+            if task is CANCEL_PENDING:
+                await checkpoint_if_cancelled()  # raises Cancelled
+            try:
+                n: int = sock.recv_into(buffer, size, flags)  # type: ignore[arg-type]
+            except BlockingIOError:
+                pass
+            except BaseException:
+                await _shielded_checkpoint()
+                raise
+            else:
+                await _shielded_checkpoint()
+                return n
+        manager = _current_uring()
+        if manager is None:
+            return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
+        _claim_receive(self, task)
         # The operation exports `buffer` and releases it at the final CQE, before
         # this returns or raises: the caller may resize or release it at once.
         return await manager.perform(
@@ -369,38 +400,65 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
         )
 
     # ---------------------------------------------------------------- send
-    async def send(self, data: Buffer, flags: int = 0, /) -> int:
-        manager = self._completion_manager(flags)
+    async def send(self, data: object, flags: object = 0, /) -> int:
         sock = self._sock
-        if manager is None:
-            return await super().send(data, flags)  # type: ignore[no-any-return]
+        if type(sock) is not _plain_socket or not isinstance(flags, int) or flags < 0:
+            return await super().send(data, flags)  # type: ignore[arg-type]
+        task = enter() if _try_first else current_task()
+        if task is None:
+            return await super().send(data, flags)  # type: ignore[arg-type]
         if _try_first:
             # Arguments the stdlib rejects raise here, as in trio.  The buffer is
             # exported to C only if the SQE path needs it (the common case ends here).
-            sent = await _try_now(sock.send, data, flags)
-            if sent is not _WOULD_BLOCK:
-                return sent  # type: ignore[no-any-return]
+            if task is CANCEL_PENDING:
+                await checkpoint_if_cancelled()  # raises Cancelled
+            try:
+                sent: int = sock.send(data, flags)  # type: ignore[arg-type]
+            except BlockingIOError:
+                pass
+            except BaseException:
+                await _shielded_checkpoint()
+                raise
+            else:
+                await _shielded_checkpoint()
+                return sent
+        manager = _current_uring()
         try:
             size = buffer_nbytes(data)
         except TypeError:
-            return await super().send(data, flags)  # type: ignore[no-any-return]
-        self._claim_send()
+            manager = None
+        if manager is None:
+            return await super().send(data, flags)  # type: ignore[arg-type]
+        _claim_send(self, task)
         return await manager.perform(_sqe.send(sock.fileno(), size, flags), buffer=data)
 
     # -------------------------------------------------------------- accept
     async def accept(self) -> tuple[SocketType, Any]:
         """Like :meth:`socket.socket.accept`, but async; the new socket is a ``UringSocket``."""
-        manager = self._completion_manager(0)
         sock = self._sock
-        if manager is None:
-            return await super().accept()  # type: ignore[no-any-return]
+        if type(sock) is not _plain_socket:
+            return await super().accept()
+        task = enter() if _try_first else current_task()
+        if task is None:
+            return await super().accept()
         if _try_first:
             # A busy server's backlog usually holds a connection already.
-            got = await _try_now(sock.accept)
-            if got is not _WOULD_BLOCK:
-                new_sock, address = got
+            if task is CANCEL_PENDING:
+                await checkpoint_if_cancelled()  # raises Cancelled
+            try:
+                new_sock, address = sock.accept()
+            except BlockingIOError:
+                pass
+            except BaseException:
+                await _shielded_checkpoint()
+                raise
+            else:
+                await _shielded_checkpoint()
                 return UringSocket(new_sock), address
-        self._claim_receive()
+        manager = _current_uring()
+        if manager is None:
+            return await super().accept()
+        _claim_receive(self, task)
         buf = ffi.new("char[]", _SS_SIZE + 4)
         ffi.buffer(buf)[_SS_SIZE:] = _ss_len.pack(_SS_SIZE)
         len_addr = int(ffi.cast("uintptr_t", buf)) + _SS_SIZE
@@ -425,15 +483,15 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
 
     # ------------------------------------------------------------- connect
     async def connect(self, address: Any) -> None:
-        manager = self._completion_manager(0)
         sock = self._sock
+        manager = _manager_for(sock)
         if manager is None:
-            return await super().connect(address)  # type: ignore[no-any-return]
+            return await super().connect(address)
         try:
             address = await self._resolve_address_nocp(address, local=False)
             raw = _pack_sockaddr(sock.family, address)
             if raw is not None:
-                self._claim_send()
+                _claim_send(self, _run_context.task)
                 cbuf = ffi.new("char[]", raw)
                 try:
                     # CONNECT is never linked to a timeout (not restartable: EALREADY).
@@ -448,4 +506,4 @@ class UringSocket(_TrioSocketType):  # type: ignore[misc]
             self.close()
             raise
         # An address we do not pack ourselves: trio's path gives the stdlib's answer.
-        return await super().connect(address)  # type: ignore[no-any-return]
+        return await super().connect(address)

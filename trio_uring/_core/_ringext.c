@@ -541,10 +541,8 @@ static int slot_true(PyObject *obj, Py_ssize_t off) {
     return v == Py_True ? 1 : v == Py_False ? 0 : PyObject_IsTrue(v);
 }
 
-/* 1: the current task must not go on; 0: it may (a cancel point counted); -1: error. */
-static int cancel_pending(void) {
-    PyObject *task = PyObject_GetAttr(trio_c.run_context, str_task);
-    if (task == NULL) return -1;
+/* 1: `task` must not go on; 0: it may (a cancel point counted); -1: error. */
+static int task_cancel_pending(PyObject *task) {
     int result = -1;
     if ((PyObject *)Py_TYPE(task) != trio_c.task_type) {
         PyErr_SetString(PyExc_TypeError, "GLOBAL_RUN_CONTEXT.task is not a trio Task");
@@ -584,8 +582,37 @@ static int cancel_pending(void) {
     Py_XDECREF(old);
     result = 0;
 done:
+    return result;
+}
+
+/* 1: the current task must not go on; 0: it may (a cancel point counted); -1: error. */
+static int cancel_pending(void) {
+    PyObject *task = PyObject_GetAttr(trio_c.run_context, str_task);
+    if (task == NULL) return -1;
+    int result = task_cancel_pending(task);
     Py_DECREF(task);
     return result;
+}
+
+/* enter(): the start of trio's _nonblocking_helper for a compiled fast path
+ * (_trio_fast.enter): the current task with a cancel point counted if it may go on,
+ * False if it must not (cancel_pending()), None outside a task (nothing counted). */
+static PyObject *ext_enter(PyObject *mod, PyObject *unused) {
+    if (trio_c.ready == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "_ringext.bind_trio() was not called");
+        return NULL;
+    }
+    PyObject *task = PyObject_GetAttr(trio_c.run_context, str_task);
+    if (task == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return NULL;
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    int pending = task_cancel_pending(task);
+    if (pending == 0) return task; /* (the reference moves to the caller) */
+    Py_DECREF(task);
+    if (pending < 0) return NULL;
+    Py_RETURN_FALSE;
 }
 
 static PySendResult delegate_result(Park *p, PySendResult r, PyObject **result) {
@@ -834,6 +861,9 @@ static PyMethodDef methods[] = {
     {"park", (PyCFunction)ext_park, METH_O, "park(trap): await it to park on trap"},
     {"completed_checkpoint", (PyCFunction)ext_completed_checkpoint, METH_NOARGS,
      "completed_checkpoint(): await it for a completed operation's checkpoint"},
+    {"enter", (PyCFunction)ext_enter, METH_NOARGS,
+     "enter(): the current task (a cancel point counted), False if it must not go on, "
+     "None outside a task"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -41,8 +41,10 @@ try:
     getattr(_trio_run.Runner, "instruments")  # noqa: B009
     from trio import _socket as _trio_socket
 
-    #: trio's socket class (``trio.socket.SocketType`` is its abstract base).
-    TrioSocketType: type = _trio_socket._SocketType
+    #: trio's socket class (``trio.socket.SocketType`` is its abstract base).  An alias
+    #: of the class, not a variable annotated ``type``: mypyc builds a compiled class's
+    #: bases from what mypy knows statically, and silently drops a base it cannot see.
+    TrioSocketType = _trio_socket._SocketType
     #: trio's own ``from_stdlib_socket``, which every trio socket constructor calls.
     trio_from_stdlib_socket: Any = _trio_socket.from_stdlib_socket
     getattr(_trio_socket._SocketType, "_resolve_address_nocp")  # noqa: B009
@@ -262,6 +264,12 @@ park: Callable[[WaitTaskRescheduled], Awaitable[None]]
 #: ``await completed_checkpoint()``: see :func:`_completed_checkpoint`.
 completed_checkpoint: Callable[[], Awaitable[None]]
 park, completed_checkpoint = _bind_ext()
+#: The ring extension's ``enter()`` (what :func:`._trio_fast.enter` does, reading the
+#: same fields at their ``__slots__`` offsets) when it is bound (exactly when ``park`` is
+#: the extension's), else None.
+ext_enter: Final[Callable[[], Any] | None] = (
+    getattr(ext, "enter", None) if park is not _park else None
+)
 
 
 def speed_up_instrument_checks(runner: Any) -> None:
