@@ -15,7 +15,7 @@ import trio.testing
 
 import trio_uring
 from tests._pairs import tcp_stream_pair
-from tests.conftest import open_fds, run_on_epoll
+from tests.conftest import assert_idle, open_fds, run_on_epoll
 from trio_uring import _info, _sendfile
 from trio_uring._streams import SocketStream
 
@@ -429,6 +429,31 @@ async def test_closed_while_blocked(
             nursery.start_soon(closer)
             with pytest.raises(trio.ClosedResourceError):
                 await a.send_file(f)
+
+
+async def test_closed_while_reading_an_empty_pipe(
+    path: str, pair: tuple[SocketStream, SocketStream]
+) -> None:
+    """Closing the stream wakes a ``send_file`` that waits on its file, not its socket."""
+    a, _b = pair
+    r, w = os.pipe()
+    try:
+
+        async def closer() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            await a.aclose()
+
+        # (fail_after: a regression would wait on the pipe forever, not fail)
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(closer)
+                with pytest.raises(trio.ClosedResourceError):
+                    await a.send_file(r)
+        assert a._send_file_scope is None and not a._sending
+    finally:
+        os.close(r)
+        os.close(w)
+    await assert_idle()
 
 
 async def test_concurrent_sends_are_busy(

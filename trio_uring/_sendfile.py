@@ -257,21 +257,28 @@ async def send_file(
     if path == "sendfile" and not seekable:
         path = "read"  # sendfile's EAGAIN could not say which side is not ready
     stream._sending = True
+    # Closing the socket wakes waits on the socket, not on the file (an empty pipe):
+    # aclose() cancels this scope, and that cancel is the stream's ClosedResourceError.
+    closed_scope = trio.CancelScope()
+    stream._send_file_scope = closed_scope
     try:
-        if path == "splice":
-            assert manager is not None
-            sent, unsupported = await _splice_path(
-                stream, manager, sock_fd, fd, seekable, offset, count
-            )
-        elif path == "sendfile":
-            assert count is not None
-            sent, unsupported = await _sendfile_path(stream, sock_fd, fd, offset, count)
-        else:
-            sent, unsupported = 0, True
-        if unsupported:  # the kernel refused this file before any byte went
-            sent = await _read_path(stream, sock_fd, fd, seekable, offset, count)
-        return sent
+        with closed_scope:
+            if path == "splice":
+                assert manager is not None
+                sent, unsupported = await _splice_path(
+                    stream, manager, sock_fd, fd, seekable, offset, count
+                )
+            elif path == "sendfile":
+                assert count is not None
+                sent, unsupported = await _sendfile_path(stream, sock_fd, fd, offset, count)
+            else:
+                sent, unsupported = 0, True
+            if unsupported:  # the kernel refused this file before any byte went
+                sent = await _read_path(stream, sock_fd, fd, seekable, offset, count)
+            return sent
+        raise trio.ClosedResourceError("another task closed this stream")
     finally:
+        stream._send_file_scope = None
         stream._sending = False
 
 

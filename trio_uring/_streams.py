@@ -376,6 +376,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._guest = False
         self._compat: trio.SocketStream | None = None
         self._sending = False
+        #: The running ``send_file``'s scope while it waits on the file side (which
+        #: closing the socket does not wake): ``aclose`` cancels it.
+        self._send_file_scope: trio.CancelScope | None = None
         self._receiving = False
         self._closed = False
         self._rq: deque[bytes] = deque()
@@ -740,6 +743,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 op.on_closing()
             self.socket.close()
             self._wake_receiver_closed()
+            scope = self._send_file_scope
+            if scope is not None:
+                scope.cancel()  # send_file raises ClosedResourceError (see _sendfile)
         await checkpoint()
 
     # ------------------------------------------------------------- options
