@@ -67,6 +67,38 @@ async def test_many_connections_accepted_in_order() -> None:
     await assert_idle()
 
 
+def test_listener_dropped_unclosed_closes_its_queued_connections() -> None:
+    """A listener the program never closed: once its run ended and nothing refers to
+    it, the connections queued for it are closed, not leaked."""
+    import gc
+    import socket as stdlib_socket
+    import warnings
+
+    import trio_uring
+
+    before = open_fds()
+
+    async def main() -> list[stdlib_socket.socket]:
+        listener, address = await listener_and_address()
+        first = stdlib_socket.create_connection(address)
+        (await listener.accept()).socket.close()  # arms the multishot
+        clients = [first] + [stdlib_socket.create_connection(address) for _ in range(5)]
+        await trio.testing.wait_all_tasks_blocked()
+        if has_multishot_accept():
+            assert len(listener._queue) == 5
+        return clients  # the listener is dropped unclosed
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the unclosed listening socket
+        clients = trio_uring.run(main)
+        gc.collect()
+    try:
+        assert open_fds() - before == {c.fileno() for c in clients}
+    finally:
+        for client in clients:
+            client.close()
+
+
 @MULTISHOT_ACCEPT
 async def test_queue_is_bounded_when_nobody_accepts() -> None:
     listener, address = await listener_and_address()

@@ -986,6 +986,18 @@ class SocketListener(trio.abc.Listener[SocketStream]):
         self._waiter = None
         return Abort.SUCCEEDED
 
+    def __del__(self) -> None:
+        # Dropped without aclose() (its multishot ended with the run or the socket):
+        # the connections accepted for it go with it, as an unclosed listening
+        # socket's backlog goes with that socket.
+        try:
+            queue = self._queue
+        except AttributeError:  # __init__ raised before the queue existed
+            return
+        while queue:
+            with suppress(OSError):
+                os.close(queue.popleft())
+
     def _shutdown(self) -> None:
         """Closed: close every queued fd, wake the waiter with ``ClosedResourceError``."""
         self._closed = True
