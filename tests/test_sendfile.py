@@ -685,6 +685,32 @@ def test_on_trios_epoll_backend(payload: tuple[Path, bytes]) -> None:
     run_on_epoll(main)
 
 
+def test_send_file_during_send_all_is_busy_on_trios_backend(payload: tuple[Path, bytes]) -> None:
+    p, _ = payload
+
+    async def main() -> None:
+        a, b = await tcp_stream_pair()
+        _small_buffers(a, b)
+        try:
+            with open(p, "rb") as f:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(a.send_all, b"y" * (8 << 20))
+                    await trio.testing.wait_all_tasks_blocked()
+                    # Refused by the stream before any byte could move, not only once
+                    # it waits for the socket (trio's "already ... writing this fd").
+                    with (
+                        trio.testing.assert_no_checkpoints(),
+                        pytest.raises(trio.BusyResourceError, match="currently sending"),
+                    ):
+                        await a.send_file(f)
+                    nursery.cancel_scope.cancel()
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    run_on_epoll(main)
+
+
 def test_info_names_the_path(capsys: pytest.CaptureFixture[str]) -> None:
     assert _info.main() == 0
     out = capsys.readouterr().out

@@ -456,7 +456,13 @@ class SocketStream(trio.abc.HalfCloseableStream):
         manager = self._manager or self._get_manager()
         if manager is None:
             assert self._compat is not None
-            return await self._compat.send_all(data)
+            # Marked as ours too, so that send_file (which trio's stream does not
+            # know) is busy meanwhile.
+            self._sending = True
+            try:
+                return await self._compat.send_all(data)
+            finally:
+                self._sending = False
         sock = self.socket
         if getattr(sock, SHUT_WR_FIELD) if self._plain else sock.did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
