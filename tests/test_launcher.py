@@ -249,7 +249,40 @@ def test_double_dash_and_program_options(tmp_path: Path) -> None:
     assert seen["install"] is None
 
 
+def test_command_runs_on_uring_like_python_c(tmp_path: Path) -> None:
+    proc = _launch("-c", PROBE, "4", "-m", "x", cwd=tmp_path)
+    assert proc.returncode == 4, proc.stderr
+    seen = _seen(proc)
+    assert seen["manager"] == URING
+    assert seen["argv"] == ["-c", "4", "-m", "x"]
+    assert seen["path0"] == ""
+    assert seen["name"] == "__main__"
+    plain = _python("-c", PROBE, "4", "-m", "x", cwd=tmp_path)
+    assert _seen(plain) | {"manager": URING} == seen
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "def f():\n    raise ValueError('boom')\nf()\n",
+        "def f(:\n",
+        "import sys\nsys.exit(3)\n",
+    ],
+    ids=["traceback", "syntax-error", "exit-3"],
+)
+def test_command_errors_look_like_python(tmp_path: Path, body: str) -> None:
+    proc = _launch("-c", body, cwd=tmp_path)
+    plain = _python("-c", body, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        plain.returncode,
+        plain.stdout,
+        plain.stderr,
+    )
+
+
 def test_parse() -> None:
+    assert parse(["-c", "pass", "-m", "x"]) == Program(None, None, ["-m", "x"], False, "pass")
+    assert parse(["--children", "-cpass"]) == Program(None, None, [], True, "pass")
     assert parse(["--children", "-m", "mod", "-q"]) == Program("mod", None, ["-q"], True)
     assert parse(["-mmod", "a"]) == Program("mod", None, ["a"], False)
     assert parse(["s.py", "--children"]) == Program(None, "s.py", ["--children"], False)
@@ -321,7 +354,7 @@ def test_keyboard_interrupt_ends_by_sigint_after_atexit(tmp_path: Path) -> None:
 
 @pytest.mark.no_uring_ok
 def test_usage_errors_exit_2(tmp_path: Path) -> None:
-    for args in ([], ["--bogus", "x.py"], ["-m"], ["--"], ["-"]):
+    for args in ([], ["--bogus", "x.py"], ["-m"], ["-c"], ["--"], ["-"]):
         proc = _launch(*args, cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.startswith("usage: python -m trio_uring run"), proc.stderr

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import builtins
 import os
 import runpy
 import signal
 import sys
+import types
 import zipfile
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -32,7 +34,7 @@ from ._install import (
 
 PROG = "python -m trio_uring run"
 
-USAGE = f"{PROG} [-h] [--children] (-m module | [--] script) [args ...]"
+USAGE = f"{PROG} [-h] [--children] (-m module | -c command | [--] script) [args ...]"
 
 DESCRIPTION = """\
 Run a Python program unchanged with every trio.run in it (anyio's trio backend and
@@ -46,6 +48,7 @@ examples:
   python -m trio_uring run server.py --port 8000
   python -m trio_uring run -m hypercorn --worker-class trio --workers 0 app:app
   python -m trio_uring run --children -m hypercorn --worker-class trio --workers 2 app:app
+  python -m trio_uring run -c "import trio; trio.run(...)"
 
 Launcher options come first; everything after the script or module belongs to the
 program.  Use "--" before a script whose name starts with "-"."""
@@ -53,12 +56,13 @@ program.  Use "--" before a script whose name starts with "-"."""
 
 @dataclass
 class Program:
-    """What to run: a module (``-m``) or a script path, and its arguments."""
+    """What to run: a module (``-m``), a script path or a command (``-c``), and its arguments."""
 
     module: str | None = None
     script: str | None = None
     args: list[str] = field(default_factory=list)
     children: bool = False
+    command: str | None = None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
         "command line is its arguments)",
     )
     parser.add_argument(
+        "-c",
+        dest="command",
+        metavar="command",
+        help="run the program passed in as a string, like python -c (the rest of the "
+        "command line is its arguments)",
+    )
+    parser.add_argument(
         "script",
         nargs="?",
         help="the program's file, or a directory or zip file with a __main__.py",
@@ -95,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 def parse(argv: list[str]) -> Program:
     """Split the command line into launcher options and the program, as python does.
 
-    Launcher options end at ``-m module``, ``--`` or the first argument that is not an
+    Launcher options end at ``-m module``, ``-c command``, ``--`` or the first argument that is not an
     option; everything after belongs to the program (``--`` included, as under python).
     Usage errors exit with status 2, ``--help`` with 0 (:class:`SystemExit`).
     """
@@ -108,13 +119,17 @@ def parse(argv: list[str]) -> Program:
                 parser.error("a script is needed after --")
             program.script, program.args = argv[index + 1], argv[index + 2 :]
             break
-        if arg.startswith("-m") and arg != "-m":
-            program.module, program.args = arg[2:], argv[index + 1 :]
-            break
-        if arg == "-m":
-            if index + 1 == len(argv):
-                parser.error("argument -m: expected one argument")
-            program.module, program.args = argv[index + 1], argv[index + 2 :]
+        if arg[:2] in ("-m", "-c"):
+            if arg in ("-m", "-c"):
+                if index + 1 == len(argv):
+                    parser.error(f"argument {arg}: expected one argument")
+                what, program.args = argv[index + 1], argv[index + 2 :]
+            else:
+                what, program.args = arg[2:], argv[index + 1 :]
+            if arg[1] == "m":
+                program.module = what
+            else:
+                program.command = what
             break
         if arg == "-":
             parser.error("reading the program from standard input is not supported")
@@ -125,8 +140,8 @@ def parse(argv: list[str]) -> Program:
         break
     namespace = parser.parse_args(options)
     program.children = namespace.children
-    if program.module is None and program.script is None:
-        parser.error("give the program: -m module or a script")
+    if program.module is None and program.script is None and program.command is None:
+        parser.error("give the program: -m module, -c command or a script")
     return program
 
 
@@ -185,8 +200,13 @@ def _report(exc: BaseException) -> int:
 
 
 def _set_sys_path(program: Program) -> None:
-    """``sys.path[0]`` as python sets it: the script's real directory, or the cwd for -m."""
+    """``sys.path[0]`` as python sets it: the script's real directory, the cwd for -m,
+    ``""`` for -c."""
     if getattr(sys.flags, "safe_path", False):  # python -P (3.11+): nothing is prepended
+        return
+    if program.command is not None:
+        if sys.path and sys.path[0] == os.getcwd():
+            sys.path[0] = ""  # python -m trio_uring put the cwd there; -c puts ""
         return
     if program.script is None:
         return  # python -m trio_uring already put the cwd first
@@ -228,9 +248,11 @@ def run(program: Program) -> int:
         install_in_children()
     _set_sys_path(program)
     atexit.register(_end_by_sigint)  # before the program's handlers, so it runs after them
-    sys.argv = [program.module or program.script or "", *program.args]
+    sys.argv = [program.module or program.script or "-c", *program.args]
     try:
-        if program.module is not None:
+        if program.command is not None:
+            _run_command(program.command)
+        elif program.module is not None:
             runpy.run_module(program.module, run_name="__main__", alter_sys=True)
         else:
             assert program.script is not None
@@ -240,6 +262,14 @@ def run(program: Program) -> int:
     except BaseException as exc:
         return _report(exc)
     return 0
+
+
+def _run_command(command: str) -> None:
+    """Run ``command`` as python -c does: compiled as ``<string>``, in a new ``__main__``."""
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    exec(compile(command, "<string>", "exec"), main.__dict__)
 
 
 def main(argv: list[str]) -> int:
