@@ -685,7 +685,7 @@ def test_on_trios_epoll_backend(payload: tuple[Path, bytes]) -> None:
     run_on_epoll(main)
 
 
-def test_send_file_during_send_all_is_busy_on_trios_backend(payload: tuple[Path, bytes]) -> None:
+def test_send_file_during_a_send_is_busy_on_trios_backend(payload: tuple[Path, bytes]) -> None:
     p, _ = payload
 
     async def main() -> None:
@@ -698,6 +698,17 @@ def test_send_file_during_send_all_is_busy_on_trios_backend(payload: tuple[Path,
                     await trio.testing.wait_all_tasks_blocked()
                     # Refused by the stream before any byte could move, not only once
                     # it waits for the socket (trio's "already ... writing this fd").
+                    with (
+                        trio.testing.assert_no_checkpoints(),
+                        pytest.raises(trio.BusyResourceError, match="currently sending"),
+                    ):
+                        await a.send_file(f)
+                    nursery.cancel_scope.cancel()
+                # The same while another task waits in wait_send_all_might_not_block
+                # (the socket is still full: nobody reads).
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(a.wait_send_all_might_not_block)
+                    await trio.testing.wait_all_tasks_blocked()
                     with (
                         trio.testing.assert_no_checkpoints(),
                         pytest.raises(trio.BusyResourceError, match="currently sending"),

@@ -580,11 +580,11 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 "another task is currently sending data on this SocketStream"
             )
         manager = self._manager or self._get_manager()
-        if manager is None:
-            assert self._compat is not None
-            return await self._compat.wait_send_all_might_not_block()
-        self._sending = True
+        self._sending = True  # (on trio's backend too: a send_file meanwhile is busy)
         try:
+            if manager is None:
+                assert self._compat is not None
+                return await self._compat.wait_send_all_might_not_block()
             if self._closed or self.socket.fileno() == -1:
                 raise trio.ClosedResourceError
             try:
