@@ -452,21 +452,36 @@ async def test_waiting_recv_holds_no_receive_buffer() -> None:
     await assert_idle()
 
 
+async def recv_once_parked(
+    sock: tsocket.SocketType, args: tuple[int, ...], *feed: Callable[[], Any]
+) -> list[bytes]:
+    """``sock.recv(*args)`` parked first; then each of ``feed`` (sync or async), with the
+    receive still waiting in between; what the receive returned (as a one-item list)."""
+    got: list[bytes] = []
+
+    async def receive() -> None:
+        got.append(await sock.recv(*args))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receive)
+        for step in feed:
+            await trio.testing.wait_all_tasks_blocked()
+            assert not got
+            result = step()
+            if result is not None:
+                await result
+    return got
+
+
 async def test_recv_after_waiting_returns_what_else_is_queued() -> None:
     """A waiting ``recv(65536)`` woken by 10,000 bytes returns all of them, not one buffer's."""
     client, server = await connected_pair()
     payload = bytes(range(256)) * 40
     with client, server:
-        async with trio.open_nursery() as nursery:
-            got: list[bytes] = []
-
-            async def receive() -> None:
-                got.append(await server.recv(65536))
-
-            nursery.start_soon(receive)
-            await trio.testing.wait_all_tasks_blocked()
-            client._sock.sendall(payload)  # one segment over loopback
-        assert got == [payload]
+        # (one segment over loopback)
+        assert await recv_once_parked(server, (65536,), lambda: client._sock.sendall(payload)) == [
+            payload
+        ]
     await assert_idle()
 
 
@@ -476,15 +491,7 @@ async def test_datagram_recv_after_waiting_is_not_cut() -> None:
         await b.bind(("127.0.0.1", 0))
         await b.connect(a.getsockname())
         datagram = bytes(range(256)) * 36  # 9,216 bytes: more than one ring buffer
-        got: list[bytes] = []
-
-        async def receive() -> None:
-            got.append(await b.recv(65536))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(receive)
-            await trio.testing.wait_all_tasks_blocked()
-            await a.sendto(datagram, b.getsockname())
+        got = await recv_once_parked(b, (65536,), lambda: a.sendto(datagram, b.getsockname()))
         assert got == [datagram]
     await assert_idle()
 
@@ -492,18 +499,9 @@ async def test_datagram_recv_after_waiting_is_not_cut() -> None:
 async def test_waitall_recv_after_waiting_waits_for_all() -> None:
     a, b = tsocket.socketpair()
     with a, b:
-        got: list[bytes] = []
-
-        async def receive() -> None:
-            got.append(await b.recv(8000, tsocket.MSG_WAITALL))
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(receive)
-            await trio.testing.wait_all_tasks_blocked()
-            await a.send(b"x" * 4000)
-            await trio.testing.wait_all_tasks_blocked()
-            assert not got
-            await a.send(b"y" * 4000)
+        got = await recv_once_parked(
+            b, (8000, tsocket.MSG_WAITALL), lambda: a.send(b"x" * 4000), lambda: a.send(b"y" * 4000)
+        )
         assert got == [b"x" * 4000 + b"y" * 4000]
     await assert_idle()
 
