@@ -55,8 +55,6 @@ from trio.lowlevel import (
 from . import _sendfile
 from ._core import _kernels, _sqe
 from ._core._constants import (
-    CQE_BUFFER_SHIFT,
-    CQE_F_BUFFER,
     CQE_F_MORE,
     CQE_F_SOCK_NONEMPTY,
     Op,
@@ -179,27 +177,25 @@ class _RecvOp(Operation):
 
     def on_cqe(self, res: int, flags: int) -> None:
         s = self.stream
-        if flags & CQE_F_BUFFER:
-            if res > 0:
-                s._rq.append(self.ring.take(flags >> CQE_BUFFER_SHIFT, res))
-                s._rq_bytes += res
-                self.got_data = True
-                if flags & CQE_F_MORE:  # the hot path
-                    if flags & CQE_F_SOCK_NONEMPTY:
-                        self.draining = True
-                    elif self.draining:
-                        self.draining = False
-                        self._check_hung_up()
-                    if s._rq_bytes >= RECEIVE_HIGH_WATER and not self.stopping:
-                        self.stopping = True
-                        self.manager.cancel(self)
-                    task = s._r_waiter
-                    if task is not None:
-                        s._r_waiter = None
-                        self.manager.reschedule(task, _READY)
-                    return
-            else:
-                self.ring.recycle(flags >> CQE_BUFFER_SHIFT)
+        data = self.ring.data(res, flags)  # (b"" or None unless res > 0)
+        if data:
+            s._rq.append(data)
+            s._rq_bytes += res
+            self.got_data = True
+            if flags & CQE_F_MORE:  # the hot path
+                if flags & CQE_F_SOCK_NONEMPTY:
+                    self.draining = True
+                elif self.draining:
+                    self.draining = False
+                    self._check_hung_up()
+                if s._rq_bytes >= RECEIVE_HIGH_WATER and not self.stopping:
+                    self.stopping = True
+                    self.manager.cancel(self)
+                task = s._r_waiter
+                if task is not None:
+                    s._r_waiter = None
+                    self.manager.reschedule(task, _READY)
+                return
         if res == 0:
             s._r_eof = True
         elif res < 0 and res != _ENOBUFS and res != _ECANCELED:

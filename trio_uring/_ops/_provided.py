@@ -120,6 +120,21 @@ class BufferRing:
         _give(self._pb, bid)
         return copied
 
+    def data(self, res: int, flags: int) -> bytes | None:
+        """What a receive's CQE (``res``, ``flags``) carries in one of this ring's buffers,
+        copied out, the buffer given back; ``None`` if the CQE names no buffer.
+
+        The one place a CQE's buffer goes back to the kernel: with the data, or at
+        once when the receive got nothing (``res <= 0``, which gives ``b""``).
+        """
+        if not flags & CQE_F_BUFFER:
+            return None
+        bid = flags >> CQE_BUFFER_SHIFT
+        if res > 0:
+            return self.take(bid, res)
+        self.recycle(bid)
+        return b""
+
     def available(self, manager: UringIOManager) -> int:
         """Buffers the kernel may still pick (``IORING_REGISTER_PBUF_STATUS``, Linux 6.8)."""
         status = bytearray(40)  # struct io_uring_buf_status {u32 buf_group; u32 head; u32 resv[8]}
@@ -154,12 +169,9 @@ class SelectedRecv(Operation):
         self.data = b""
 
     def on_cqe(self, res: int, flags: int) -> None:
-        if flags & CQE_F_BUFFER:
-            bid = flags >> CQE_BUFFER_SHIFT
-            if res > 0:
-                self.data = self.ring.take(bid, res)
-            else:  # a buffer picked for an empty or failed receive goes straight back
-                self.ring.recycle(bid)
+        data = self.ring.data(res, flags)
+        if data is not None:
+            self.data = data
         Operation.on_cqe(self, res, flags)
 
 
