@@ -94,6 +94,25 @@ def run_module() -> Any:
     return _trio_run
 
 
+def ki_protect(*functions: object) -> None:
+    """Mark ``functions`` KeyboardInterrupt-protected, as trio marks its own waits.
+
+    trio's SIGINT handler defers the interrupt to the next checkpoint while a
+    protected frame is running (``trio.lowlevel.enable_ki_protection`` records the
+    code object).  trio_uring marks every function on the path from writing an SQE
+    to parking the task, so a Ctrl-C can never unwind between the two: the
+    operation is then parked and the interrupt arrives through its abort, like a
+    cancellation.  Functions with no code object (mypyc-compiled ones) run no
+    bytecode, so a signal cannot be handled inside them; they are skipped.
+    Plain functions, methods (pass the function from the class), coroutine and
+    generator functions are accepted.
+    """
+    for fn in functions:
+        fn = getattr(fn, "__func__", fn)
+        if getattr(fn, "__code__", None) is not None:
+            trio.lowlevel.enable_ki_protection(fn)  # type: ignore[arg-type]
+
+
 def current_runner() -> Any:
     """The Runner of the run this thread is in; ``RuntimeError`` outside a run."""
     try:
