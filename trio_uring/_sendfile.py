@@ -49,7 +49,9 @@ from trio.lowlevel import RunVar, checkpoint
 
 from ._core import _sqe
 from ._core._constants import Op
+from ._core._operation import COMPLETED, PREPARED, Operation
 from ._core._ring_cffi import lib
+from ._core._trio_compat import ki_protect
 from ._ops import _files
 
 if TYPE_CHECKING:
@@ -181,6 +183,59 @@ async def _close_at_run_exit(pool: _PipePool) -> None:
 
 
 # ------------------------------------------------------------------ arguments
+class _Source:
+    """The file a call reads: the fd number taken when the call started, and its owner.
+
+    ``fd`` is the caller's number, which :meth:`check` compares with its owner
+    right before each SQE or syscall: it raises ``ClosedResourceError`` once
+    the owner (a file object: ``trio_uring.open_file``'s, ``trio.open_file``'s,
+    a Python file, a trio ``FdStream``) is closed or names another fd, since
+    after a close the number may already belong to a file the caller never
+    meant to send.  A bare int has no owner to ask: its caller must not close
+    it during the call (trio's rule for fds), or must call
+    ``trio.lowlevel.notify_closing`` first.
+
+    ``kernel_fd`` is the number the SQEs carry.  For a regular file (or block
+    device) it is a private duplicate, made by :meth:`own_duplicate`: the
+    kernel resolves a splice's input fd only when an io-wq worker runs it,
+    later than the check, and the caller's number may have been closed and
+    reused in between; the duplicate is closed only when no operation on it
+    is left in the kernel.  (Not for pipes and sockets: a splice may wait on
+    them for good, and ``notify_closing`` of the caller's number must reach it.)
+    """
+
+    __slots__ = ("fd", "in_kernel", "kernel_fd", "owner")
+
+    def __init__(self, file: object) -> None:
+        self.owner = None if isinstance(file, int) else file
+        self.fd = self.kernel_fd = _file_fd(file)
+        #: An operation on ``kernel_fd`` may still be in the kernel: never close it.
+        self.in_kernel = False
+
+    def own_duplicate(self) -> None:
+        if self.kernel_fd == self.fd:
+            self.kernel_fd = os.dup(self.fd)
+
+    def release(self) -> None:
+        """Close the duplicate, unless an operation on it may still be in the kernel."""
+        if self.kernel_fd != self.fd and not self.in_kernel:
+            os.close(self.kernel_fd)
+            self.kernel_fd = self.fd
+
+    def check(self) -> None:
+        owner = self.owner
+        if owner is None:
+            return
+        if getattr(owner, "closed", False) is True:
+            raise trio.ClosedResourceError("another task closed the file")
+        try:
+            fd = _file_fd(owner)
+        except (TypeError, ValueError, OSError):  # a closed file's fileno() raises ValueError
+            raise trio.ClosedResourceError("another task closed the file") from None
+        if fd != self.fd:
+            raise trio.ClosedResourceError("the file no longer has the descriptor it had")
+
+
 def _file_fd(file: object) -> int:
     if isinstance(file, int):
         fd = operator.index(file)
@@ -224,9 +279,11 @@ async def send_file(
     if stream._sending:
         raise trio.BusyResourceError("another task is currently sending data on this SocketStream")
     try:
-        fd = _file_fd(file)
+        # Index-like arguments first (their __index__ is user code), then the fd.
         offset = _check_offset(offset_arg)
         count = _check_count(count_arg)
+        source = _Source(file)
+        fd = source.fd
         st = os.fstat(fd)
         if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_WRONLY:
             raise OSError(errno.EBADF, "send_file: the file is not open for reading")
@@ -257,6 +314,12 @@ async def send_file(
     if path == "sendfile" and not seekable:
         path = "read"  # sendfile's EAGAIN could not say which side is not ready
     stream._sending = True
+    if seekable and path != "sendfile":
+        try:
+            source.own_duplicate()
+        except BaseException:
+            stream._sending = False
+            raise
     # Closing the socket wakes waits on the socket, not on the file (an empty pipe):
     # aclose() cancels this scope, and that cancel is the stream's ClosedResourceError.
     closed_scope = trio.CancelScope()
@@ -266,24 +329,33 @@ async def send_file(
             if path == "splice":
                 assert manager is not None
                 sent, unsupported = await _splice_path(
-                    stream, manager, sock_fd, fd, seekable, offset, count
+                    stream, manager, sock_fd, source, seekable, offset, count
                 )
             elif path == "sendfile":
                 assert count is not None
-                sent, unsupported = await _sendfile_path(stream, sock_fd, fd, offset, count)
+                sent, unsupported = await _sendfile_path(stream, sock_fd, source, offset, count)
             else:
                 sent, unsupported = 0, True
             if unsupported:  # the kernel refused this file before any byte went
-                sent = await _read_path(stream, sock_fd, fd, seekable, offset, count)
+                if seekable:
+                    source.own_duplicate()
+                sent = await _read_path(stream, sock_fd, source, seekable, offset, count)
             return sent
         raise trio.ClosedResourceError("another task closed this stream")
     finally:
         stream._send_file_scope = None
         stream._sending = False
+        source.release()
 
 
-def _check_open(stream: SocketStream) -> None:
-    if stream._closed:
+def _stream_owns(stream: SocketStream, sock_fd: int) -> bool:
+    """Is ``sock_fd`` still this stream's socket (not closed by ``aclose`` or ``socket.close``)?"""
+    return not stream._closed and stream.socket.fileno() == sock_fd
+
+
+def _check_open(stream: SocketStream, sock_fd: int) -> None:
+    """Right before each syscall or SQE on ``sock_fd``: raise if the stream let it go."""
+    if not _stream_owns(stream, sock_fd):
         raise trio.ClosedResourceError("another task closed this stream")
 
 
@@ -291,22 +363,33 @@ async def _splice_path(
     stream: SocketStream,
     manager: UringIOManager,
     sock_fd: int,
-    fd: int,
+    source: _Source,
     seekable: bool,
     offset: int,
     count: int | None,
 ) -> tuple[int, bool]:
+    """File → pool pipe with ``IORING_OP_SPLICE``, pipe → socket with ``splice(2)``.
+
+    The pipe goes back to the pool only if it is empty and no splice into it is
+    still in the kernel (:func:`_splice_in`); else it is closed, or, while a
+    splice may still write into it, left to that operation.
+    """
     pool = _pool()
     pipe = pool.take()
     size = pipe.size
+    fd = source.kernel_fd
     in_pipe = 0
     sent = 0
     off_in = offset if seekable else -1
+    reusable = True
     try:
         while count is None or sent < count:
             want = size if count is None else min(size, count - sent)
+            source.check()
+            _check_open(stream, sock_fd)
+            op = Operation(manager, pipe.w)
             try:
-                n = await manager.perform(_sqe.splice(fd, off_in, pipe.w, -1, want, 0))
+                n = await manager.perform(_sqe.splice(fd, off_in, pipe.w, -1, want, 0), op=op)
             except BlockingIOError:
                 await trio.lowlevel.wait_readable(fd)  # a non-blocking pipe or socket as input
                 continue
@@ -314,13 +397,22 @@ async def _splice_path(
                 if exc.errno in _UNSUPPORTED_ERRNOS and sent == 0:
                     return 0, True
                 raise
+            finally:
+                if op.state != PREPARED and op.state != COMPLETED:
+                    # Never the case when perform returns or raises normally (it waits
+                    # for the final CQE); should anything unwind earlier, the kernel may
+                    # still write into the pipe: it must not be reused or closed (its
+                    # number could name another file by then).  The operation keeps it.
+                    op.keep = pipe
+                    reusable = False
+                    source.in_kernel = True
             if n == 0:
                 break  # EOF
             in_pipe = n
             if seekable:
                 off_in += n
             while in_pipe:
-                _check_open(stream)
+                _check_open(stream, sock_fd)
                 try:
                     k = os.splice(pipe.r, sock_fd, in_pipe, flags=_SPLICE_F_NONBLOCK)
                 except BlockingIOError:
@@ -332,11 +424,13 @@ async def _splice_path(
                 sent += k
         return sent, False
     except BaseException:
-        if in_pipe:
+        if in_pipe and reusable:
             in_pipe = _drain_or_reset(stream, pipe, sock_fd, in_pipe)
         raise
     finally:
-        if in_pipe:
+        if not reusable:
+            pass  # still the kernel's (see above)
+        elif in_pipe:
             pipe.close()  # the stream was reset or closed: its bytes go nowhere
         else:
             pool.give(pipe)
@@ -350,16 +444,18 @@ def _drain_or_reset(stream: SocketStream, pipe: _Pipe, sock_fd: int, in_pipe: in
     socket if it takes them without waiting; else the connection is reset
     (TCP: ``connect(AF_UNSPEC)``, the peer gets ``ECONNRESET``; other sockets:
     ``shutdown(SHUT_RDWR)``), so every later send raises ``BrokenResourceError``.
+    Nothing happens once the stream let ``sock_fd`` go (closed, or its socket
+    closed): the number may name another connection by then.
     Returns the bytes left in the pipe.
     """
-    if stream._closed:
-        return in_pipe
     while in_pipe:
+        if not _stream_owns(stream, sock_fd):
+            return in_pipe
         try:
             in_pipe -= os.splice(pipe.r, sock_fd, in_pipe, flags=_SPLICE_F_NONBLOCK)
         except OSError:
             break
-    if in_pipe:
+    if in_pipe and _stream_owns(stream, sock_fd):
         _reset(sock_fd)
     return in_pipe
 
@@ -377,13 +473,15 @@ def _reset(sock_fd: int) -> None:
 
 
 async def _sendfile_path(
-    stream: SocketStream, sock_fd: int, fd: int, offset: int, count: int
+    stream: SocketStream, sock_fd: int, source: _Source, offset: int, count: int
 ) -> tuple[int, bool]:
     await trio.lowlevel.checkpoint_if_cancelled()  # cancelled already: nothing goes
+    fd = source.fd
     sent = 0
     waited = False
     while sent < count:
-        _check_open(stream)
+        source.check()
+        _check_open(stream, sock_fd)
         try:
             k = os.sendfile(sock_fd, fd, offset + sent, min(count - sent, _MAX_RW))
         except BlockingIOError:
@@ -408,12 +506,19 @@ async def _sendfile_path(
 
 
 async def _read_path(
-    stream: SocketStream, sock_fd: int, fd: int, seekable: bool, offset: int, count: int | None
+    stream: SocketStream,
+    sock_fd: int,
+    source: _Source,
+    seekable: bool,
+    offset: int,
+    count: int | None,
 ) -> int:
+    fd = source.kernel_fd
     sent = 0
     sock = stream.socket
     while count is None or sent < count:
         want = READ_CHUNK if count is None else min(READ_CHUNK, count - sent)
+        source.check()
         try:
             data = await _files.read(fd, want, offset + sent if seekable else -1)
         except BlockingIOError:
@@ -424,10 +529,15 @@ async def _read_path(
         view = memoryview(data)
         pos = 0
         while pos < len(view):
-            _check_open(stream)
+            _check_open(stream, sock_fd)
             try:
                 pos += await sock.send(view[pos:], _MSG_NOSIGNAL)
             except OSError as exc:
                 raise _translate(exc)  # noqa: B904 - chained as trio chains it
         sent += len(data)
     return sent
+
+
+# Every frame live between an SQE's submit and its park (trio_uring's own waits,
+# perform/wait_readable/wait_writable, are protected where they are defined).
+ki_protect(send_file, _splice_path, _sendfile_path, _read_path)
