@@ -293,24 +293,24 @@ class AsyncBinaryFile(FileBase):
 
     async def readinto(self, buffer: Buffer) -> int:
         """Read into ``buffer``; return the byte count (like :meth:`read`, ``len(buffer)``)."""
-        with memoryview(buffer) as view:
-            if view.readonly:
+        # Exported for the whole call, as io's readinto holds it: a concurrent resize
+        # fails (BufferError) instead of making the read land outside the buffer.
+        with memoryview(buffer) as raw:
+            if raw.readonly:
                 raise TypeError("readinto() argument must be read-write bytes-like object")
-            n = view.nbytes
-        data = await self.read(n)
-        with memoryview(buffer) as view:
-            view.cast("B")[: len(data)] = data
+            with raw.cast("B") as view:
+                data = await self.read(view.nbytes)
+                view[: len(data)] = data
         return len(data)
 
     async def readinto1(self, buffer: Buffer) -> int:
         """Like :meth:`readinto` with at most one kernel read."""
-        with memoryview(buffer) as view:
-            if view.readonly:
+        with memoryview(buffer) as raw:
+            if raw.readonly:
                 raise TypeError("readinto1() argument must be read-write bytes-like object")
-            n = view.nbytes
-        data = await self.read1(n)
-        with memoryview(buffer) as view:
-            view.cast("B")[: len(data)] = data
+            with raw.cast("B") as view:
+                data = await self.read1(view.nbytes)
+                view[: len(data)] = data
         return len(data)
 
     async def readline(self, size: int | None = -1) -> bytes:
@@ -363,52 +363,62 @@ class AsyncBinaryFile(FileBase):
 
     # --------------------------------------------------------------- writes
     async def write(self, data: Buffer) -> int:
-        """Write ``data``; return ``len(data)`` (buffered) or the count written (``buffering=0``)."""
-        with memoryview(data) as view:
-            n = view.nbytes
-        async with self._call():
-            self._prepare_write()
-            if self._raw:
-                if self._wbuf:
-                    await self._flush_wbuf()
-                written = await self._kwrite(data, self._write_offset(0) if n else -1)
-                self._pos += written
-                self._after_append()
-                return written
-            if len(self._wbuf) + n <= self._bufsize:
-                self._wbuf += data
-                self._pos += n
-                return n
-            await self._flush_wbuf()  # Cancelled here: ``data`` was not accepted
-            if n < self._bufsize:
-                self._wbuf += data
-                self._pos += n
-                return n
-            await self._write_direct(data, n)
-            return n
+        """Write ``data``; return ``len(data)`` (buffered) or the count written (``buffering=0``).
 
-    async def _write_direct(self, data: Buffer, n: int) -> None:
-        # Every view of ``data`` is released on the way out, also when a write raises:
-        # a view kept alive by the traceback would keep the caller's buffer exported.
+        ``data`` stays exported from the start of the call (before it waits for
+        the file) to its end, as ``io``'s writers hold it: another task that
+        resizes a ``bytearray`` meanwhile gets ``BufferError``, and exactly the
+        bytes ``data`` had when the call started are written.
+        """
         with memoryview(data) as raw, raw.cast("B") as view:
-            done = await self._kwrite(
-                view, self._pos if self._seekable and not self._append else -1
-            )
-            self._pos += done
-            if done < n:
-                # The kernel started: finish it, whatever happens to this task.
-                with trio.CancelScope(shield=True):
-                    while done < n:
-                        with view[done:] as rest:
-                            w = await self._kwrite(
-                                rest, self._pos if self._seekable and not self._append else -1
-                            )
-                        done += w
-                        self._pos += w
+            async with self._call():
+                self._prepare_write()
+                return await self._write(view)
+
+    async def _write(self, view: memoryview) -> int:
+        """:meth:`write` of the flat, exported ``view``, under the file's lock."""
+        n = view.nbytes
+        if self._raw:
+            if self._wbuf:
+                await self._flush_wbuf()
+            written = await self._kwrite(view, self._write_offset(0) if n else -1)
+            self._pos += written
             self._after_append()
+            return written
+        if len(self._wbuf) + n <= self._bufsize:
+            self._wbuf += view
+            self._pos += n
+            return n
+        await self._flush_wbuf()  # Cancelled here: ``data`` was not accepted
+        if n < self._bufsize:
+            self._wbuf += view
+            self._pos += n
+            return n
+        await self._write_direct(view, n)
+        return n
+
+    async def _write_direct(self, view: memoryview, n: int) -> None:
+        # Every slice of ``view`` is released on the way out, also when a write raises:
+        # a slice kept alive by the traceback would keep the caller's buffer exported.
+        done = await self._kwrite(view, self._pos if self._seekable and not self._append else -1)
+        self._pos += done
+        if done < n:
+            # The kernel started: finish it, whatever happens to this task.
+            with trio.CancelScope(shield=True):
+                while done < n:
+                    with view[done:] as rest:
+                        w = await self._kwrite(
+                            rest, self._pos if self._seekable and not self._append else -1
+                        )
+                    done += w
+                    self._pos += w
+        self._after_append()
 
     async def writelines(self, lines: Iterable[Buffer]) -> None:
-        """Write every item of ``lines`` (no separators are added)."""
+        """Write every item of ``lines`` (no separators are added).
+
+        Each item is held exported for its whole write, as in :meth:`write`.
+        """
         async with self._call():
             self._prepare_write()
         for line in lines:
@@ -494,6 +504,8 @@ class AsyncBinaryFile(FileBase):
         :meth:`flush` first if you also use buffered writes.  Cancelled: nothing
         was read (``Cancelled``) or the data is returned.
         """
+        size = as_index(size)
+        offset = as_index(offset)
         if offset < 0:
             raise ValueError(f"negative offset: {offset}")
         if self._closed:
@@ -512,13 +524,14 @@ class AsyncBinaryFile(FileBase):
         ignores ``offset``.  Cancelled before the kernel started: nothing was
         written; once started, the rest is written shielded.
         """
+        offset = as_index(offset)  # (user code: before ``data`` is measured)
         if offset < 0:
             raise ValueError(f"negative offset: {offset}")
         if self._closed:
             raise closed_error()
         if not self._writable:
             raise io.UnsupportedOperation("write")
-        # Every view of ``data`` is released on the way out (see _write_direct).
+        # One export for the whole call; every view of it is released on the way out.
         with memoryview(data) as raw, raw.cast("B") as view:
             total = view.nbytes
             try:

@@ -538,6 +538,7 @@ async def _read_path(
     return sent
 
 
-# Every frame live between an SQE's submit and its park (trio_uring's own waits,
-# perform/wait_readable/wait_writable, are protected where they are defined).
-ki_protect(send_file, _splice_path, _sendfile_path, _read_path)
+# The frames that call the manager's submit-and-park (perform, wait_readable,
+# wait_writable): a KeyboardInterrupt between the two arrives at the park instead.
+# (Their callers need no mark: trio asks the innermost frame with a mark.)
+ki_protect(_splice_path, _sendfile_path, _read_path)

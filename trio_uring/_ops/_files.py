@@ -36,6 +36,7 @@ import trio
 from .._core import _sqe
 from .._core._constants import Op
 from .._core._ring_cffi import ffi
+from .._core._trio_compat import ki_protect
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
@@ -168,18 +169,20 @@ async def readinto(fd: int, buffer: Buffer, offset: int = -1) -> int:
     Same semantics as :func:`read`.  ``buffer`` is free again when this returns
     or raises.  Thread fallback: ``os.preadv`` / ``os.readv``.
     """
+    # Index-like arguments first (their __index__ is user code), then the buffer; the
+    # operation measures it from its own export (length -1: all of it, up to
+    # MAX_RW_COUNT), in the call that writes the SQE.
     fd = check_fd(fd)
     offset = check_offset(offset)
     with memoryview(buffer) as view:
         if view.readonly:
             raise TypeError("readinto() argument must be a writable bytes-like object")
-        length = min(view.nbytes, MAX_RW_COUNT)
     manager = _uring(Op.READ)
     if manager is None:
         if offset == -1:
             return await _in_thread(os.readv, fd, [buffer])
         return await _in_thread(os.preadv, fd, [buffer], offset)
-    return await manager.perform(_sqe.read(fd, length, offset), buffer=buffer, writable=True)
+    return await manager.perform(_sqe.read(fd, -1, offset), buffer=buffer, writable=True)
 
 
 async def write(fd: int, data: Buffer, offset: int = -1) -> int:
@@ -190,16 +193,15 @@ async def write(fd: int, data: Buffer, offset: int = -1) -> int:
     advances) the file position, or appends under ``O_APPEND``.  ``data`` is
     free again when this returns or raises.  Thread fallback: ``os.pwrite`` / ``os.write``.
     """
-    fd = check_fd(fd)
+    fd = check_fd(fd)  # index-like arguments first (see readinto)
     offset = check_offset(offset)
-    with memoryview(data) as view:
-        length = min(view.nbytes, MAX_RW_COUNT)
+    memoryview(data).release()  # TypeError for a non-buffer, before anything else
     manager = _uring(Op.WRITE)
     if manager is None:
         if offset == -1:
             return await _in_thread(os.write, fd, data)
         return await _in_thread(os.pwrite, fd, data, offset)
-    return await manager.perform(_sqe.write(fd, length, offset), buffer=data)
+    return await manager.perform(_sqe.write(fd, -1, offset), buffer=data)
 
 
 # ----------------------------------------------------------- open / close
@@ -570,3 +572,11 @@ async def splice(
             )
         )
     return await manager.perform(_sqe.splice(fd_in, off_in, fd_out, off_out, nbytes, flags))
+
+
+# The frames between each SQE's submit and its park (see _trio_compat.ki_protect):
+# a KeyboardInterrupt there arrives at the park, through the operation's abort.
+# (Their callers need no mark: trio asks the innermost frame with a mark.)
+ki_protect(
+    read, readinto, write, openat, close, fsync, ftruncate, statx, fstat, splice, _await_fifo_writer
+)

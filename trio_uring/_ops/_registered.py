@@ -16,7 +16,7 @@ from __future__ import annotations
 import operator
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -26,6 +26,7 @@ from .._core._constants import REGISTER_BUFFERS, UNREGISTER_BUFFERS
 from .._core._manager import UringIOManager, current_manager
 from .._core._operation import export
 from .._core._ring_cffi import ffi
+from .._core._trio_compat import ki_protect
 from ._files import check_offset
 from ._sockets import fileno_of
 
@@ -116,30 +117,57 @@ class RegisteredBuffers:
         self._cdata = []
         self._views = []
 
-    def _slice(self, index: int, buf_offset: int, nbytes: int | None) -> tuple[Any, int]:
+    async def _perform(
+        self,
+        fd: Any,
+        index: Any,
+        buf_offset: Any,
+        nbytes: Any,
+        offset: Any,
+        fixed: Callable[[int, int, int, Any, int], _sqe.Sqe],
+        writable: bool,
+    ) -> int:
+        """Validate, submit one ``READ_FIXED``/``WRITE_FIXED`` on buffer ``index``, wait.
+
+        Every argument that can run user code (``__index__``, ``fileno()``) is
+        converted first; only then is the set's state checked and the SQE written,
+        with no user code in between (an ``__index__`` that unregisters the set
+        gets ``ClosedResourceError``, not a stale address).  The operation exports
+        the buffer itself (the SQE's address is that export plus ``buf_offset``,
+        its range checked against it) and the set counts it in flight: both are
+        given back only at the final CQE, so neither ``unregister`` nor a resize
+        can free memory the kernel may still write.
+        """
+        index = operator.index(index)
+        buf_offset = operator.index(buf_offset)
+        n = -1 if nbytes is None else operator.index(nbytes)
+        offset = check_offset(offset)
+        fileno = fileno_of(fd)
         if not self._registered:
             raise trio.ClosedResourceError("these registered buffers were unregistered")
-        if current_manager() is not self._manager:
+        manager = self._manager
+        if current_manager() is not manager:
             raise RuntimeError("registered buffers belong to the run that registered them")
-        index = operator.index(index)
         if not 0 <= index < len(self._views):
             raise IndexError("registered buffer index out of range")
-        size = self._views[index].nbytes
-        buf_offset = operator.index(buf_offset)
+        view = self._views[index]
+        size = view.nbytes
         if not 0 <= buf_offset <= size:
             raise ValueError("buf_offset outside the buffer")
-        if nbytes is None:
-            nbytes = size - buf_offset
-        nbytes = operator.index(nbytes)
-        if nbytes < 0 or buf_offset + nbytes > size:
+        if n < 0:
+            if nbytes is not None:
+                raise ValueError("nbytes outside the buffer")
+            n = size - buf_offset
+        elif buf_offset + n > size:
             raise ValueError("nbytes outside the buffer")
-        return self._cdata[index] + buf_offset, nbytes
-
-    async def _perform(self, sqe: _sqe.Sqe) -> int:
         self._in_flight += 1
         try:
-            return await self._manager.perform(sqe)
+            return await manager.perform(
+                fixed(fileno, n, offset, buf_offset, index), buffer=view, writable=writable
+            )
         finally:
+            # perform returns or raises only after the final CQE (or without having
+            # submitted): the kernel is done with the buffer.
             self._in_flight -= 1
 
 
@@ -173,9 +201,7 @@ async def read_fixed(
     Cancellation follows :func:`trio_uring.lowlevel.read`: a read the kernel
     completed anyway is returned, not lost.
     """
-    addr, n = buffers._slice(index, buf_offset, nbytes)
-    fileno = fileno_of(fd)
-    return await buffers._perform(_sqe.read_fixed(fileno, n, check_offset(offset), addr, index))
+    return await buffers._perform(fd, index, buf_offset, nbytes, offset, _sqe.read_fixed, True)
 
 
 async def write_fixed(
@@ -188,9 +214,7 @@ async def write_fixed(
     buf_offset: int = 0,
 ) -> int:
     """Write from registered buffer ``index`` (``IORING_OP_WRITE_FIXED``); returns the count."""
-    addr, n = buffers._slice(index, buf_offset, nbytes)
-    fileno = fileno_of(fd)
-    return await buffers._perform(_sqe.write_fixed(fileno, n, check_offset(offset), addr, index))
+    return await buffers._perform(fd, index, buf_offset, nbytes, offset, _sqe.write_fixed, False)
 
 
 __all__ = [
@@ -199,3 +223,6 @@ __all__ = [
     "register_buffers",
     "write_fixed",
 ]
+
+# The frames live between the SQE's submit and its park (see _trio_compat.ki_protect).
+ki_protect(RegisteredBuffers._perform, read_fixed, write_fixed)
