@@ -225,3 +225,171 @@ async def test_send_file_never_writes_into_a_socket_number_reused_after_close(
                     if v1.fileno() == -1:
                         os.close(sock_fd)
     assert len(errors) == 1 and type(errors[0]) is trio.ClosedResourceError, errors
+
+
+# ------------------------------------------- one export per call: finding 9
+BUFSIZE = 8192
+FIRST = b"F" * 200_000  # more than a pipe holds: the first write parks holding the lock
+
+
+async def _drain_then_close(r: int, f: trio_uring.AsyncBinaryFile, resizer: _Resizer) -> bytes:
+    """Read the pipe until EOF; close ``f`` (flushing it) once the writes are done."""
+    got = bytearray()
+
+    async def closer() -> None:
+        while not resizer.stop:
+            await trio.lowlevel.checkpoint()
+        await f.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(closer)
+        async with trio.lowlevel.FdStream(os.dup(r)) as reader:
+            while data := await reader.receive_some(1 << 20):
+                got += data
+    return bytes(got)
+
+
+class _Resizer:
+    """Tries to grow (or shrink) ``buf`` at every checkpoint until stopped."""
+
+    def __init__(self, buf: bytearray, grow: bool) -> None:
+        self.buf = buf
+        self.grow = grow
+        self.refused = 0
+        self.resized = 0
+        self.stop = False
+        self.armed = True
+        self.tried = trio.Event()
+
+    async def run(self) -> None:
+        while not self.stop:
+            if not self.armed:
+                await trio.lowlevel.checkpoint()
+                continue
+            try:
+                if self.grow:
+                    self.buf += b"!" * 1000
+                else:
+                    del self.buf[1:]
+                self.resized += 1
+            except BufferError:
+                self.refused += 1
+            self.tried.set()
+            await trio.lowlevel.checkpoint()
+
+
+@pytest.mark.parametrize("kind", ["buffered", "direct", "raw", "writelines"])
+async def test_write_holds_its_buffer_while_it_waits_for_the_file(kind: str) -> None:
+    """A write that waits for the file's lock (another write is parked in the kernel)
+    already holds ``data``: the resizer gets ``BufferError`` at every checkpoint, and
+    the file gets exactly the bytes ``data`` had."""
+    size = 100 if kind == "buffered" else 100_000
+    data = bytearray(b"d" * size)
+    r, w = os.pipe()
+    try:
+        f = await trio_uring.open_file(w, "wb", buffering=0 if kind == "raw" else BUFSIZE)
+        resizer = _Resizer(data, grow=True)
+        written: list[int] = []
+
+        async def first() -> None:
+            written.append(await f.write(FIRST))
+
+        async def second() -> None:
+            try:
+                if kind == "writelines":
+                    await f.writelines([b"<", data, b">"])
+                    written.append(size + 2)
+                else:
+                    written.append(await f.write(data))
+            finally:
+                resizer.stop = True
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(first)
+                await trio.testing.wait_all_tasks_blocked()  # parked: the pipe is full
+                nursery.start_soon(second)
+                await trio.testing.wait_all_tasks_blocked()  # waits for the lock
+                nursery.start_soon(resizer.run)
+                await resizer.tried.wait()
+                got = await _drain_then_close(r, f, resizer)
+    finally:
+        os.close(r)
+    assert resizer.resized == 0 and resizer.refused > 0, vars(resizer)
+    first_len, second_len = written
+    expected = b"<" + b"d" * size + b">" if kind == "writelines" else b"d" * second_len
+    assert got == FIRST[:first_len] + expected
+    assert kind == "raw" or first_len == len(FIRST)
+
+
+async def test_pwrite_holds_its_buffer() -> None:
+    """``pwrite`` bypasses the lock; its buffer is held from the start to the end (here
+    parked on a full pipe, whose kernel write ignores the offset)."""
+    data = bytearray(b"p" * MiB)
+    r, w = os.pipe()
+    try:
+        f = await trio_uring.open_file(w, "wb")
+        resizer = _Resizer(data, grow=False)
+        resizer.armed = False
+
+        async def writer() -> None:
+            resizer.armed = True  # from here on, every attempt is during the call
+            try:
+                assert await f.pwrite(data, 0) == MiB
+            finally:
+                resizer.stop = True
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer)
+                nursery.start_soon(resizer.run)
+                await resizer.tried.wait()
+                got = await _drain_then_close(r, f, resizer)
+    finally:
+        os.close(r)
+    assert resizer.resized == 0 and resizer.refused > 0, vars(resizer)
+    assert got == b"p" * MiB
+
+
+def test_write_of_a_buffer_shrunk_while_waiting_ends() -> None:
+    """The shrinking resizer (before the fix: a write that never ended, shielded, at
+    85k zero-length SQEs/s) gets ``BufferError``; in a child, a hang is a failure."""
+    from tests._child import run_child
+
+    proc = run_child(
+        """
+        import gc, os
+        import trio, trio.testing, trio_uring
+        from tests.test_hostile_files import FIRST, _Resizer, _drain_then_close
+
+        async def main():
+            data = bytearray(b"d" * 100_000)
+            r, w = os.pipe()
+            f = await trio_uring.open_file(w, "wb", buffering=8192)
+            resizer = _Resizer(data, grow=False)
+
+            async def second():
+                try:
+                    await f.write(data)
+                finally:
+                    resizer.stop = True
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(f.write, FIRST)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(second)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(resizer.run)
+                await resizer.tried.wait()
+                got = await _drain_then_close(r, f, resizer)
+            os.close(r)
+            assert resizer.resized == 0 and resizer.refused > 0, vars(resizer)
+            assert got == FIRST + b"d" * 100_000
+            print("ok")
+
+        trio_uring.run(main)
+        gc.collect()
+        """,
+        timeout=30,
+    )
+    assert proc.stdout.strip() == "ok"

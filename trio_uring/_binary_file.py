@@ -21,6 +21,7 @@ See docs/files.rst.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import mmap
@@ -415,14 +416,21 @@ class AsyncBinaryFile(FileBase):
         self._after_append()
 
     async def writelines(self, lines: Iterable[Buffer]) -> None:
-        """Write every item of ``lines`` (no separators are added).
+        """Write every item of ``lines`` (no separators are added), as one call.
 
-        Each item is held exported for its whole write, as in :meth:`write`.
+        ``lines`` is consumed and every item exported when the call starts, and
+        held to its end (see :meth:`write`); the items are written in order
+        under the file's lock, so no other task's write comes between them.
         """
-        async with self._call():
-            self._prepare_write()
-        for line in lines:
-            await self.write(line)
+        with contextlib.ExitStack() as stack:
+            views = []
+            for line in lines:
+                raw = stack.enter_context(memoryview(line))
+                views.append(stack.enter_context(raw.cast("B")))
+            async with self._call():
+                self._prepare_write()
+                for view in views:
+                    await self._write(view)
 
     async def flush(self) -> None:
         """Write the buffered data.  Cancelled: what was not written stays buffered."""
