@@ -393,3 +393,177 @@ def test_write_of_a_buffer_shrunk_while_waiting_ends() -> None:
         timeout=30,
     )
     assert proc.stdout.strip() == "ok"
+
+
+# ------------------------------------------------- the __index__ kit: finding 9
+_INDEX_KIT = """
+import gc, os, sys
+import trio, trio_uring
+from trio_uring import lowlevel
+from trio_uring._ops._registered import read_fixed, register_buffers, write_fixed
+
+path = sys.argv[1]
+SIZE = 4096
+results = []
+
+
+class Hostile:
+    # An index-like argument whose __index__ runs ``action`` first.
+    def __init__(self, value, action):
+        self.value, self.action = value, action
+
+    def __index__(self):
+        self.action()
+        return self.value
+
+
+def guarded():
+    # A SIZE-byte view with a guard pattern after it (the kernel must never reach it).
+    big = bytearray(b"G" * (2 * SIZE))
+    return big, memoryview(big)[:SIZE]
+
+
+def check_guard(big):
+    assert big[SIZE:] == b"G" * SIZE, "the kernel wrote past the buffer"
+
+
+def content():
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def reset():
+    with open(path, "wb") as f:
+        f.write(b"x" * (4 * SIZE))
+
+
+async def case(name, call, allowed, check=None):
+    reset()
+    try:
+        got = await call()
+    except allowed as exc:
+        got = type(exc).__name__
+    except BaseException as exc:
+        raise AssertionError(f"{name}: raised {exc!r}") from exc
+    if check is not None:
+        check(got)
+    results.append(f"{name}: {got}")
+    gc.collect()
+
+
+async def main():
+    fd = os.open(path, os.O_RDWR)
+    f = await trio_uring.open_file(path, "r+b", buffering=0)
+    try:
+        # lowlevel.readinto: the offset's or the fd's __index__ shrinks or releases the buffer.
+        buf = bytearray(SIZE)
+        def shrunk_read(n, buf=buf):
+            assert 0 <= n <= len(buf) == 16 and buf == b"x" * n, (n, len(buf))
+        await case("readinto/offset shrinks", lambda: lowlevel.readinto(
+            fd, buf, Hostile(0, lambda: buf.__delitem__(slice(16, None)))),
+            (BufferError, ValueError), shrunk_read)
+        buf = bytearray(SIZE)
+        await case("readinto/fd shrinks", lambda: lowlevel.readinto(
+            Hostile(fd, lambda: buf.__delitem__(slice(16, None))), buf, 0),
+            (BufferError, ValueError), lambda n, buf=buf: shrunk_read(n, buf))
+        big, view = guarded()
+        await case("readinto/offset releases", lambda: lowlevel.readinto(
+            fd, view, Hostile(0, view.release)), (ValueError,), lambda _: check_guard(big))
+
+        # lowlevel.write and AsyncBinaryFile.pwrite: the offset shrinks or releases ``data``.
+        def wrote(n, data):
+            assert isinstance(n, str) or (0 <= n <= len(data)), (n, len(data))
+            if not isinstance(n, str):
+                assert content() == bytes(data[:n]) + b"x" * (4 * SIZE - n)
+        data = bytearray(b"y" * SIZE)
+        await case("write/offset shrinks", lambda: lowlevel.write(
+            fd, data, Hostile(0, lambda: data.__delitem__(slice(16, None)))),
+            (BufferError, ValueError), lambda n, data=data: wrote(n, data))
+        big, view = guarded()
+        await case("write/offset releases", lambda: lowlevel.write(
+            fd, view, Hostile(0, view.release)), (ValueError,), lambda n: check_guard(big))
+        data = bytearray(b"y" * SIZE)
+        await case("pwrite/offset shrinks", lambda: f.pwrite(
+            data, Hostile(0, lambda: data.__delitem__(slice(16, None)))),
+            (BufferError, ValueError), lambda n, data=data: wrote(n, data))
+        big, view = guarded()
+        await case("pwrite/offset releases", lambda: f.pwrite(
+            view, Hostile(0, view.release)), (ValueError,), lambda n: check_guard(big))
+
+        # Registered buffers: any index-like argument (or fileno()) unregisters the
+        # set, tries to resize it, or asks for more than it holds.
+        for op in (read_fixed, write_fixed):
+            for arg in ("index", "nbytes", "offset", "buf_offset", "fd"):
+                for action in ("unregister", "resize", "too_big"):
+                    big = bytearray(b"G" * (2 * SIZE))
+                    backing = memoryview(big)[:SIZE]
+                    reg = register_buffers([backing])
+                    def act(action=action, reg=reg, big=big):
+                        if action == "unregister":
+                            reg.unregister()
+                        elif action == "resize":
+                            big.extend(b"!")
+                    index, nbytes, buf_offset = 0, SIZE, 0
+                    if action == "too_big":
+                        if arg == "index":
+                            index = 1
+                        elif arg == "buf_offset":
+                            buf_offset, nbytes = SIZE + 1, None
+                        else:
+                            nbytes = SIZE + 1
+                    kwargs = {"nbytes": nbytes, "offset": 0, "buf_offset": buf_offset}
+                    target = fd
+                    if arg == "index":
+                        index = Hostile(index, act)
+                    elif arg == "fd":
+                        class Fd:
+                            def fileno(self, act=act):
+                                act()
+                                return fd
+                        target = Fd()
+                    else:
+                        kwargs[arg] = Hostile(kwargs[arg] if arg != "offset" else 0, act)
+                    def done(n, big=big):
+                        assert isinstance(n, str) or 0 <= n <= SIZE, n
+                        check_guard(big)
+                    try:
+                        await case(f"{op.__name__}/{arg} {action}",
+                                   lambda: op(target, reg, index, **kwargs),
+                                   (BufferError, ValueError, IndexError,
+                                    trio.ClosedResourceError), done)
+                    finally:
+                        reg.unregister()
+                    del reg, backing
+                    gc.collect()
+    finally:
+        await f.aclose()
+        os.close(fd)
+
+
+trio_uring.run(main)
+gc.collect()
+print("\\n".join(results))
+"""
+
+
+def test_index_like_arguments_cannot_move_the_buffer(tmp_path: Path) -> None:
+    """For every file function taking a buffer and an index-like argument: an
+    ``__index__`` (or ``fileno()``) that resizes or releases the buffer, or unregisters
+    a registered set, ends in what CPython's os functions raise, or a transfer inside
+    the buffer; never a kernel access past it (guard pattern, ``-X dev``, gc)."""
+    from tests._child import run_child
+
+    path = tmp_path / "f"
+    path.write_bytes(b"")
+    proc = run_child("", args=["-c", _INDEX_KIT, str(path)])
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines())
+    # An unregistered set is closed, whichever argument unregistered it.
+    for op in ("read_fixed", "write_fixed"):
+        for arg in ("index", "nbytes", "offset", "buf_offset", "fd"):
+            assert lines[f"{op}/{arg} unregister"] == "ClosedResourceError", lines
+            assert lines[f"{op}/{arg} resize"] == "BufferError", lines
+            too_big = "IndexError" if arg == "index" else "ValueError"
+            assert lines[f"{op}/{arg} too_big"] == too_big, lines
+    assert lines["readinto/offset releases"] == "ValueError"
+    assert lines["write/offset releases"] == "ValueError"
+    assert lines["pwrite/offset releases"] == "ValueError"
