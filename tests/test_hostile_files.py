@@ -288,6 +288,7 @@ async def test_write_holds_its_buffer_while_it_waits_for_the_file(kind: str) -> 
     r, w = os.pipe()
     try:
         f = await trio_uring.open_file(w, "wb", buffering=0 if kind == "raw" else BUFSIZE)
+        assert isinstance(f, trio_uring.AsyncBinaryFile)
         resizer = _Resizer(data, grow=True)
         written: list[int] = []
 
@@ -329,6 +330,7 @@ async def test_pwrite_holds_its_buffer() -> None:
     r, w = os.pipe()
     try:
         f = await trio_uring.open_file(w, "wb")
+        assert isinstance(f, trio_uring.AsyncBinaryFile)
         resizer = _Resizer(data, grow=False)
         resizer.armed = False
 
