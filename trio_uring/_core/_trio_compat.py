@@ -310,4 +310,7 @@ def speed_up_instrument_checks(runner: Any) -> None:
     inst.__class__ = fast
 
 
-ki_protect(_park, _completed_checkpoint, cancel_pending)
+# The trap's constructor is attrs-generated Python: a compiled wait that makes its
+# trap after writing the SQE (Operation.__await__) runs it with no protected frame
+# of its own above it (compiled code has none), so mark it as trio marks its waits.
+ki_protect(_park, _completed_checkpoint, cancel_pending, WaitTaskRescheduled.__init__)
