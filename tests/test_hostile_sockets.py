@@ -1,0 +1,392 @@
+"""Socket operations against hostile (yet legal) callers: the kernel only sees memory the call holds.
+
+Every public socket function that takes a buffer together with an index-like
+argument is called with an ``__index__`` (or ``fileno()``, or an iterator) that
+resizes the ``bytearray``, releases the ``memoryview`` or closes the ``mmap``
+behind the buffer.  The same hostile input is given to the stdlib socket method,
+and trio_uring must do what it does: CPython holds the buffer's export across the
+conversions, so the resizer raises ``BufferError``, and a length checked before
+the conversions is the length used.  The bytes the peer receives (or the buffer
+receives) are checked exactly, and a guard pattern after the buffer must never be
+overwritten.  A kernel write past a heap block would crash, so each scenario runs
+in a child process (``-X dev``: debug allocator hooks) that ends with
+``gc.collect()``.
+
+Then: buffers another task tries to resize while a receive or send waits,
+KeyboardInterrupt at every line between a trio socket's submit and its park
+(``TRIO_URING_PURE=1``), and fd numbers reused after another task closed a trio
+socket.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests._child import child_env, run_child
+
+PURE = os.environ.get("TRIO_URING_PURE") == "1"
+
+#: Shared by every child: hostile arguments, buffers with guards, the stdlib oracle.
+PRELUDE = r"""
+import gc, mmap, socket, sys
+import trio, trio.testing, trio_uring
+from trio_uring import lowlevel as ll
+
+PAYLOAD = bytes(range(256))
+GUARD = 0xA5
+PAGE = mmap.PAGESIZE
+
+
+class Evil:
+    '''An index-like argument: runs ``action`` in ``__index__``, then returns ``value``.'''
+
+    def __init__(self, action, value):
+        self.action, self.value = action, value
+
+    def __index__(self):
+        self.action()
+        return self.value
+
+
+def attempt(action):
+    '''``action`` that is expected to fail (the buffer is held); swallow its BufferError.'''
+    def run():
+        try:
+            action()
+        except BufferError:
+            pass
+        else:
+            raise AssertionError("the resize/release/close succeeded while the call held the buffer")
+    return run
+
+
+class Target:
+    '''A caller's buffer of 64 bytes with a guard after it, and a way to attack it.
+
+    kind: "bytearray" (attack: shrink it to 16 bytes; the guard is the heap block's
+    end, checked by -X dev's allocator), "memoryview" (a 64-byte slice of a larger
+    bytearray; attack: release it), "mmap" (the first 64 bytes of a page-sized mmap,
+    passed whole with nbytes 64 or as the whole map; attack: close it).
+    '''
+
+    def __init__(self, kind, fill=GUARD):
+        self.kind = kind
+        if kind == "bytearray":
+            self.base = self.buffer = bytearray([fill]) * 64
+        elif kind == "memoryview":
+            self.base = bytearray([GUARD]) * 256
+            self.base[:64] = bytes([fill]) * 64
+            self.buffer = memoryview(self.base)[:64]
+        else:
+            self.base = self.buffer = mmap.mmap(-1, PAGE)
+            self.base[:] = bytes([GUARD]) * PAGE
+            self.base[:64] = bytes([fill]) * 64
+
+    def attack(self):
+        if self.kind == "bytearray":
+            del self.buffer[16:]
+        elif self.kind == "memoryview":
+            self.buffer.release()
+        else:
+            self.base.close()
+
+    def head(self):
+        return bytes(self.base[:64])
+
+    def check_guard(self):
+        if self.kind == "bytearray":
+            assert len(self.base) == 64, len(self.base)
+        elif self.kind == "memoryview":
+            assert self.base[64:] == bytes([GUARD]) * 192, "guard after the view overwritten"
+        else:
+            assert not self.base.closed
+            assert self.base[64:] == bytes([GUARD]) * (PAGE - 64), "guard after 64 bytes overwritten"
+
+
+def outcome_of(call):
+    try:
+        return ("ok", call())
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+async def aoutcome_of(call):
+    try:
+        return ("ok", await call())
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+def pair(kind=socket.SOCK_STREAM):
+    a, b = socket.socketpair(socket.AF_UNIX, kind)
+    a.setblocking(False)
+    b.setblocking(False)
+    return a, b
+
+
+def drain(sock):
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except BlockingIOError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def finish():
+    gc.collect()
+    print("CHILD-OK")
+"""
+
+
+def run_scenario(code: str, **env: str) -> str:
+    proc = run_child(PRELUDE + code, env=child_env(**env) if env else None, timeout=120)
+    assert "CHILD-OK" in proc.stdout, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+KINDS = ("bytearray", "memoryview", "mmap")
+
+# ------------------------------------------------------------------ lowlevel
+LOWLEVEL_RECV_INTO = r"""
+async def case(kind, where, mode):
+    a, b = pair()
+    b.send(PAYLOAD)
+    consumed = 0
+    outcomes = []
+    for api in ("stdlib", "uring"):
+        t = Target(kind, fill=0x11)
+        size = len(t.buffer)
+        if mode == "attack":
+            evil, n = Evil(t.attack, 0 if where == "flags" else size), 0
+        elif mode == "attempt":
+            evil, n = Evil(attempt(t.attack), 0 if where == "flags" else 16), 16
+        else:  # "toobig": the attack fails, then nbytes is larger than the buffer
+            evil, n = Evil(attempt(t.attack), size + 1), 0
+        args = (evil, 0) if where == "nbytes" else (n, evil)
+        if api == "stdlib":
+            got = outcome_of(lambda: a.recv_into(t.buffer, *args))
+        else:
+            got = await aoutcome_of(lambda: ll.recv_into(a, t.buffer, *args))
+        outcomes.append(got)
+        t.check_guard()
+        if got[0] == "ok":
+            assert got[1] == 16, got
+            assert t.head() == PAYLOAD[consumed : consumed + 16] + b"\x11" * 48, (api, t.head())
+            consumed += 16
+        else:
+            assert t.head() == b"\x11" * 64, (api, t.head())
+    assert outcomes[0] == outcomes[1], (kind, where, mode, outcomes)
+    expected = {"attack": "BufferError", "attempt": "ok", "toobig": "ValueError"}[mode]
+    assert outcomes[0][0] == expected, outcomes
+    assert drain(a) == PAYLOAD[consumed:], "the peer's bytes were not all left in place"
+    a.close(); b.close()
+
+
+async def evil_fileno(kind):
+    a, b = pair()
+    b.send(PAYLOAD)
+    t = Target(kind, fill=0x11)
+
+    class EvilSock:
+        def fileno(self):
+            t.attack()
+            return a.fileno()
+
+    got = await aoutcome_of(lambda: ll.recv_into(EvilSock(), t.buffer, 64))
+    assert got[0] == "BufferError", got
+    t.check_guard()
+    assert t.head() == b"\x11" * 64
+    assert drain(a) == PAYLOAD
+    a.close(); b.close()
+
+
+async def main():
+    for kind in KINDS:
+        for where in ("nbytes", "flags"):
+            for mode in ("attack", "attempt") + (("toobig",) if where == "nbytes" else ()):
+                await case(kind, where, mode)
+        await evil_fileno(kind)
+
+KINDS = ("bytearray", "memoryview", "mmap")
+trio_uring.run(main)
+finish()
+"""
+
+
+def test_lowlevel_recv_into_hostile_index() -> None:
+    """Finding 1: ``recv_into`` measured the buffer, then ran ``__index__``, which shrank it;
+    the RECV kept the old length (64 KiB into a 16-byte block: abort).  Now the buffer is
+    held first: the resize raises ``BufferError``, as with ``socket.recv_into``."""
+    run_scenario(LOWLEVEL_RECV_INTO)
+
+
+LOWLEVEL_SEND = r"""
+async def case(kind, mode):
+    a, b = pair()
+    outcomes = []
+    sent = b""
+    for api in ("stdlib", "uring"):
+        t = Target(kind, fill=0x22)
+        t.base[:64] = PAYLOAD[:64]
+        if mode == "attack":
+            evil = Evil(t.attack, 0)
+        else:
+            evil = Evil(attempt(t.attack), 0)
+        if api == "stdlib":
+            got = outcome_of(lambda: a.send(t.buffer, evil))
+        else:
+            got = await aoutcome_of(lambda: ll.send(a, t.buffer, evil))
+        outcomes.append(got)
+        t.check_guard()
+        if got[0] == "ok":
+            sent += PAYLOAD[:64] if kind != "mmap" else bytes(t.base[:])
+    assert outcomes[0] == outcomes[1], (kind, mode, outcomes)
+    assert outcomes[0][0] == ("BufferError" if mode == "attack" else "ok"), outcomes
+    assert drain(b) == sent, "the peer received other bytes than the buffer's"
+    a.close(); b.close()
+
+
+async def evil_fileno(kind):
+    a, b = pair()
+    t = Target(kind, fill=0x22)
+
+    class EvilSock:
+        def fileno(self):
+            t.attack()
+            return a.fileno()
+
+    got = await aoutcome_of(lambda: ll.send(EvilSock(), t.buffer))
+    assert got[0] == "BufferError", got
+    t.check_guard()
+    assert drain(b) == b""
+    a.close(); b.close()
+
+
+async def main():
+    for kind in ("bytearray", "memoryview", "mmap"):
+        for mode in ("attack", "attempt"):
+            await case(kind, mode)
+        await evil_fileno(kind)
+
+trio_uring.run(main)
+finish()
+"""
+
+
+def test_lowlevel_send_hostile_flags() -> None:
+    """``send``'s ``flags.__index__`` (or ``fileno()``) cannot change the buffer it sends:
+    ``BufferError`` as with ``socket.send``; the peer gets exactly the buffer's bytes."""
+    run_scenario(LOWLEVEL_SEND)
+
+
+LOWLEVEL_SENDMSG = r"""
+async def flags_case(kind):
+    # CPython converts flags before it exports the buffers: a resize there succeeds
+    # and the shorter buffer is sent; a release or close makes the send fail.
+    a, b = pair()
+    outcomes = []
+    sent = b""
+    for api in ("stdlib", "uring"):
+        t = Target(kind, fill=0x33)
+        t.base[:64] = PAYLOAD[:64]
+        evil = Evil(t.attack, 0)
+        if api == "stdlib":
+            got = outcome_of(lambda: a.sendmsg([t.buffer, b"tail"], [], evil))
+        else:
+            got = await aoutcome_of(lambda: ll.sendmsg(a, [t.buffer, b"tail"], [], evil))
+        outcomes.append(got)
+        if got[0] == "ok":
+            sent += PAYLOAD[:16] + b"tail"
+    assert outcomes[0] == outcomes[1], (kind, outcomes)
+    assert outcomes[0][0] == ("ok" if kind == "bytearray" else "ValueError"), outcomes
+    assert drain(b) == sent, "the peer received other bytes than the buffers'"
+    a.close(); b.close()
+
+
+async def iterator_case(kind):
+    # The iterable is read to its end before any buffer is exported (as CPython's
+    # PySequence_Fast): an attack from the iterator on an earlier buffer succeeds
+    # (a resize: the shorter buffer is sent) or fails the call (released/closed).
+    a, b = pair()
+    outcomes = []
+    sent = b""
+    for api in ("stdlib", "uring"):
+        t = Target(kind, fill=0x33)
+        t.base[:64] = PAYLOAD[:64]
+
+        def buffers():
+            yield t.buffer
+            t.attack()
+            yield b"tail"
+
+        if api == "stdlib":
+            got = outcome_of(lambda: a.sendmsg(buffers()))
+        else:
+            got = await aoutcome_of(lambda: ll.sendmsg(a, buffers()))
+        outcomes.append(got)
+        if got[0] == "ok":
+            sent += PAYLOAD[:16] + b"tail"
+    assert outcomes[0] == outcomes[1], (kind, outcomes)
+    assert drain(b) == sent
+    a.close(); b.close()
+
+
+async def ancdata_case(kind):
+    # The ancillary items are read after the buffers were exported: an attack there
+    # raises BufferError in both.
+    a, b = pair()
+    outcomes = []
+    for api in ("stdlib", "uring"):
+        t = Target(kind, fill=0x33)
+        level = Evil(t.attack, socket.SOL_SOCKET)
+        anc = [(level, socket.SCM_RIGHTS, b"\0\0\0\0")]
+        if api == "stdlib":
+            got = outcome_of(lambda: a.sendmsg([t.buffer], anc))
+        else:
+            got = await aoutcome_of(lambda: ll.sendmsg(a, [t.buffer], anc))
+        outcomes.append(got)
+        t.check_guard()
+    assert outcomes[0] == outcomes[1], (kind, outcomes)
+    assert outcomes[0][0] == "BufferError", outcomes
+    assert drain(b) == b""
+    a.close(); b.close()
+
+
+async def evil_fileno(kind):
+    a, b = pair()
+    t = Target(kind, fill=0x33)
+
+    class EvilSock:
+        def fileno(self):
+            t.attack()
+            return a.fileno()
+
+    got = await aoutcome_of(lambda: ll.sendmsg(EvilSock(), [t.buffer, b"tail"]))
+    assert got[0] == "BufferError", got
+    t.check_guard()
+    assert drain(b) == b""
+    a.close(); b.close()
+
+
+async def main():
+    for kind in ("bytearray", "memoryview", "mmap"):
+        await flags_case(kind)
+        await iterator_case(kind)
+        await ancdata_case(kind)
+        await evil_fileno(kind)
+
+trio_uring.run(main)
+finish()
+"""
+
+
+def test_lowlevel_sendmsg_hostile_arguments() -> None:
+    """``sendmsg`` takes its arguments in CPython's order and sends exactly what it exported:
+    flags, then the whole iterable, then one export per buffer, then the ancillary items."""
+    run_scenario(LOWLEVEL_SENDMSG)
