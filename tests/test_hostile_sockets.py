@@ -390,3 +390,241 @@ def test_lowlevel_sendmsg_hostile_arguments() -> None:
     """``sendmsg`` takes its arguments in CPython's order and sends exactly what it exported:
     flags, then the whole iterable, then one export per buffer, then the ancillary items."""
     run_scenario(LOWLEVEL_SENDMSG)
+
+
+# -------------------------------------------------------------- trio sockets
+TRIO_SOCKETS_KIT = r"""
+import trio_uring._trio_sockets as ts
+
+
+def state_of(t):
+    '''What the caller can observe of its buffer after the call.'''
+    try:
+        head = t.head()
+    except ValueError:  # a closed mmap
+        head = None
+    try:
+        t.check_guard()
+        guard = True
+    except AssertionError:
+        guard = False
+    return head, guard
+
+
+def stdlib_pair(dgram):
+    if not dgram:
+        return pair()
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.0.1", 0)); b.bind(("127.0.0.1", 0))
+    a.setblocking(False); b.setblocking(False)
+    return a, b
+
+
+async def trio_pair(dgram):
+    if not dgram:
+        a, b = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    else:
+        a = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        b = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        await a.bind(("127.0.0.1", 0)); await b.bind(("127.0.0.1", 0))
+    assert type(a) is ts.UringSocket, type(a)
+    return a, b
+
+
+def drain_any(sock):
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(65536))
+        except BlockingIOError:
+            return out
+
+
+# (name, datagram?, receives?, the index-like positions, the call)
+def calls(t, evil, where, peer_addr):
+    value = lambda default: evil if where == "value" else default
+    fl = lambda: evil if where == "flags" else 0
+    return {
+        "recv_into": (False, True, lambda s: s.recv_into(t.buffer, value(16), fl())),
+        "recvfrom_into": (True, True, lambda s: s.recvfrom_into(t.buffer, value(16), fl())),
+        "recvmsg_into": (False, True, lambda s: s.recvmsg_into([t.buffer], value(0), fl())),
+        "send": (False, False, lambda s: s.send(t.buffer, fl())),
+        "sendto": (True, False, lambda s: s.sendto(t.buffer, fl(), peer_addr(s))),
+        "sendmsg": (False, False, lambda s: s.sendmsg([t.buffer], [], fl())),
+    }
+
+
+async def world(name, method, kind, where, mode):
+    box = {}
+    t = Target(kind, fill=0x44)
+    if mode == "attack":
+        evil = Evil(t.attack, 16 if method != "recvmsg_into" else 0)
+    else:
+        evil = Evil(attempt(t.attack), 16 if method != "recvmsg_into" else 0)
+    if where == "flags":
+        evil.value = 0
+    peers = {}
+    peer_addr = lambda s: peers["addr"]
+    dgram, receives, call = calls(t, evil, where, peer_addr)[method]
+    if name == "stdlib":
+        a, b = stdlib_pair(dgram)
+    else:
+        a, b = await trio_pair(dgram)
+    peers["addr"] = b.getsockname()
+    if receives:
+        if dgram:
+            b.connect(a.getsockname()) if name == "stdlib" else await b.connect(a.getsockname())
+        sender = b._sock if name != "stdlib" else b
+        sender.send(PAYLOAD[:64]) if not dgram else sender.send(PAYLOAD[:64])
+        if not dgram:
+            sender.send(PAYLOAD[64:])
+    else:
+        if kind != "mmap":
+            t.base[:64] = PAYLOAD[:64]
+        else:
+            t.base[:64] = PAYLOAD[:64]
+    if name == "stdlib":
+        got = outcome_of(lambda: call(a))
+    else:
+        got = await aoutcome_of(lambda: call(a))
+    if got[0] == "ok" and method in ("recvfrom_into", "recvmsg_into"):
+        got = ("ok", got[1][0] if method == "recvfrom_into" else got[1][0])
+    peer = b._sock if name != "stdlib" else b
+    rest = drain_any(peer if not receives else (a._sock if name != "stdlib" else a))
+    if not receives and kind == "mmap" and got[0] == "ok":
+        pass
+    a.close(); b.close()
+    return got, state_of(t), rest
+
+
+async def main():
+    for method in ("recv_into", "recvfrom_into", "recvmsg_into", "send", "sendto", "sendmsg"):
+        for kind in ("bytearray", "memoryview", "mmap"):
+            wheres = ("value", "flags") if method in ("recv_into", "recvfrom_into", "recvmsg_into") else ("flags",)
+            for where in wheres:
+                for mode in ("attack", "attempt"):
+                    expected = await world("stdlib", method, kind, where, mode)
+                    got = await world("trio", method, kind, where, mode)
+                    assert got == expected, (method, kind, where, mode, got, expected)
+                    print(method, kind, where, mode, expected[0])
+
+trio_uring.run(main)
+finish()
+"""
+
+
+@pytest.mark.parametrize("try_first", ["1", "0"])
+def test_trio_socket_methods_hostile_index(try_first: str) -> None:
+    """Every trio socket method taking a buffer and an index-like argument does, on a
+    ``UringSocket``, what the stdlib method does with the same hostile argument (the same
+    result or error, the same bytes in the buffer and at the peer, the guard intact);
+    with ``TRIO_URING_SOCKETS_TRY_FIRST=0`` too (an SQE for every call it can take)."""
+    out = run_scenario(TRIO_SOCKETS_KIT, TRIO_URING_SOCKETS_TRY_FIRST=try_first)
+    assert out.count("\n") >= 40, out
+
+
+CONCURRENT = r"""
+import trio_uring._trio_sockets as ts
+
+
+def fill_up(sock):
+    '''Fill ``sock``'s send buffer; return what was queued.'''
+    sent = bytearray()
+    chunk = bytes([0x77]) * 65536
+    while True:
+        try:
+            sent += chunk[: sock.send(chunk)]
+        except BlockingIOError:
+            return bytes(sent)
+
+
+async def receive_case(api, kind):
+    if api == "lowlevel":
+        a, b = pair()
+        receive = lambda buf: ll.recv_into(a, buf, 16)
+        peer = b
+    else:
+        a, b = trio.socket.socketpair()
+        assert type(a) is ts.UringSocket
+        receive = lambda buf: a.recv_into(buf, 16)
+        peer = b._sock
+    t = Target(kind, fill=0x55)
+    box = {}
+
+    async def receiver():
+        box["n"] = await receive(t.buffer)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receiver)
+        await trio.testing.wait_all_tasks_blocked()
+        try:
+            t.attack()
+        except BufferError:
+            pass
+        else:
+            raise AssertionError(f"{api} {kind}: the buffer could be attacked while the kernel may write")
+        peer.send(PAYLOAD)
+    assert box["n"] == 16
+    assert t.head() == PAYLOAD[:16] + b"\x55" * 48, t.head()
+    t.check_guard()
+    t.attack()  # free again once the call returned
+    assert drain(a._sock if api != "lowlevel" else a) == PAYLOAD[16:]
+    a.close(); b.close()
+
+
+async def send_case(api, kind):
+    if api == "lowlevel":
+        a, b = pair()
+        send = lambda buf: ll.send(a, buf)
+        peer = b
+        queued = fill_up(a)
+    else:
+        a, b = trio.socket.socketpair()
+        send = lambda buf: a.send(buf)
+        peer = b._sock
+        queued = fill_up(a._sock)
+    t = Target(kind, fill=0x55)
+    t.base[:64] = PAYLOAD[:64]
+    box = {}
+
+    async def sender():
+        box["n"] = await send(t.buffer)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sender)
+        await trio.testing.wait_all_tasks_blocked()
+        try:
+            t.attack()
+        except BufferError:
+            pass
+        else:
+            raise AssertionError(f"{api} {kind}: the buffer could be attacked while the kernel may read")
+        got = b""
+        while len(got) < len(queued):
+            await trio.lowlevel.wait_readable(peer)
+            got += drain(peer)
+    whole = bytes(t.base[: len(t.buffer)])
+    t.check_guard()
+    t.attack()
+    got += drain(peer)
+    assert got == queued + whole[: box["n"]], (len(got), len(queued), box["n"])
+    a.close(); b.close()
+
+
+async def main():
+    for api in ("lowlevel", "trio"):
+        for kind in ("bytearray", "memoryview", "mmap"):
+            await receive_case(api, kind)
+            await send_case(api, kind)
+
+trio_uring.run(main)
+finish()
+"""
+
+
+def test_buffer_held_while_the_kernel_may_touch_it() -> None:
+    """While a receive or send waits in the kernel, another task cannot resize, release or
+    close its buffer (``BufferError``); the bytes are exact and the buffer is free again
+    once the call returned."""
+    run_scenario(CONCURRENT)
