@@ -835,3 +835,171 @@ def test_keyboard_interrupt_at_every_line(op: str) -> None:
     queued SQE references was re-pooled or released meanwhile; the ring ends idle."""
     out = run_scenario(f"OPS = [{op!r}]\n" + KI_INJECTOR, TRIO_URING_PURE="1")
     assert out.startswith(op), out
+
+
+# ------------------------------------------------------------------ fd reuse
+FD_REUSE = r"""
+import errno, os
+
+
+def describe(exc):
+    if isinstance(exc, OSError):
+        return f"OSError({errno.errorcode.get(exc.errno, exc.errno)})"
+    return type(exc).__name__
+
+
+async def waiting(call, closer):
+    '''Start ``call`` in a task, wait until it blocks, run ``closer``; its outcome.'''
+    box = {}
+
+    async def task():
+        try:
+            await call()
+            box["r"] = "returned"
+        except Exception as exc:
+            box["r"] = describe(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(task)
+        await trio.testing.wait_all_tasks_blocked()
+        closer()
+    return box["r"]
+
+
+async def after_close(call):
+    try:
+        await call()
+        return "returned"
+    except Exception as exc:
+        return describe(exc)
+
+
+async def reusing(fd, make):
+    '''Make sockets until one gets number ``fd`` (the lowest free one: the first).'''
+    made = await make()
+    assert made[0].fileno() == fd, (made[0].fileno(), fd)
+    return made
+
+
+def fill_up(sock):
+    chunk = b"\x77" * 65536
+    while True:
+        try:
+            sock.send(chunk)
+        except BlockingIOError:
+            return
+
+
+async def quiet(sock):
+    '''Nothing arrives at ``sock`` while the loop runs a few rounds.'''
+    for _ in range(20):
+        await trio.sleep(0)
+    try:
+        got = sock._sock.recv(65536, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return True
+    return got == b""
+
+
+async def recv_case():
+    a, b = trio.socket.socketpair()
+    fd = a.fileno()
+    out = [await waiting(lambda: a.recv(100), a.close)]
+    out.append(await after_close(lambda: a.recv(100)))
+    c, d = await reusing(fd, lambda: _pair())
+    await d.send(b"new")
+    out.append(await c.recv(100))  # nothing of it taken by the old receive
+    b.close(); c.close(); d.close()
+    return out
+
+
+async def _pair():
+    return trio.socket.socketpair()
+
+
+async def send_case():
+    a, b = trio.socket.socketpair()
+    fd = a.fileno()
+    fill_up(a._sock)
+    out = [await waiting(lambda: a.send(b"z" * 100000), a.close)]
+    out.append(await after_close(lambda: a.send(b"z")))
+    c, d = await reusing(fd, lambda: _pair())
+    out.append(await quiet(d))  # the old send wrote nothing into the new connection
+    got = b""
+    while True:
+        try:
+            chunk = b._sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        got += chunk
+    out.append(set(got) <= {0x77})  # the peer got filler only, no byte of the cancelled send
+    b.close(); c.close(); d.close()
+    return out
+
+
+async def _listener():
+    s = trio.socket.socket()
+    await s.bind(("127.0.0.1", 0))
+    s.listen()
+    return (s,)
+
+
+async def accept_case():
+    (a,) = await _listener()
+    fd = a.fileno()
+    out = [await waiting(a.accept, a.close)]
+    out.append(await after_close(a.accept))
+    (c,) = await reusing(fd, _listener)
+    client = trio.socket.socket()
+    await client.connect(c.getsockname())
+    conn, _ = await c.accept()  # the old accept did not take it
+    out.append(True)
+    conn.close(); client.close(); c.close()
+    return out
+
+
+async def connect_case():
+    (lst,) = await _listener()
+    lst.listen(0)
+    first = trio.socket.socket()
+    await first.connect(lst.getsockname())  # fills the accept queue
+    a = trio.socket.socket()
+    fd = a.fileno()
+    address = lst.getsockname()
+    out = [await waiting(lambda: a.connect(address), a.close)]
+    out.append(await after_close(lambda: a.connect(address)))
+    new = trio.socket.socket()
+    assert new.fileno() == fd
+    try:
+        new.getpeername()
+        out.append("connected by the old connect")
+    except OSError as exc:
+        out.append(describe(exc))
+    new.close(); first.close(); lst.close()
+    return out
+
+
+async def main():
+    return [await recv_case(), await send_case(), await accept_case(), await connect_case()]
+
+
+on_epoll = trio.run(main)
+on_uring = trio_uring.run(main)
+print(on_epoll)
+print(on_uring)
+assert on_uring == on_epoll, (on_uring, on_epoll)
+assert on_uring[0][0] == "ClosedResourceError", on_uring
+assert on_uring[0][2] == b"new", on_uring
+assert on_uring[1][2:] == [True, True], on_uring
+finish()
+"""
+
+
+def test_fd_reuse_after_another_task_closed_the_socket() -> None:
+    """A trio socket closed by another task while a recv/send/accept/connect waits: the
+    waiter gets what it gets on trio's epoll backend (``ClosedResourceError``; a call
+    afterwards ``OSError(EBADF)``), and a new socket with the same number is not touched
+    by the old operation (its data not taken, nothing sent or accepted on it)."""
+    run_scenario(FD_REUSE)
