@@ -1003,3 +1003,71 @@ def test_fd_reuse_after_another_task_closed_the_socket() -> None:
     afterwards ``OSError(EBADF)``), and a new socket with the same number is not touched
     by the old operation (its data not taken, nothing sent or accepted on it)."""
     run_scenario(FD_REUSE)
+
+
+INT_SUBCLASS_FLAGS = r"""
+import trio_uring._trio_sockets as ts
+
+ATTACKS = []
+
+
+def make_flags(t):
+    class EvilFlags(int):
+        '''An int subclass whose every method attacks the buffer (CPython calls none).'''
+
+        def _attack(self, *args):
+            ATTACKS.append(1)
+            t.attack()
+            return int.__index__(self)
+
+        __index__ = __int__ = _attack
+        __lt__ = __gt__ = __le__ = __ge__ = lambda self, other: (self._attack(), False)[1]
+        __and__ = __rand__ = __or__ = __ror__ = lambda self, other: (self._attack(), 0)[1]
+
+    return EvilFlags(0)
+
+
+async def main():
+    for kind in ("bytearray", "memoryview", "mmap"):
+        # the stdlib calls none of the subclass's methods
+        a, b = pair()
+        b.send(PAYLOAD[:16])
+        t = Target(kind, fill=0x66)
+        assert a.recv_into(t.buffer, 16, make_flags(t)) == 16
+        assert ATTACKS == []
+        a.close(); b.close()
+        # a waiting receive and a waiting send on a UringSocket: neither does trio_uring
+        a, b = trio.socket.socketpair()
+        assert type(a) is ts.UringSocket
+        t = Target(kind, fill=0x66)
+        box = {}
+
+        async def receive():
+            box["n"] = await a.recv_into(t.buffer, 16, make_flags(t))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            await trio.testing.wait_all_tasks_blocked()
+            b._sock.send(PAYLOAD[:32])
+        assert box["n"] == 16 and ATTACKS == [], (box, ATTACKS)
+        assert t.head() == PAYLOAD[:16] + b"\x66" * 48
+        t.check_guard()
+        s = Target(kind, fill=0x66)
+        s.base[:64] = PAYLOAD[64:128]
+        assert await a.send(s.buffer, make_flags(s)) == len(s.buffer)
+        assert await a.recv(5, make_flags(s)) == PAYLOAD[16:21]
+        assert ATTACKS == []
+        got = drain(b._sock)
+        assert got == bytes(s.base[: len(s.buffer)]), got[:80]
+        a.close(); b.close()
+
+trio_uring.run(main)
+finish()
+"""
+
+
+def test_int_subclass_flags_run_no_user_code() -> None:
+    """``MSG_*`` flags are ``IntFlag`` members, so trio sockets accept ``int`` subclasses;
+    like CPython, trio_uring calls none of their methods (``__index__``, ``__and__``,
+    ``__lt__``...): the buffer measured is the buffer submitted, the SQE gets an ``int``."""
+    run_scenario(INT_SUBCLASS_FLAGS)

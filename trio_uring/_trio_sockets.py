@@ -84,6 +84,7 @@ for sockets created afterwards); the environment variable
 
 from __future__ import annotations
 
+import operator
 import os
 import socket as _stdlib_socket
 import struct
@@ -252,6 +253,13 @@ _shielded_checkpoint: Final = shielded_checkpoint
 _BUSY: Final = "another task is already reading / writing this fd"
 
 
+def _exact_int(value: int) -> int:
+    """``value`` (an ``int`` subclass: an ``IntFlag``, or a hostile one) as an exact ``int``,
+    without running any of its methods: nothing between measuring a buffer and writing
+    the SQE can then call back into user code, and the SQE gets a real ``int``."""
+    return operator.index(value)  # (an int subclass: its value, never its __index__)
+
+
 def _claim_receive(self: UringSocket, task: Task) -> None:
     """Take the receive-side slot for ``task`` (the current one), or ``BusyResourceError``
     if a task waits in it."""
@@ -307,6 +315,8 @@ class UringSocket(TrioSocketType):
     # ------------------------------------------------------------- receive
     async def recv(self, buflen: object, flags: object = 0, /) -> bytes:
         sock = self._sock
+        if type(flags) is not int and isinstance(flags, int):
+            flags = _exact_int(flags)  # (MSG_* flags are IntFlag members)
         if (
             type(sock) is not _plain_socket
             or type(buflen) is not int
@@ -368,6 +378,8 @@ class UringSocket(TrioSocketType):
 
     async def recv_into(self, buffer: object, nbytes: object = 0, flags: object = 0) -> int:
         sock = self._sock
+        if type(flags) is not int and isinstance(flags, int):
+            flags = _exact_int(flags)
         if type(sock) is not _plain_socket or type(flags) is not int or flags < 0:
             return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
         try:
@@ -407,6 +419,8 @@ class UringSocket(TrioSocketType):
     # ---------------------------------------------------------------- send
     async def send(self, data: object, flags: object = 0, /) -> int:
         sock = self._sock
+        if type(flags) is not int and isinstance(flags, int):
+            flags = _exact_int(flags)
         if type(sock) is not _plain_socket or type(flags) is not int or flags < 0:
             return await super().send(data, flags)  # type: ignore[arg-type]
         task = enter() if _try_first else current_task()
