@@ -318,9 +318,10 @@ async def sendmsg(
         if address is not None:
             name = _sockaddr.pack(_sock_kind(sock)[0], address)
         try:
-            items: list[object] = list(buffers)
+            iterator = iter(buffers)
         except TypeError:
             raise TypeError("sendmsg() argument 1 must be an iterable") from None
+        items: list[object] = list(iterator)
         # No user code from here to the last export: a buffer's export runs none.
         cbufs = [op.export(b) for b in items]
         del items
