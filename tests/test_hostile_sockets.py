@@ -1095,3 +1095,88 @@ def test_int_subclass_flags_run_no_user_code() -> None:
     like CPython, trio_uring calls none of their methods (``__index__``, ``__and__``,
     ``__lt__``...): the buffer measured is the buffer submitted, the SQE gets an ``int``."""
     run_scenario(INT_SUBCLASS_FLAGS)
+
+
+FD_SWAP = r"""
+import errno, os
+
+SWAPPED = []
+
+
+def swapper(sock, value):
+    '''An index-like argument that closes ``sock`` and opens a new connection, whose
+    first socket gets the closed number; returns ``value`` (a valid size or flags).'''
+    fd = sock.fileno()
+
+    def swap():
+        sock.close()
+        c, d = pair()
+        assert c.fileno() == fd, (c.fileno(), fd)
+        SWAPPED.append((c, d))
+
+    return Evil(swap, value)
+
+
+def stdlib_errors(name, sock, evil):
+    calls = {
+        "recv": lambda: sock.recv(evil),
+        "recv_into": lambda: sock.recv_into(bytearray(64), 0, evil),
+        "send": lambda: sock.send(b"leak", evil),
+        "sendmsg": lambda: sock.sendmsg([b"leak"], [], evil),
+        "recvmsg": lambda: sock.recvmsg(64, 0, evil),
+        "shutdown": lambda: sock.shutdown(evil),
+    }
+    return outcome_of(calls[name])
+
+
+async def uring_errors(name, sock, evil):
+    calls = {
+        "recv": lambda: ll.recv(sock, evil),
+        "recv_into": lambda: ll.recv_into(sock, bytearray(64), 0, evil),
+        "send": lambda: ll.send(sock, b"leak", evil),
+        "sendmsg": lambda: ll.sendmsg(sock, [b"leak"], [], evil),
+        "recvmsg": lambda: ll.recvmsg(sock, 64, 0, evil),
+        "shutdown": lambda: ll.shutdown(sock, evil),
+        "poll": lambda: ll.poll(sock, evil),
+    }
+    return await aoutcome_of(calls[name])
+
+
+async def main():
+    for name in ("recv", "recv_into", "send", "sendmsg", "recvmsg", "shutdown", "poll"):
+        outcomes = []
+        for world in ("stdlib", "uring"):
+            if world == "stdlib" and name == "poll":
+                outcomes.append(("OSError", os.strerror(errno.EBADF)))
+                continue
+            a, b = pair()
+            evil = swapper(a, 64 if name == "recv" else 0)
+            if world == "stdlib":
+                got = stdlib_errors(name, a, evil)
+            else:
+                # (a guard: acting on the new connection's number would wait for its data)
+                with trio.fail_after(10):
+                    got = await uring_errors(name, a, evil)
+            if got[0] == "OSError" and "Bad file descriptor" in got[1]:
+                got = ("OSError", os.strerror(errno.EBADF))
+            outcomes.append(got)
+            c, d = SWAPPED.pop()
+            # the new connection is untouched: nothing sent on it, nothing taken from it
+            d.send(b"mine")
+            assert drain(c) == b"mine", (world, name)
+            assert drain(d) == b"", (world, name, "the old call sent into the new connection")
+            c.shutdown(socket.SHUT_WR)
+            assert drain(d) == b"", (world, name)
+            b.close(); c.close(); d.close()
+        assert outcomes[0] == outcomes[1] == ("OSError", os.strerror(errno.EBADF)), (name, outcomes)
+
+trio_uring.run(main)
+finish()
+"""
+
+
+def test_fd_taken_after_the_callers_code_ran() -> None:
+    """An ``__index__`` that closes the socket and lets a new connection take its number:
+    the call acts on the number only after all the caller's code ran, so it gets
+    ``OSError(EBADF)`` (as the stdlib method does) and the new connection is untouched."""
+    run_scenario(FD_SWAP)
