@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import select
 import socket as stdsocket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle
 from trio_uring import _sendfile
 from trio_uring._streams import SocketStream
+from trio_uring.lowlevel import current_manager
 
 MiB = 1 << 20
 PUBLIC = b"P"
@@ -70,6 +72,17 @@ def _take_number(fd: int, path: Path) -> int:
     return fd
 
 
+async def _until_socket_full(b: SocketStream, writers: int = 0) -> None:
+    """Until the sender put bytes on the wire and every task is blocked: the sender now
+    waits for the full socket (not for a splice still in the kernel).  ``writers``:
+    also until that many tasks wait for writability (a splice path's sender does)."""
+    while True:
+        await trio.testing.wait_all_tasks_blocked()
+        waiting = current_manager().statistics().tasks_waiting_write
+        if select.select([b.socket.fileno()], [], [], 0)[0] and waiting >= writers:
+            return
+
+
 async def _receive_all(b: SocketStream) -> bytes:
     """Everything the peer gets until EOF or a reset."""
     got = bytearray()
@@ -113,7 +126,7 @@ async def test_send_file_stops_when_its_file_is_closed(
         with trio.fail_after(60):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_send_then_close, a, f, errors)
-                await trio.testing.wait_all_tasks_blocked()  # the socket is full
+                await _until_socket_full(b)
                 if owner == "trio_uring":
                     await f.aclose()  # type: ignore[attr-defined]
                 else:
@@ -154,7 +167,7 @@ async def test_send_file_stops_when_its_pipe_is_closed(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(feed)
                 nursery.start_soon(_send_then_close, a, f, errors)
-                await trio.testing.wait_all_tasks_blocked()  # socket and pipe full
+                await _until_socket_full(b, writers=2)  # the sender and the feed
                 await f.aclose()
                 taken = _take_number(r, secret)
                 got = await _receive_all(b)
@@ -202,13 +215,13 @@ async def test_send_file_never_writes_into_a_socket_number_reused_after_close(
     """``stream.socket.close()`` (not ``aclose``) while send_file waits on the full
     socket, then a new connection gets the number: it receives nothing."""
     public, _ = files
-    a, _b = pair
+    a, b = pair
     sock_fd = a.socket.fileno()
     errors: list[BaseException] = []
-    with open(public, "rb") as f:
+    with open(public, "rb") as f, trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_send_then_close, a, f, errors)
-            await trio.testing.wait_all_tasks_blocked()
+            await _until_socket_full(b)
             a.socket.close()
             v1, v2 = stdsocket.socketpair()
             with v1, v2:
