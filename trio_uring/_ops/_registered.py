@@ -97,6 +97,9 @@ class RegisteredBuffers:
     def unregister(self) -> None:
         """Unregister the set and release the buffers (idempotent).
 
+        The views ``self[i]`` are released too: the buffers are free again (can
+        be resized) as soon as this returns, whoever still references a view.
+
         :raises trio.BusyResourceError: an operation on the set is still in flight.
         """
         if not self._registered:
@@ -112,8 +115,15 @@ class RegisteredBuffers:
         self._release()
 
     def _release(self) -> None:
+        """Give the buffers back: the exports, and the views themselves (a frame kept by
+        a traceback may still reference one; it must not keep the buffer exported)."""
         for c in self._cdata:
             ffi.release(c)
+        for v in self._views:
+            try:
+                v.release()
+            except BufferError:  # pragma: no cover - an operation's export; freed at its CQE
+                pass
         self._cdata = []
         self._views = []
 
