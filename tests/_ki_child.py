@@ -87,6 +87,7 @@ class Injector:
 
     def disarm(self) -> None:
         self.armed = False
+        self.task = None  # (it holds the Runner, which holds the run's outcome)
         sys.settrace(None)
 
     def _hit(self, where: Callable[[], str]) -> None:
@@ -94,6 +95,7 @@ class Injector:
         if self.count == self.n and not self.fired:
             self.fired = True
             self.where = where()
+            del where  # (the interrupt's traceback must not keep the traced frame alive)
             signal.raise_signal(signal.SIGINT)
 
     # -- sys.settrace modes

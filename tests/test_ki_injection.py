@@ -34,7 +34,7 @@ import pytest
 
 from tests._child import TESTS_ROOT, child_env
 
-from . import _ki_child
+from tests import _ki_child
 
 PURE = os.environ.get("TRIO_URING_PURE") == "1"
 CHILD = os.path.join(TESTS_ROOT, "tests", "_ki_child.py")

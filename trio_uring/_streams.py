@@ -1034,3 +1034,17 @@ class SocketListener(trio.abc.Listener[SocketStream]):
         self._shutdown()
         self.socket.close()
         await checkpoint()
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): these submit an SQE and park (or
+# record the operation they submitted) in the same frame; a SIGINT in between would
+# leave an operation the stream no longer knows of.  Deferred to the park instead.
+from ._core._trio_compat import ki_protect  # noqa: E402
+
+ki_protect(
+    SocketStream.send_all,
+    SocketStream._send_zc,
+    SocketStream._wait_queue,
+    SocketStream._arm_recv,
+    SocketListener._arm,
+)

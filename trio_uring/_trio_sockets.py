@@ -510,3 +510,10 @@ class UringSocket(TrioSocketType):
             raise
         # An address we do not pack ourselves: trio's path gives the stdlib's answer.
         return await super().connect(address)
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): as ``lowlevel.accept``, the
+# accepted fd is wrapped before an interrupt can unwind (deferred to the next checkpoint).
+from ._core._trio_compat import ki_protect  # noqa: E402
+
+ki_protect(UringSocket.accept)

@@ -1049,3 +1049,16 @@ def current_manager() -> UringIOManager:
             "or trio_uring.install() (this run uses " + type(manager).__name__ + ")"
         )
     return manager
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): nothing between an SQE's write
+# and its task's park may unwind, or the kernel keeps an operation whose waiter moved
+# on.  ``submit`` (the SQE written, the op not yet indexed), ``perform`` and
+# ``_wait_poll`` (submit, then park) and ``notify_closing`` (an fd's operations
+# unindexed, not yet cancelled) defer a SIGINT to the park, where the abort delivers it.
+_trio_compat.ki_protect(
+    UringIOManager.submit,
+    UringIOManager.perform,
+    UringIOManager._wait_poll,
+    UringIOManager.notify_closing,
+)

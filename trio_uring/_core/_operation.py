@@ -368,3 +368,10 @@ class Operation:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} ud={self.user_data} fd={self.fd} {STATE_NAMES[self.state]}>"
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): ``await op`` right after a
+# submit must reach its park (see ``_trio_compat.ki_protect``).
+from ._trio_compat import ki_protect  # noqa: E402
+
+ki_protect(Operation.__await__)

@@ -308,3 +308,8 @@ def speed_up_instrument_checks(runner: Any) -> None:
     namespace = {"__slots__": (), "__contains__": data.__contains__, "__module__": __name__}
     fast = type("Instruments", (Instruments,), namespace)
     inst.__class__ = fast
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): the pure-Python park that hot
+# paths await right after a submit.
+ki_protect(_park)

@@ -437,3 +437,11 @@ async def poll(sock: FdLike, events: SupportsIndex) -> int:
         revents = await manager.perform(_sqe.poll_add(fd, mask))
         if revents & wanted:
             return revents
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): between the ACCEPT's completion
+# and the return of the socket wrapping its fd, an interrupt would leak the fd
+# (closed later by the garbage collector); deferred to the caller's next checkpoint.
+from .._core._trio_compat import ki_protect  # noqa: E402
+
+ki_protect(accept)

@@ -206,3 +206,10 @@ async def send_zc(sock: Any, data: Any, flags: SupportsIndex = 0) -> int:
         await trio.lowlevel.checkpoint()  # bad input is still a checkpoint, as in trio
         raise
     return await op
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): ``send_zc`` submits and then
+# awaits the operation in one frame (see ``_trio_compat.ki_protect``).
+from .._core._trio_compat import ki_protect  # noqa: E402
+
+ki_protect(submit_zc, send_zc)
