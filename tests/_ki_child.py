@@ -1,31 +1,37 @@
 """Child process of ``test_ki_injection``: a KeyboardInterrupt at each step of one operation.
 
-``python -X dev tests/_ki_child.py MODE SCENARIO FIRST`` runs the operation
-``SCENARIO`` once without interruption to count its injection points, prints
-``COUNT k``, then, for every ``n`` from ``FIRST`` to ``k``, one ``trio_uring.run``
-in which the ``n``-th injection point calls ``signal.raise_signal(SIGINT)``, so
-that trio's own SIGINT handler decides what happens (deferred to the next
-checkpoint in a KeyboardInterrupt-protected frame, raised right there otherwise).
-One JSON line per run: ``{"n": n, "fired": bool, "errors": [...]}``.  A crash
-ends the child; the parent starts a new one after the failed ``n``.
+``python -X dev tests/_ki_child.py MODE SCENARIO FIRST [LAST]`` runs the operation
+``SCENARIO`` once without interruption to record its injection points (a point is
+"the k-th time the run reaches this line", or this Instrument hook), then, for
+each point from ``FIRST`` (1-based), one ``trio_uring.run`` in which reaching that
+point calls ``signal.raise_signal(SIGINT)``, so that trio's own SIGINT handler
+decides what happens (deferred to the next checkpoint in a
+KeyboardInterrupt-protected frame, raised right there otherwise).  One JSON line
+per run (the clean run first, ``"n": 0``).  A crash ends the child; the parent
+starts a new one after the failed point.
 
 MODE:
 
-* ``lines``: line events of ``trio_uring``'s own Python code, in the main task's
-  steps and in ``process_events`` calls that dispatch CQEs.  Under
-  ``TRIO_URING_PURE=1`` that is every line of the path (the hot modules are
-  plain Python); in the compiled build only the modules left uncompiled.
+* ``lines``: line events of ``trio_uring``'s own Python code run by the main task
+  (the task doing the operation).  Under ``TRIO_URING_PURE=1`` that is every line
+  of the operation's path (the hot modules are plain Python); in the compiled
+  build only the modules left uncompiled.
+* ``dispatch``: line events of ``trio_uring``'s code in the run loop's
+  ``process_events`` calls that hand out CQEs (KeyboardInterrupt-protected, as
+  all of trio's run loop: the interrupt must still reach the task).
 * ``task-lines``: line events of every Python frame (trio's, attrs', the
   stdlib's, ``trio_uring``'s) run by the main task during the operation: in the
   compiled build these are the only points at which a signal can be handled
   while compiled code is on the stack.
-* ``steps``: an Instrument raises the signal at the ``n``-th
-  ``before_task_step`` / ``after_task_step`` / ``task_scheduled`` of the main task
-  (every checkpoint and wake-up of the operation).
+* ``steps``: an Instrument raises the signal at each ``before_task_step`` /
+  ``after_task_step`` / ``task_scheduled`` of the main task (every checkpoint and
+  wake-up of the operation).
 
 Each run must end with ``KeyboardInterrupt`` out of ``trio_uring.run`` (nothing
 else, no hang), leave no operation whose waiter is the task the interrupt
-unwound (an orphan: its CQE would reschedule a task that moved on), no write
+unwound (an orphan: its CQE would reschedule a task that moved on), no stale
+waiter (once the peer acts after the interrupt, nothing may wake the task while
+it parks on something else), no write
 past or after the caller's buffer (a guard pattern after it; its export must be
 released once the run is over), and no request of the closed run still held by
 the kernel (``lingering() == 0``).
@@ -46,6 +52,7 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import outcome
 import trio
 import trio.testing
 
@@ -66,14 +73,21 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 # ------------------------------------------------------------------ injectors
 class Injector:
-    """Counts injection points while armed; raises SIGINT at the ``n``-th (0: never)."""
+    """Records the injection points of a run while armed; raises SIGINT at ``target``.
 
-    def __init__(self, mode: str, n: int) -> None:
+    A point is ``(location, k)``: the ``k``-th time the run reaches ``location`` (a
+    line of code, or an Instrument hook of the main task).  Naming points this way,
+    not by their ordinal, makes every point of the clean run reachable in its own
+    run even where the path's length varies a little between runs (the
+    notify_closing index grows with the fd numbers the kernel hands out).
+    """
+
+    def __init__(self, mode: str, target: tuple[str, int] | None) -> None:
         self.mode = mode
-        self.n = n
-        self.count = 0
+        self.target = target
+        self.points: list[tuple[str, int]] = []
+        self._seen: dict[str, int] = {}
         self.fired = False
-        self.where = ""
         self.task: Any = None
         self.armed = False
         self._dispatch_depth = 0
@@ -90,12 +104,13 @@ class Injector:
         self.task = None  # (it holds the Runner, which holds the run's outcome)
         sys.settrace(None)
 
-    def _hit(self, where: Callable[[], str]) -> None:
-        self.count += 1
-        if self.count == self.n and not self.fired:
+    def _hit(self, location: str) -> None:
+        k = self._seen.get(location, 0) + 1
+        self._seen[location] = k
+        point = (location, k)
+        self.points.append(point)
+        if point == self.target and not self.fired:
             self.fired = True
-            self.where = where()
-            del where  # (the interrupt's traceback must not keep the traced frame alive)
             signal.raise_signal(signal.SIGINT)
 
     # -- sys.settrace modes
@@ -113,8 +128,10 @@ class Injector:
             return self._local if self._in_main_task() else None
         if not filename.startswith(PKG_DIR):
             return None
-        if self._in_main_task():
-            return self._local
+        if self.mode == "lines":
+            return self._local if self._in_main_task() else None
+        # "dispatch": the run loop handing out CQEs (always KI-protected: the interrupt
+        # must reach the task through its abort, or at its next checkpoint).
         if code.co_name == "process_events" and frame.f_locals.get("events"):
             self._dispatch_depth += 1
             return self._local_dispatch
@@ -124,7 +141,8 @@ class Injector:
 
     def _local(self, frame: Any, event: str, arg: Any) -> Any:
         if event == "line" and self.armed:
-            self._hit(lambda: f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            code = frame.f_code
+            self._hit(f"{code.co_filename}:{frame.f_lineno} {code.co_name}")
         return self._local
 
     def _local_dispatch(self, frame: Any, event: str, arg: Any) -> Any:
@@ -135,7 +153,7 @@ class Injector:
     # -- Instrument mode (trio calls these hooks in the run loop)
     def _step(self, what: str, task: Any) -> None:
         if self.armed and task is self.task:
-            self._hit(lambda: f"{what} #{self.count}")
+            self._hit(what)
 
     def before_task_step(self, task: Any) -> None:
         self._step("before_task_step", task)
@@ -181,6 +199,8 @@ async def drain(sock: socket.socket) -> None:
                 pass
         except BlockingIOError:
             pass
+        except OSError:  # reset: a cancelled zero-copy send resets its connection
+            return
 
 
 def fill(sock: socket.socket) -> None:
@@ -227,6 +247,9 @@ class Scenario:
     async def peer(self) -> None:
         pass
 
+    def poke(self) -> None:
+        """After an interrupt: what the peer would have done once the operation parked."""
+
     def check(self, errors: list[str]) -> None:
         pass
 
@@ -249,6 +272,9 @@ class _RecvBase(Scenario):
 
     async def peer(self) -> None:
         await trio.testing.wait_all_tasks_blocked()
+        self.b.send(self.data)
+
+    def poke(self) -> None:
         self.b.send(self.data)
 
     def check(self, errors: list[str]) -> None:
@@ -385,6 +411,9 @@ class LowlevelReadPipe(_PipeBase):
 
     async def peer(self) -> None:
         await trio.testing.wait_all_tasks_blocked()
+        os.write(self.w, self.data)
+
+    def poke(self) -> None:
         os.write(self.w, self.data)
 
     def check(self, errors: list[str]) -> None:
@@ -547,10 +576,22 @@ SCENARIOS: dict[str, type[Scenario]] = {
 
 
 # ------------------------------------------------------------------- one run
-def one_run(mode: str, name: str, n: int) -> dict[str, Any]:
-    """One ``trio_uring.run`` of scenario ``name``, interrupted at point ``n`` (0: never)."""
+async def wake_when_idle(task: Any) -> None:
+    """Wake ``task`` with ``"idle"`` once every other task is blocked."""
+    await trio.testing.wait_all_tasks_blocked()
+    trio.lowlevel.reschedule(task, outcome.Value("idle"))
+
+
+def one_run(
+    mode: str, name: str, target: tuple[str, int] | None
+) -> tuple[dict[str, Any], list[tuple[str, int]]]:
+    """One ``trio_uring.run`` of scenario ``name``, interrupted at ``target`` (None: never).
+
+    Returns the report and the injection points the run went through.
+    """
+    gc.collect()  # (the last run's garbage holds fds: keep each run's fd numbers alike)
     sc = SCENARIOS[name]()
-    inj = Injector(mode, n)
+    inj = Injector(mode, target)
     errors: list[str] = []
     state: dict[str, Any] = {}
 
@@ -571,6 +612,14 @@ def one_run(mode: str, name: str, n: int) -> dict[str, Any]:
             orphans = [op for op in list(manager._ops.values()) if op.task is me]
             if orphans:
                 errors.append(f"orphaned operation(s) {orphans} after KeyboardInterrupt")
+            # Whatever the interrupted operation left armed now gets its event: a stale
+            # waiter would be woken while this task waits for something else, and a
+            # request left in the kernel writes into its buffer.
+            sc.poke()
+            trio.lowlevel.spawn_system_task(wake_when_idle, me)
+            got = await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+            if got != "idle":
+                errors.append(f"the interrupted task was woken by a stale waiter ({got!r})")
             raise
         finally:
             inj.disarm()
@@ -605,25 +654,30 @@ def one_run(mode: str, name: str, n: int) -> dict[str, Any]:
     left = _manager.lingering()
     if left and not sc.zerocopy:
         errors.append(f"{left} request(s) of the closed run still held by the kernel")
-    return {
-        "n": n,
+    report = {
         "fired": inj.fired,
-        "where": inj.where,
-        "count": inj.count,
+        "where": f"{target[0]} #{target[1]}" if target else "",
+        "count": len(inj.points),
         "done": state.get("done", False),
         "lingering": left,
         "errors": errors,
     }
+    return report, inj.points
 
 
 def main() -> None:
+    """``MODE SCENARIO FIRST [LAST]``: the clean run, then points FIRST..LAST (1-based)."""
     mode, name, first = sys.argv[1], sys.argv[2], int(sys.argv[3])
     last = int(sys.argv[4]) if len(sys.argv) > 4 else 0
-    clean = one_run(mode, name, 0)
-    print(json.dumps(clean), flush=True)
-    count = clean["count"]
-    for n in range(first, (last or count) + 1):
-        print(json.dumps(one_run(mode, name, n)), flush=True)
+    # Two clean runs: the first fills the process's caches (kernel probes, the streams'
+    # per-ring binding), the second's points are the path every later run takes.
+    first_clean, _ = one_run(mode, name, None)
+    clean, points = one_run(mode, name, None)
+    clean["errors"] += first_clean["errors"]
+    print(json.dumps({"n": 0, **clean}), flush=True)
+    for n in range(first, (last or len(points)) + 1):
+        report, _ = one_run(mode, name, points[n - 1])
+        print(json.dumps({"n": n, **report}), flush=True)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ CHILD = os.path.join(TESTS_ROOT, "tests", "_ki_child.py")
 #: Every operation, in every mode under TRIO_URING_PURE=1; in the compiled build the
 #: line trace still covers the modules that stay Python and the other two modes
 #: cover the rest.
-MODES = ("lines", "task-lines", "steps")
+MODES = ("lines", "dispatch", "task-lines", "steps")
 #: The task-lines mode goes through trio's own code as well: a subset keeps it short.
 TASK_LINE_OPS = (
     "lowlevel.recv",
@@ -105,7 +105,7 @@ CASES = [
     pytest.param(mode, name, id=f"{mode}-{name}")
     for mode in MODES
     for name in _ki_child.SCENARIOS
-    if mode != "task-lines" or name in TASK_LINE_OPS
+    if (mode != "task-lines" or name in TASK_LINE_OPS) and (mode != "dispatch" or PURE)
 ]
 
 
@@ -114,6 +114,8 @@ def test_keyboard_interrupt_at_every_point(mode: str, name: str) -> None:
     clean, runs = run_injector(mode, name)
     assert not clean["errors"], clean
     assert clean["done"], clean
+    if not clean["count"] and not PURE:
+        pytest.skip("compiled build: no Python line of trio_uring on this operation's path")
     assert clean["count"] > 0, "no injection point on the operation's path"
     # Every point was reached by its own run (the path is deterministic enough).
     fired = [r for r in runs if r["fired"]]

@@ -110,7 +110,7 @@ def ki_protect(*functions: object) -> None:
     for fn in functions:
         fn = getattr(fn, "__func__", fn)
         if getattr(fn, "__code__", None) is not None:
-            trio.lowlevel.enable_ki_protection(fn)  # type: ignore[arg-type]
+            trio.lowlevel.enable_ki_protection(fn)  # type: ignore[type-var]
 
 
 def current_runner() -> Any:
@@ -311,5 +311,9 @@ def speed_up_instrument_checks(runner: Any) -> None:
 
 
 # KeyboardInterrupt protection (issue 19, finding 3): the pure-Python park that hot
-# paths await right after a submit.
-ki_protect(_park)
+# paths await right after a submit, and the trap's constructor: attrs generates it as
+# Python code, so even in the compiled build ``Operation.__await__`` runs bytecode
+# between the SQE's write and the park, where trio's handler would find only the
+# caller's unprotected frame (compiled frames are invisible to it).  Protecting it
+# only defers an interrupt to the yield of the trap being built, in trio's own waits too.
+ki_protect(_park, WaitTaskRescheduled.__init__)
