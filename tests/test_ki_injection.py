@@ -8,18 +8,20 @@ interrupt unwinds a task whose operation the kernel still holds (its CQE then
 reschedules a task that moved on), and a ``finally`` on the way may release or
 re-pool memory the kernel is about to write.
 
-For each operation, a child process (``tests/_ki_child.py``) counts the
-injection points of one clean run, then does one ``trio_uring.run`` per point
-in which that point raises ``SIGINT`` through trio's own handler, and checks:
+For each operation, a child process (``tests/_ki_child.py``) records the
+injection points of a clean run, then does one ``trio_uring.run`` per point in
+which that point raises ``SIGINT`` through trio's own handler, and checks:
 ``KeyboardInterrupt`` out of the run (no ``TrioInternalError``, no hang), no
-operation left waiting for the interrupted task, no write past or after the
-caller's buffer, the buffer's export released, and no request still held by the
-kernel after the run.  Points: every line of ``trio_uring``'s Python code on
-the operation's path (``lines``: all of it under ``TRIO_URING_PURE=1``), every
-line of any Python code the main task runs during the operation
-(``task-lines``: in the compiled build, the only places a signal handler runs
-while compiled code is on the stack), and every checkpoint and wake-up of the
-task (``steps``, an Instrument).
+operation left waiting for the interrupted task and no stale waiter (the peer
+acts after the interrupt; nothing may wake the task), no write past the
+caller's buffer or beyond the count returned, the buffer's export released,
+and no request still held by the kernel after the run.  Points: every line of
+``trio_uring``'s Python code the task runs (``lines``: all of the path under
+``TRIO_URING_PURE=1``), every line of it in the run loop's CQE dispatch
+(``dispatch``), every line of any Python code the task runs during the
+operation (``task-lines``: in the compiled build, the only places a signal
+handler runs while compiled code is on the stack), and every checkpoint and
+wake-up of the task (``steps``, an Instrument).
 """
 
 from __future__ import annotations
@@ -32,29 +34,26 @@ from typing import Any
 
 import pytest
 
-from tests._child import TESTS_ROOT, child_env
-
 from tests import _ki_child
+from tests._child import TESTS_ROOT, child_env
 
 PURE = os.environ.get("TRIO_URING_PURE") == "1"
 CHILD = os.path.join(TESTS_ROOT, "tests", "_ki_child.py")
-#: Every operation, in every mode under TRIO_URING_PURE=1; in the compiled build the
-#: line trace still covers the modules that stay Python and the other two modes
-#: cover the rest.
+#: Every operation in every mode; ``dispatch`` only under TRIO_URING_PURE=1 (compiled,
+#: ``process_events`` has no Python frame).  In the compiled build ``lines`` covers the
+#: modules that stay Python; ``task-lines`` and ``steps`` cover the rest.
 MODES = ("lines", "dispatch", "task-lines", "steps")
-#: The task-lines mode goes through trio's own code as well: a subset keeps it short.
-TASK_LINE_OPS = (
-    "lowlevel.recv",
-    "socket.recv",
-    "socket.recv_into",
-    "stream.send_all",
-    "stream.receive_some",
-    "lowlevel.send_zc",
-    "stream.send_all-zc",
-    "lowlevel.write",
-    "file.read",
-    "socket.accept",
-)
+#: Windows the injector finds that are not fixed here (other modules' owners fix them).
+KNOWN_WINDOWS = {
+    # Compiled build: lowlevel.accept (_ops/_sockets.py) runs the stdlib's Python
+    # socket.__init__ on the accepted fd inside a try whose except does os.close(new_fd):
+    # interrupted after _socket.socket.__init__ took the fd, the fd is closed twice
+    # (the half-built socket object closes it again when collected, maybe after the
+    # number was reused); interrupted in trio.socket.from_stdlib_socket after it, the
+    # socket is dropped unclosed.  (Pure build: the whole function is KI-protected.)
+    ("task-lines", "lowlevel.accept"): "compiled lowlevel.accept: socket.__init__ / "
+    "from_stdlib_socket interruptible after the ACCEPT completed",
+}
 CHILD_TIMEOUT = 60
 
 
@@ -102,15 +101,23 @@ def run_injector(mode: str, name: str) -> tuple[dict[str, Any], list[dict[str, A
 
 
 CASES = [
-    pytest.param(mode, name, id=f"{mode}-{name}")
+    pytest.param(
+        mode,
+        name,
+        id=f"{mode}-{name}",
+        marks=[pytest.mark.xfail(reason=KNOWN_WINDOWS[mode, name], strict=True)]
+        if not PURE and (mode, name) in KNOWN_WINDOWS
+        else [],
+    )
     for mode in MODES
     for name in _ki_child.SCENARIOS
-    if (mode != "task-lines" or name in TASK_LINE_OPS) and (mode != "dispatch" or PURE)
+    if mode != "dispatch" or PURE
 ]
 
 
 @pytest.mark.parametrize(("mode", "name"), CASES)
 def test_keyboard_interrupt_at_every_point(mode: str, name: str) -> None:
+    """A SIGINT at any point of the operation ends the run with KeyboardInterrupt, safely."""
     clean, runs = run_injector(mode, name)
     assert not clean["errors"], clean
     assert clean["done"], clean
@@ -121,6 +128,7 @@ def test_keyboard_interrupt_at_every_point(mode: str, name: str) -> None:
     fired = [r for r in runs if r["fired"]]
     assert len(fired) >= 0.9 * clean["count"], (len(fired), clean["count"])
     failures = [r for r in runs if r["errors"]]
-    assert not failures, "\n".join(
-        f"n={r['n']} at {r.get('where', '?')}: {r['errors']}" for r in failures[:12]
-    ) + f"\n({len(failures)} of {len(runs)} runs failed)"
+    assert not failures, (
+        "\n".join(f"n={r['n']} at {r.get('where', '?')}: {r['errors']}" for r in failures[:12])
+        + f"\n({len(failures)} of {len(runs)} runs failed)"
+    )
