@@ -148,7 +148,8 @@ class Injector:
     def _local_dispatch(self, frame: Any, event: str, arg: Any) -> Any:
         if event == "return":
             self._dispatch_depth -= 1
-        return self._local(frame, event, arg)
+        self._local(frame, event, arg)
+        return self._local_dispatch
 
     # -- Instrument mode (trio calls these hooks in the run loop)
     def _step(self, what: str, task: Any) -> None:
@@ -247,6 +248,9 @@ class Scenario:
 
     def poke(self) -> None:
         """After an interrupt: what the peer would have done once the operation parked."""
+
+    def finish(self) -> None:
+        """In the run, once the operation returned or raised (no checkpoint)."""
 
     def check(self, errors: list[str]) -> None:
         pass
@@ -431,6 +435,29 @@ class LowlevelReadintoPipe(LowlevelReadPipe):
         self.buf.check(errors, self.result, self.data)
 
 
+class LowlevelReadFixedPipe(LowlevelReadPipe):
+    """A registered buffer: the set counts its in-flight operations until their CQE."""
+
+    data = PEER * 1500
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buf = Guarded(1000)
+
+    async def start(self) -> None:
+        self.registered = lowlevel.register_buffers([self.buf.view])
+
+    async def op(self) -> None:
+        self.result = await lowlevel.read_fixed(self.r, self.registered, 0)
+
+    def finish(self) -> None:
+        # Refused while the set counts an operation in flight: none may be left.
+        self.registered.unregister()
+
+    def check(self, errors: list[str]) -> None:
+        self.buf.check(errors, self.result, self.data)
+
+
 class LowlevelWritePipe(_PipeBase):
     data = b"w" * 65536
 
@@ -560,6 +587,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
     "lowlevel.read": LowlevelReadPipe,
     "lowlevel.readinto": LowlevelReadintoPipe,
     "lowlevel.write": LowlevelWritePipe,
+    "lowlevel.read_fixed": LowlevelReadFixedPipe,
     "file.read": OpenFileRead,
     "file.write": OpenFileWrite,
     "lowlevel.accept": LowlevelAccept,
@@ -619,6 +647,10 @@ def one_run(
             raise
         finally:
             inj.disarm()
+            try:
+                sc.finish()
+            except Exception as exc:
+                errors.append(f"clean-up in the run failed: {exc!r}")
         state["done"] = True
         # A KeyboardInterrupt deferred by a protected frame is delivered here at the latest.
         await trio.lowlevel.checkpoint()
