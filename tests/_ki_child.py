@@ -396,6 +396,32 @@ class StreamSendAllZc(_SendBase):
         await self.stream.send_all(self.data)
 
 
+class StreamSendFile(_SendBase):
+    """``send_file`` of a 256 KiB file into a full socket: SPLICEs through a pipe."""
+
+    size = 1 << 18
+
+    def __init__(self) -> None:
+        super().__init__()
+        fd, path = tempfile.mkstemp(prefix="ki-")
+        os.write(fd, b"F" * self.size)
+        os.close(fd)
+        self.file_fd = os.open(path, os.O_RDONLY)
+        os.unlink(path)
+        self.closers.append(lambda: os.close(self.file_fd))
+
+    async def start(self) -> None:
+        fill(self.a)
+        self.stream = SocketStream(trio.socket.from_stdlib_socket(self.a), zerocopy="never")
+
+    async def op(self) -> None:
+        self.result = await self.stream.send_file(self.file_fd)
+
+    def check(self, errors: list[str]) -> None:
+        if self.result is not None and self.result != self.size:
+            errors.append(f"send_file sent {self.result} of {self.size}")
+
+
 class _PipeBase(Scenario):
     def __init__(self) -> None:
         super().__init__()
@@ -584,6 +610,7 @@ SCENARIOS: dict[str, type[Scenario]] = {
     "socket.send": SocketSend,
     "stream.send_all": StreamSendAll,
     "stream.receive_some": StreamReceiveSome,
+    "stream.send_file": StreamSendFile,
     "lowlevel.read": LowlevelReadPipe,
     "lowlevel.readinto": LowlevelReadintoPipe,
     "lowlevel.write": LowlevelWritePipe,
