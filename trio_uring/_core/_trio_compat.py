@@ -107,10 +107,10 @@ def ki_protect(*functions: object) -> None:
     Plain functions, methods (pass the function from the class), coroutine and
     generator functions are accepted.
     """
-    for fn in functions:
-        fn = getattr(fn, "__func__", fn)
+    for function in functions:
+        fn: Any = getattr(function, "__func__", function)
         if getattr(fn, "__code__", None) is not None:
-            trio.lowlevel.enable_ki_protection(fn)  # type: ignore[type-var]
+            trio.lowlevel.enable_ki_protection(fn)
 
 
 def current_runner() -> Any:
@@ -310,10 +310,7 @@ def speed_up_instrument_checks(runner: Any) -> None:
     inst.__class__ = fast
 
 
-# KeyboardInterrupt protection (issue 19, finding 3): the pure-Python park that hot
-# paths await right after a submit, and the trap's constructor: attrs generates it as
-# Python code, so even in the compiled build ``Operation.__await__`` runs bytecode
-# between the SQE's write and the park, where trio's handler would find only the
-# caller's unprotected frame (compiled frames are invisible to it).  Protecting it
-# only defers an interrupt to the yield of the trap being built, in trio's own waits too.
-ki_protect(_park, WaitTaskRescheduled.__init__)
+# The trap's constructor is attrs-generated Python: a compiled wait that makes its
+# trap after writing the SQE (Operation.__await__) runs it with no protected frame
+# of its own above it (compiled code has none), so mark it as trio marks its waits.
+ki_protect(_park, _completed_checkpoint, cancel_pending, WaitTaskRescheduled.__init__)
