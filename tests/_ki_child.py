@@ -397,9 +397,9 @@ class StreamSendAllZc(_SendBase):
 
 
 class StreamSendFile(_SendBase):
-    """``send_file`` of a 256 KiB file into a full socket: SPLICEs through a pipe."""
+    """``send_file`` of a 64 KiB file into a full socket: SPLICEs through a pipe."""
 
-    size = 1 << 18
+    size = 1 << 16
 
     def __init__(self) -> None:
         super().__init__()
