@@ -44,16 +44,10 @@ CHILD = os.path.join(TESTS_ROOT, "tests", "_ki_child.py")
 #: ``steps`` (``process_events`` has no Python frame there).
 MODES = ("lines", "dispatch", "task-lines", "steps")
 #: Windows the injector finds that are not fixed here (other modules' owners fix them).
-KNOWN_WINDOWS = {
-    # Compiled build: lowlevel.accept (_ops/_sockets.py) runs the stdlib's Python
-    # socket.__init__ on the accepted fd inside a try whose except does os.close(new_fd):
-    # interrupted after _socket.socket.__init__ took the fd, the fd is closed twice
-    # (the half-built socket object closes it again when collected, maybe after the
-    # number was reused); interrupted in trio.socket.from_stdlib_socket after it, the
-    # socket is dropped unclosed.  (Pure build: the whole function is KI-protected.)
-    ("task-lines", "lowlevel.accept"): "compiled lowlevel.accept: socket.__init__ / "
-    "from_stdlib_socket interruptible after the ACCEPT completed",
-}
+#: Windows a build is known to leave open (xfail, strict): none now.  (The compiled
+#: lowlevel.accept's was the stdlib's and trio's Python socket constructors running
+#: unprotected on the accepted fd; _trio_compat marks them.)
+KNOWN_WINDOWS: dict[tuple[str, str], str] = {}
 CHILD_TIMEOUT = 60
 
 
