@@ -110,7 +110,7 @@ def ki_protect(*functions: object) -> None:
     for fn in functions:
         fn = getattr(fn, "__func__", fn)
         if getattr(fn, "__code__", None) is not None:
-            trio.lowlevel.enable_ki_protection(fn)  # type: ignore[arg-type]
+            trio.lowlevel.enable_ki_protection(fn)  # type: ignore[type-var]
 
 
 def current_runner() -> Any:
