@@ -555,12 +555,6 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 # Guest mode submits at once (see UringIOManager.submit).
                 await checkpoint_if_cancelled()
             while sent < total:
-                # Before every SQE: the socket must still own `fd` (another task may
-                # have closed it while we waited, and its number be another socket's).
-                if self._closed or (
-                    getattr(sock, STDLIB_SOCKET_FIELD).fileno() if self._plain else sock.fileno()
-                ) != fd:
-                    raise trio.ClosedResourceError("another task closed this fd")
                 n = total - sent
                 try:
                     if n >= self._zc_threshold:
@@ -576,6 +570,19 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         sent += res if res >= 0 else op.result()
                 except OSError as exc:
                     raise _translate(exc)  # noqa: B904 - chained as trio chains it
+                # Before every further SQE: the socket must still own `fd` (another task
+                # may have closed it while we waited, and its number be another socket's).
+                # (The first SQE follows the checks above with no schedule point between.)
+                if sent < total and (
+                    self._closed
+                    or (
+                        getattr(sock, STDLIB_SOCKET_FIELD).fileno()
+                        if self._plain
+                        else sock.fileno()
+                    )
+                    != fd
+                ):
+                    raise trio.ClosedResourceError("another task closed this fd")
         finally:
             self._sending = False
             if view is not None:
