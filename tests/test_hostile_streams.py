@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -313,6 +314,15 @@ def test_stream_works_across_runs() -> None:
             assert got == big
             await b.send_all(b"r")
             assert await a.receive_some() == b"r"
+            with tempfile.TemporaryFile() as f:
+                f.write(tag * 3000)
+                f.flush()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(a.send_file, f)
+                    got = b""
+                    while len(got) < 3000 * len(tag):
+                        got += await b.receive_some()
+                assert got == tag * 3000
 
     trio_uring.run(exchange, b"1")
     trio_uring.run(exchange, b"2")

@@ -473,6 +473,14 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._ring = bound[2]
         return manager
 
+    def _current_manager(self) -> UringIOManager | None:
+        """This run's manager (None on trio's backend): for calls off the hot paths,
+        which inline it."""
+        manager = self._manager
+        if manager is None or manager.closed:  # (not bound yet, or bound in an earlier run)
+            manager = self._get_manager()
+        return manager
+
     def _zerocopy_copied(self) -> None:
         """A notification reported ``IORING_NOTIF_USAGE_ZC_COPIED``."""
         if self._zc_policy == "auto":
@@ -662,9 +670,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError(
                 "another task is currently sending data on this SocketStream"
             )
-        manager = self._manager
-        if manager is None or manager.closed:  # (not bound yet, or bound in an earlier run)
-            manager = self._get_manager()
+        manager = self._current_manager()
         self._sending = True  # (on trio's backend too: a send_file meanwhile is busy)
         try:
             if manager is None:
