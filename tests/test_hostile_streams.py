@@ -361,3 +361,38 @@ def test_listener_works_across_runs() -> None:
     run_on_epoll(lambda: one_connection(b"3"))
     trio_uring.run(one_connection, b"4")
     trio_uring.run(listener.aclose)
+
+
+# ------------------------------------------------------------- KI protection
+def test_submit_to_park_paths_are_ki_protected() -> None:
+    """Pure build: every function live between writing an SQE and parking is marked
+    (trio then defers a Ctrl-C to the park).  Compiled functions run no bytecode."""
+    from trio._core._ki import _CODE_KI_PROTECTION_STATUS_WMAP as protected
+
+    from trio_uring._ops import _zerocopy
+    from trio_uring._pure import build
+
+    functions = [
+        SocketStream.send_all,
+        SocketStream._send_zc,
+        SocketStream.receive_some,
+        SocketStream._wait_queue,
+        SocketStream._receive_one,
+        SocketStream._arm_recv,
+        SocketStream.wait_send_all_might_not_block,
+        SocketListener.accept,
+        SocketListener._arm,
+        SocketListener._accept_one,
+        _zerocopy.submit_zc,
+        _zerocopy.send_zc,
+    ]
+    if build() != "pure":
+        pytest.skip("compiled build: its functions have no frames to protect")
+
+    def is_protected(function: object) -> bool:
+        try:
+            return bool(protected[function.__code__])  # type: ignore[attr-defined]
+        except KeyError:
+            return False
+
+    assert [f.__qualname__ for f in functions if not is_protected(f)] == []
