@@ -708,6 +708,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
         """Return up to ``max_bytes`` bytes (default 64 KiB), ``b""`` at EOF.
 
         Cancellation loses no data: bytes that arrive meanwhile stay queued.
+        Raises ``ClosedResourceError`` if the stream is closed, also at once when
+        another task closes it while this call waits.
         """
         if max_bytes is None:
             n = DEFAULT_RECEIVE_SIZE
@@ -834,7 +836,13 @@ class SocketStream(trio.abc.HalfCloseableStream):
 
     # --------------------------------------------------------------- close
     async def aclose(self) -> None:
-        """Close the socket.  Tasks blocked on this stream get ``ClosedResourceError``."""
+        """Close the socket.  Tasks blocked on this stream get ``ClosedResourceError``.
+
+        The stream's operations in the kernel are ended (withdrawn, cancelled, or
+        for a zero-copy send the connection reset) while the fd is still open,
+        then it is closed: nothing of this stream ever acts on the fd's number
+        afterwards, which the next socket or file may get.
+        """
         if not self._closed:
             self._closed = True
             op = self._recv_op
