@@ -396,3 +396,122 @@ def test_submit_to_park_paths_are_ki_protected() -> None:
             return False
 
     assert [f.__qualname__ for f in functions if not is_protected(f)] == []
+
+
+KI_CHILD = """
+import signal, socket, sys
+import trio, trio_uring
+from trio import socket as tsocket
+from trio_uring._streams import SocketStream
+from trio_uring._core import _manager
+
+zerocopy, size = sys.argv[1], int(sys.argv[2])
+OURS = ("/_streams.py", "/_zerocopy.py", "/_manager.py", "/_operation.py", "/_trio_compat.py")
+
+
+class Injector:
+    # SIGINT at the at-th line event of trio_uring code run by the sending task.
+    def __init__(self, at):
+        self.at = at
+        self.seen = 0
+        self.task = None
+
+    def call(self, frame, event, arg):
+        if self.task is None or not frame.f_code.co_filename.endswith(OURS):
+            return None
+        return self.line
+
+    def line(self, frame, event, arg):
+        if event == "line" and self.task is not None:
+            try:
+                task = trio.lowlevel.current_task()
+            except RuntimeError:  # the run loop itself
+                return self.line
+            if task is self.task:
+                self.seen += 1
+                if self.seen == self.at:
+                    self.task = None
+                    signal.raise_signal(signal.SIGINT)
+        return self.line
+
+
+async def main(inj, data, got):
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen()
+    c = socket.create_connection(lst.getsockname())
+    s, _ = lst.accept()
+    lst.close()
+    c.setblocking(False)
+    s.setblocking(False)
+    a = SocketStream(tsocket.from_stdlib_socket(c), zerocopy=zerocopy)
+    try:
+        await a.send_all(b"w")  # (the first send takes the syscall path)
+
+        async def reader():
+            while len(got) < 1 + len(data):
+                await trio.lowlevel.wait_readable(s)
+                try:
+                    got.extend(s.recv(1 << 20))
+                except BlockingIOError:
+                    pass
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            inj.task = trio.lowlevel.current_task()
+            sys.settrace(inj.call)
+            try:
+                await a.send_all(data)
+            finally:
+                sys.settrace(None)
+                inj.task = None
+            nursery.cancel_scope.cancel()
+    finally:
+        s.close()
+        await a.aclose()
+
+
+at = 1
+interrupted = 0
+while True:
+    inj = Injector(at)
+    data = bytearray(bytes(range(256)) * (size // 256))
+    got = bytearray()
+    try:
+        trio_uring.run(main, inj, data, got)
+    except BaseException as exc:
+        if isinstance(exc, BaseExceptionGroup):
+            rest = exc.split(KeyboardInterrupt)[1]
+            assert rest is None, f"line {at}: {exc!r}"
+        else:
+            assert isinstance(exc, KeyboardInterrupt), f"line {at}: {exc!r}"
+        interrupted += 1
+    else:
+        assert inj.seen < at, f"line {at}: the interrupt got lost"
+    sent = bytes(got[1:])
+    assert got[:1] in (b"", b"w") and sent == data[: len(sent)], f"line {at}: other bytes"
+    data.append(0)  # released
+    assert _manager.lingering() == 0, f"line {at}: {_manager.lingering()} requests left"
+    if inj.seen < at:
+        break
+    at += 1
+assert interrupted == at - 1 and at > 10, (interrupted, at)
+print(at - 1)
+"""
+
+
+@pytest.mark.parametrize(
+    "zerocopy",
+    ["never", pytest.param("always", marks=ZEROCOPY)],
+)
+def test_keyboard_interrupt_at_every_line_of_send_all(zerocopy: str) -> None:
+    """Pure build: SIGINT at each line event of trio_uring code on send_all's path ends
+    the run with KeyboardInterrupt, the peer gets a prefix of the data, nothing leaks."""
+    from tests._child import child_env
+
+    run_child(
+        "",
+        args=["-c", KI_CHILD, zerocopy, str(256 * 1024)],
+        env=child_env(TRIO_URING_PURE="1"),
+        timeout=300,
+    )
