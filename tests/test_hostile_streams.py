@@ -248,6 +248,36 @@ async def test_cancelled_zerocopy_send_never_resets_the_fds_next_owner(
 
 
 @ZEROCOPY
+@pytest.mark.parametrize("size", [64 * 1024, 8 * 1024 * 1024])
+async def test_lowlevel_send_zc_closed_by_another_task(
+    size: int, reused: list[socket.socket]
+) -> None:
+    """``trio_uring.lowlevel``'s zero-copy send on a trio socket that another task
+    closes: ClosedResourceError at once, and the fd's next owner is never reset."""
+    from trio_uring._ops._zerocopy import send_zc
+
+    c, s = tcp_socketpair()
+    c.setblocking(False)
+    sock = tsocket.from_stdlib_socket(c)
+    fd = sock.fileno()
+    data = bytearray(size)
+    with s, trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def closer() -> None:
+                await trio.testing.wait_all_tasks_blocked()
+                sock.close()
+                reused.extend(same_number_socketpair(fd))
+                scope.cancel()
+
+            nursery.start_soon(closer)
+            with scope, pytest.raises(trio.ClosedResourceError):
+                await send_zc(sock, data, 0x100)  # MSG_WAITALL
+        untouched(*reused)
+
+
+@ZEROCOPY
 def test_zerocopy_close_survives_dev_mode_and_gc() -> None:
     run_child(
         """
@@ -360,6 +390,36 @@ def test_listener_works_across_runs() -> None:
     trio_uring.run(one_connection, b"2")
     run_on_epoll(lambda: one_connection(b"3"))
     trio_uring.run(one_connection, b"4")
+
+    # Connections a multishot accepted in one run are handed out in the next.
+    clients = [socket.create_connection(address) for _ in range(2)]
+    try:
+
+        async def accept_one() -> SocketStream:
+            with trio.fail_after(5):
+                return await listener.accept()
+
+        async def check(stream: SocketStream, client: socket.socket, tag: bytes) -> None:
+            with trio.fail_after(5):
+                await stream.send_all(tag)
+                assert client.recv(10) == tag
+                await stream.aclose()
+
+        first = trio_uring.run(accept_one)
+        second = None
+
+        async def second_on_epoll() -> None:
+            nonlocal second
+            second = await accept_one()
+
+        run_on_epoll(second_on_epoll)
+        assert second is not None
+        streams = {first.socket.getpeername(): first, second.socket.getpeername(): second}
+        for tag, client in zip((b"5", b"6"), clients, strict=True):
+            trio_uring.run(check, streams[client.getsockname()], client, tag)
+    finally:
+        for client in clients:
+            client.close()
     trio_uring.run(listener.aclose)
 
 

@@ -547,6 +547,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 view.release()
             raise trio.ClosedResourceError("socket was already closed")
         if not total:
+            if view is not None:
+                view.release()
             await checkpoint()
             return
         self._sending = True
@@ -1025,6 +1027,11 @@ class SocketListener(trio.abc.Listener[SocketStream]):
         while True:
             manager = self._multishot_manager()
             if manager is None:
+                if self._queue and not self._closed:
+                    # Accepted by a multishot of an earlier run: hand those out first.
+                    await checkpoint()
+                    if self._queue and not self._closed:
+                        return self._stream(None, self._queue.popleft())
                 return await self._accept_one()
             if self._closed or self.socket.fileno() == -1:
                 await checkpoint()
@@ -1077,10 +1084,11 @@ class SocketListener(trio.abc.Listener[SocketStream]):
                 return None
         return io_manager
 
-    def _stream(self, manager: UringIOManager, fd: int) -> SocketStream:
+    def _stream(self, manager: UringIOManager | None, fd: int) -> SocketStream:
         """Wrap an accepted fd (closed if that fails); re-arm the multishot if due."""
         if (
-            self._accept_op is None
+            manager is not None
+            and self._accept_op is None
             and len(self._queue) <= ACCEPT_QUEUE_LOW
             and self._error is None
             and self._multishot
