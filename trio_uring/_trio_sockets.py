@@ -84,6 +84,7 @@ for sockets created afterwards); the environment variable
 
 from __future__ import annotations
 
+import operator
 import os
 import socket as _stdlib_socket
 import struct
@@ -252,6 +253,13 @@ _shielded_checkpoint: Final = shielded_checkpoint
 _BUSY: Final = "another task is already reading / writing this fd"
 
 
+def _exact_int(value: int) -> int:
+    """``value`` (an ``int`` subclass: an ``IntFlag``, or a hostile one) as an exact ``int``,
+    without running any of its methods: nothing between measuring a buffer and writing
+    the SQE can then call back into user code, and the SQE gets a real ``int``."""
+    return operator.index(value)  # (an int subclass: its value, never its __index__)
+
+
 def _claim_receive(self: UringSocket, task: Task) -> None:
     """Take the receive-side slot for ``task`` (the current one), or ``BusyResourceError``
     if a task waits in it."""
@@ -307,11 +315,13 @@ class UringSocket(TrioSocketType):
     # ------------------------------------------------------------- receive
     async def recv(self, buflen: object, flags: object = 0, /) -> bytes:
         sock = self._sock
+        if type(flags) is not int and isinstance(flags, int):
+            flags = _exact_int(flags)  # (MSG_* flags are IntFlag members)
         if (
             type(sock) is not _plain_socket
             or type(buflen) is not int
             or buflen <= 0
-            or not isinstance(flags, int)
+            or type(flags) is not int
             or flags < 0
         ):
             return await super().recv(buflen, flags)  # type: ignore[arg-type]
@@ -348,25 +358,29 @@ class UringSocket(TrioSocketType):
                         with suppress(OSError):
                             data += sock.recv(buflen - ring.size, flags | _MSG_DONTWAIT)
                     return data
+        # The buffer belongs to the operation from its submit (``keep``) to its final
+        # CQE.  It comes back here only with a result: perform() returned, so the
+        # kernel is done.  Never in a ``finally``: an exception may leave before the
+        # final CQE (a KeyboardInterrupt between submit and park), and then the
+        # operation keeps it alive until the kernel lets go, and the GC frees it.
         if buflen > _POOLED:
             buf = _alloc("char[]", buflen)
-            try:
-                n = await manager.perform(_sqe.recv(sock.fileno(), buflen, flags, buf), keep=buf)
-                return ffi.unpack(buf, n)  # type: ignore[no-any-return]
-            finally:
-                ffi.release(buf)  # free it now, not when the last reference goes
-        buf = _pool.pop() if _pool else _alloc("char[]", _POOLED)
-        try:
             n = await manager.perform(_sqe.recv(sock.fileno(), buflen, flags, buf), keep=buf)
-            return ffi.unpack(buf, n)  # type: ignore[no-any-return]
-        finally:
-            # perform() returns or raises only after the final CQE: the kernel is done.
-            if len(_pool) < _POOL_MAX:
-                _pool.append(buf)
+            received = ffi.unpack(buf, n)
+            ffi.release(buf)  # free it now, not when the last reference goes
+            return received
+        buf = _pool.pop() if _pool else _alloc("char[]", _POOLED)
+        n = await manager.perform(_sqe.recv(sock.fileno(), buflen, flags, buf), keep=buf)
+        received = ffi.unpack(buf, n)
+        if len(_pool) < _POOL_MAX:
+            _pool.append(buf)
+        return received
 
     async def recv_into(self, buffer: object, nbytes: object = 0, flags: object = 0) -> int:
         sock = self._sock
-        if type(sock) is not _plain_socket or not isinstance(flags, int) or flags < 0:
+        if type(flags) is not int and isinstance(flags, int):
+            flags = _exact_int(flags)
+        if type(sock) is not _plain_socket or type(flags) is not int or flags < 0:
             return await super().recv_into(buffer, nbytes, flags)  # type: ignore[arg-type]
         try:
             size = buffer_nbytes(buffer, writable=True)
@@ -405,7 +419,9 @@ class UringSocket(TrioSocketType):
     # ---------------------------------------------------------------- send
     async def send(self, data: object, flags: object = 0, /) -> int:
         sock = self._sock
-        if type(sock) is not _plain_socket or not isinstance(flags, int) or flags < 0:
+        if type(flags) is not int and isinstance(flags, int):
+            flags = _exact_int(flags)
+        if type(sock) is not _plain_socket or type(flags) is not int or flags < 0:
             return await super().send(data, flags)  # type: ignore[arg-type]
         task = enter() if _try_first else current_task()
         if task is None:
@@ -510,3 +526,15 @@ class UringSocket(TrioSocketType):
             raise
         # An address we do not pack ourselves: trio's path gives the stdlib's answer.
         return await super().connect(address)
+
+
+# Between writing its SQE and parking, each of these has a live frame (``perform``'s
+# caller): a KeyboardInterrupt there is deferred to the next checkpoint, as in trio's
+# own waits, so it arrives through the operation's abort (no-op when compiled).
+_trio_compat.ki_protect(
+    UringSocket.recv,
+    UringSocket.recv_into,
+    UringSocket.send,
+    UringSocket.accept,
+    UringSocket.connect,
+)

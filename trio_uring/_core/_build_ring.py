@@ -41,7 +41,7 @@ long long tu_prep_u64(tu_ring *r, unsigned char opcode, unsigned char sqe_flags,
 long long tu_prep_timeout(tu_ring *r, unsigned char opcode, unsigned char sqe_flags,
                           long long nanoseconds, unsigned count, unsigned timeout_flags,
                           unsigned long long user_data);
-int tu_nop_if_unsubmitted(tu_ring *r, long long position);
+int tu_nop_if_unsubmitted(tu_ring *r, long long position, unsigned long long user_data);
 int tu_reserve(tu_ring *r, unsigned n);
 unsigned tu_unsubmitted(tu_ring *r);
 int tu_submit(tu_ring *r);
@@ -365,14 +365,18 @@ long long tu_prep_timeout(tu_ring *r, unsigned char opcode, unsigned char sqe_fl
     return publish(r, pos);
 }
 
-/* Turn a queued SQE into a NOP if the kernel has not consumed it yet.
+/* Turn a queued SQE into a NOP if the kernel has not consumed it yet and it is
+   still the request `user_data` names.  The SQ positions are 32-bit counters: once
+   they wrap, an old operation's position can name another operation's queued SQE,
+   so the slot's user_data (unique until the request's final CQE) must match too.
    Only called from the thread that also submits, so nothing races with it. */
-int tu_nop_if_unsubmitted(tu_ring *r, long long position) {
+int tu_nop_if_unsubmitted(tu_ring *r, long long position, unsigned long long user_data) {
     if (!r->sq_khead) return 0;
     unsigned pos = (unsigned)position;
     unsigned head = __atomic_load_n(r->sq_khead, __ATOMIC_ACQUIRE);
     if ((int)(pos - head) < 0 || (int)(r->sq_tail - pos) <= 0) return 0;
     struct tu_sqe *s = &r->sqes[pos & r->sq_mask];
+    if (s->user_data != user_data) return 0;
     memset(s, 0, sizeof(*s));
     s->opcode = TU_OP_NOP;
     s->fd = -1;

@@ -27,7 +27,9 @@ Rules this module keeps (see docs/mapping.rst):
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import errno
 import os
 import struct
@@ -87,6 +89,7 @@ _POLLERR_HUP_NVAL: Final = 0x008 | 0x010 | 0x020
 _ECANCELED: Final = -errno.ECANCELED
 _EINTR: Final = -errno.EINTR
 _ETIME: Final = -errno.ETIME
+_SPLICE: Final = int(Op.SPLICE)
 
 #: user_data values below this are internal; 0 is "ignore this CQE".
 _UD_IGNORE: Final = 0
@@ -368,9 +371,9 @@ class UringIOManager:
         """Turn ``op``'s SQE (and its linked timeout) into NOPs if not yet submitted."""
         if self._guest:
             return False
-        if lib.tu_nop_if_unsubmitted(self._r, op.sq_pos):
-            if op.link_pos >= 0:
-                lib.tu_nop_if_unsubmitted(self._r, op.link_pos)
+        if lib.tu_nop_if_unsubmitted(self._r, op.sq_pos, op.user_data):
+            if op.link_pos >= 0:  # (written right after it, in the same tick)
+                lib.tu_nop_if_unsubmitted(self._r, op.link_pos, _UD_IGNORE)
             return True
         return False
 
@@ -378,13 +381,24 @@ class UringIOManager:
     def withdraw(self, op: Operation) -> bool:
         """Take back ``op``: the one place that decides how an operation is cancelled.
 
-        If the kernel has not consumed its SQE (or the ring is closed), the SQE
-        becomes a NOP, the operation completes without having happened (its
-        memory is released) and True is returned.  Otherwise ``ASYNC_CANCEL`` is
-        submitted, the operation is ``CANCELLING`` and False is returned: its
-        own CQE is still coming.
+        If the kernel has not consumed its SQE, the SQE becomes a NOP, the
+        operation completes without having happened (its memory is released) and
+        True is returned.  Otherwise ``ASYNC_CANCEL`` is submitted, the operation
+        is ``CANCELLING`` and False is returned: its own CQE is still coming.
+        On a closed manager True is returned (nobody can wait any more), but an
+        operation the kernel may still hold (a lingering ring's) keeps its memory
+        until its final CQE: it is only detached.
         """
-        if self._closed or self._unsubmit(op):
+        if self._closed:
+            if self._ops.get(op.user_data) is op and self._forked_from is None:
+                # A run that ended with this request still in the kernel (a lingering
+                # ring): its memory stays referenced until the final CQE, which the
+                # lingering ring's reaper dispatches.  Nobody waits for it any more.
+                op.detach()
+            else:
+                op.retire()
+            return True
+        if self._unsubmit(op):
             self._ops.pop(op.user_data, None)
             op.retire()
             return True
@@ -462,10 +476,20 @@ class UringIOManager:
             else:
                 op.exports = [held, cbuf]
             if not fast:
+                # The address and the length come from this one export, checked here
+                # (the ring extension's prep checks the same in C).
+                size = len(cbuf)
                 if length < 0:
-                    length = len(cbuf) - addr
+                    length = size - addr
                     if length > MAX_RW_COUNT:
                         length = MAX_RW_COUNT
+                if addr < 0 or length < 0 or addr + length > size:
+                    op.state = COMPLETED
+                    op.release()
+                    raise ValueError(
+                        f"the SQE's buffer range [{addr}, {addr + length}) lies outside "
+                        f"the {size}-byte buffer"
+                    )
                 addr = cbuf + addr if addr else cbuf
         elif fast and addr is _NULL:
             addr = 0
@@ -522,6 +546,16 @@ class UringIOManager:
                 op.release()
                 raise
         self._ops[ud] = op
+        if opcode == _SPLICE:
+            # A splice uses two fds: notify_closing of either must reach it.
+            op.fd_in = fd_in = file_index if file_index < 0x80000000 else -1
+            if fd_in >= 0:
+                listed = self._fd_index(fd_in)
+                listed.append(op)
+                if len(listed) > 64:
+                    listed[:] = [o for o in listed if o.state == SUBMITTED or o.state == CANCELLING]
+        elif op.fd_in >= 0:
+            op.fd_in = -1
         if fd >= 0 and not op.sticky:  # (AT_FDCWD, -1: not an fd anyone closes)
             try:
                 same_fd = self._fd_ops[fd]
@@ -550,6 +584,13 @@ class UringIOManager:
             self._grow_fd_index(fd)
         self._fd_ops[fd].append(op)
         return op
+
+    def _fd_index(self, fd: int) -> list[Operation]:
+        """The notify_closing index's list for ``fd``."""
+        try:
+            return self._fd_ops[fd]
+        except IndexError:
+            return self._grow_fd_index(fd)
 
     def _grow_fd_index(self, fd: int) -> list[Operation]:
         """Make room in the notify_closing index for ``fd``; return its list."""
@@ -864,7 +905,9 @@ class UringIOManager:
             same_fd.clear()
             live = False
             for op in on_fd:
-                if op.fd == fd and (op.state == SUBMITTED or op.state == CANCELLING):
+                if (op.fd == fd or op.fd_in == fd) and (
+                    op.state == SUBMITTED or op.state == CANCELLING
+                ):
                     live = True
                     op.on_closing()
             if live and not self._closed and lib.tu_unsubmitted(self._r):
@@ -1006,6 +1049,24 @@ def _reap_lingering() -> None:
         _lingering[:] = [m for m in _lingering if not m._poll_lingering()]
 
 
+def _keep_lingering_at_exit() -> None:
+    """At interpreter exit, never free what the kernel may still read or write.
+
+    Finalization clears module globals, which would free the lingering managers'
+    operations and with them the buffers a zero-copy send's pinned pages or a
+    request that ignored its cancel still reference, while Python goes on running
+    (and reusing that memory) until the process ends.  Whatever still lingers is
+    given one reference that is never dropped: the process's exit, not Python,
+    ends it (the kernel tears the ring down then).
+    """
+    _reap_lingering()
+    if _lingering:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(list(_lingering)))
+
+
+atexit.register(_keep_lingering_at_exit)
+
+
 def lingering() -> int:
     """How many requests of closed runs the kernel still holds (their memory stays referenced)."""
     _reap_lingering()
@@ -1049,3 +1110,27 @@ def current_manager() -> UringIOManager:
             "or trio_uring.install() (this run uses " + type(manager).__name__ + ")"
         )
     return manager
+
+
+# From writing an SQE to parking its task nothing may unwind (a KeyboardInterrupt
+# there would leave the kernel a request nobody owns): as trio's own waits, these
+# run KeyboardInterrupt-protected, and an interrupt arrives through the abort.
+_trio_compat.ki_protect(
+    UringIOManager.submit,
+    UringIOManager.perform,
+    UringIOManager.withdraw,
+    UringIOManager.cancel,
+    UringIOManager.notify_closing,
+    UringIOManager.wait_readable,
+    UringIOManager.wait_writable,
+    UringIOManager._wait_poll,
+    UringIOManager._prep,
+    UringIOManager._make_room,
+    UringIOManager._cancel,
+    UringIOManager._unsubmit,
+    UringIOManager._submit_linked,
+    UringIOManager._submit_now,
+    UringIOManager.recycled_operation,
+    UringIOManager._fd_index,
+    UringIOManager._grow_fd_index,
+)

@@ -55,7 +55,7 @@ from trio.lowlevel import Abort
 from ._constants import Op
 from ._ring import ext
 from ._ring_cffi import ffi
-from ._trio_compat import READY, WaitTaskRescheduled
+from ._trio_compat import READY, WaitTaskRescheduled, ki_protect
 
 if TYPE_CHECKING:
     from trio.lowlevel import Task
@@ -163,6 +163,7 @@ class Operation:
         "expired",
         "exports",
         "fd",
+        "fd_in",
         "keep",
         "link_pos",
         "manager",
@@ -181,6 +182,9 @@ class Operation:
         #: Identity of the request in flight (its SQE's user_data).
         self.user_data = 0
         self.fd = fd
+        #: A second fd the request uses (a splice's input), else -1: notify_closing
+        #: of either fd reaches the operation.
+        self.fd_in = -1
         #: The waiter, if a task is parked on this operation.
         self.task: Task | None = None
         self.state = PREPARED
@@ -368,3 +372,19 @@ class Operation:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} ud={self.user_data} fd={self.fd} {STATE_NAMES[self.state]}>"
+
+
+# The wait and the cancel run KeyboardInterrupt-protected (see _manager's list).
+ki_protect(
+    Operation.__await__,
+    Operation.abort,
+    Operation.on_cqe,
+    Operation.on_closing,
+    Operation.export,
+    Operation.release,
+    Operation.complete,
+    Operation.retire,
+    Operation.wake_closed,
+    Operation.detach,
+    Operation.result,
+)

@@ -53,7 +53,9 @@ def _load_ext() -> Any:
     def address(name: str) -> int:
         return int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
 
-    _ringext.bind(address("tu_prep"), address("tu_pbuf_give"), ffi.release)
+    _ringext.bind(
+        address("tu_prep"), address("tu_pbuf_give"), ffi.release, address("tu_nop_if_unsubmitted")
+    )
     return _ringext
 
 

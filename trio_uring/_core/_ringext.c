@@ -14,7 +14,10 @@
  *        buf_index, file_index, ioprio, base) -> SQ position (or -errno)
  *                                     tu_prep; with an Export ``base``, ``addr`` is
  *                                     a byte offset into it and a negative ``len``
- *                                     means the rest of it
+ *                                     means the rest of it; ``addr + len`` must lie
+ *                                     inside it (ValueError), and every field must
+ *                                     be an int (no __index__ runs while an SQE is
+ *                                     written)
  *   take(pbuf, base, size, bid, nbytes) -> bytes
  *                                     copy a provided buffer out, give it back
  *   Waker(...)                        trio's Runner.reschedule, compiled (built by
@@ -39,9 +42,11 @@ typedef long long (*tu_prep_fn)(void *r, unsigned char opcode, unsigned char sqe
                                 unsigned short buf_index, unsigned file_index,
                                 unsigned short ioprio);
 typedef void (*tu_pbuf_give_fn)(void *pb, unsigned short bid);
+typedef int (*tu_nop_fn)(void *r, long long position, unsigned long long user_data);
 
 static tu_prep_fn tu_prep;
 static tu_pbuf_give_fn tu_pbuf_give;
+static tu_nop_fn tu_nop_if_unsubmitted;
 static PyObject *cffi_release; /* ffi.release */
 
 /* ------------------------------------------------------------------ exports */
@@ -125,7 +130,16 @@ static PyObject *ext_release(PyObject *mod, PyObject *x) {
 }
 
 /* ----------------------------------------------------------------- arguments */
+/* Only real ints: a conversion must never run user code (an __index__) while an SQE
+   is being written. */
+static int arg_int(PyObject *o) {
+    if (PyLong_Check(o)) return 0;
+    PyErr_Format(PyExc_TypeError, "SQE fields must be int, not %.200s", Py_TYPE(o)->tp_name);
+    return -1;
+}
+
 static int arg_u64(PyObject *o, unsigned long long *out) {
+    if (arg_int(o) < 0) return -1;
     unsigned long long v = PyLong_AsUnsignedLongLong(o);
     if (v == (unsigned long long)-1 && PyErr_Occurred()) return -1;
     *out = v;
@@ -134,6 +148,7 @@ static int arg_u64(PyObject *o, unsigned long long *out) {
 
 /* An integer in [lo, hi] (C's range for the field), as cffi would accept it. */
 static int arg_range(PyObject *o, long long lo, long long hi, long long *out) {
+    if (arg_int(o) < 0) return -1;
     long long v = PyLong_AsLongLong(o);
     if (v == -1 && PyErr_Occurred()) return -1;
     if (v < lo || v > hi) {
@@ -181,6 +196,7 @@ static PyObject *ext_prep(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         }
         ptr = (const char *)(uintptr_t)addr;
     } else if (Py_IS_TYPE(base, &ExportType) && ((Export *)base)->held) {
+        /* The address and the length come from this one export, checked here. */
         Export *e = (Export *)base;
         if (addr > (unsigned long long)e->view.len) {
             PyErr_SetString(PyExc_ValueError, "SQE buffer offset past the end of the buffer");
@@ -189,6 +205,11 @@ static PyObject *ext_prep(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         if (len < 0) {
             len = (long long)e->view.len - (long long)addr;
             if (len > TU_MAX_RW_COUNT) len = TU_MAX_RW_COUNT;
+        } else if ((unsigned long long)len > (unsigned long long)e->view.len - addr) {
+            PyErr_Format(PyExc_ValueError,
+                         "the SQE's buffer range [%llu, %llu) lies outside the %zd-byte buffer",
+                         addr, addr + (unsigned long long)len, e->view.len);
+            return NULL;
         }
         ptr = (const char *)e->view.buf + addr;
     } else {
@@ -199,7 +220,13 @@ static PyObject *ext_prep(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
                             ptr, (unsigned)len, (unsigned)op_flags, user_data,
                             (unsigned short)buf_index, (unsigned)file_index,
                             (unsigned short)ioprio);
-    return PyLong_FromLongLong(pos);
+    PyObject *result = PyLong_FromLongLong(pos);
+    if (result == NULL && pos >= 0 && tu_nop_if_unsubmitted != NULL) {
+        /* The SQE is queued but the caller will not learn its position and will
+           release what it references: make it a NOP first (nothing happened). */
+        tu_nop_if_unsubmitted(ring, pos, user_data);
+    }
+    return result;
 }
 
 /* --------------------------------------------------------------------- take */
@@ -218,20 +245,22 @@ static PyObject *ext_take(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         arg_range(args[4], 0, size, &nbytes) < 0)
         return NULL;
     PyObject *data = PyBytes_FromStringAndSize(base + bid * size, (Py_ssize_t)nbytes);
-    if (data == NULL) return NULL;
-    tu_pbuf_give(pb, (unsigned short)bid);
+    tu_pbuf_give(pb, (unsigned short)bid); /* back to the kernel, also if the copy failed */
     return data;
 }
 
 /* --------------------------------------------------------------------- bind */
 static PyObject *ext_bind(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
-    if (check_nargs("bind", nargs, 3) < 0) return NULL;
+    if (check_nargs("bind", nargs, 4) < 0) return NULL;
     void *prep = arg_ptr(args[0]);
     if (prep == NULL) return NULL;
     void *give = arg_ptr(args[1]);
     if (give == NULL) return NULL;
+    void *nop = arg_ptr(args[3]);
+    if (nop == NULL) return NULL;
     tu_prep = (tu_prep_fn)prep;
     tu_pbuf_give = (tu_pbuf_give_fn)give;
+    tu_nop_if_unsubmitted = (tu_nop_fn)nop;
     Py_INCREF(args[2]);
     Py_XSETREF(cffi_release, args[2]);
     Py_RETURN_NONE;
@@ -294,6 +323,10 @@ static PyObject *waker_vectorcall(PyObject *callable, PyObject *const *args, siz
                                   PyObject *kwnames) {
     Waker *w = (Waker *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (w->runner == NULL) { /* cleared by the garbage collector (a dead run's cycle) */
+        PyErr_SetString(PyExc_RuntimeError, "this Waker's run is gone");
+        return NULL;
+    }
     if (nargs != 2 || kwnames != NULL || (PyObject *)Py_TYPE(args[0]) != w->task_type)
         return PyObject_Vectorcall(w->slow, args, nargsf, kwnames);
     PyObject *task = args[0], *next_send = args[1], *runner = w->runner;
@@ -756,9 +789,23 @@ static PyObject *park_close(PyObject *self, PyObject *unused) {
 
 static PyObject *park_await(PyObject *self) { return Py_NewRef(self); }
 
+/* A parked task's awaitable can sit in a reference cycle (an abandoned task's
+   coroutine, the trap's abort function, the operation): the collector must see it. */
+static int park_traverse(Park *p, visitproc visit, void *arg) {
+    Py_VISIT(p->trap);
+    Py_VISIT(p->delegate);
+    return 0;
+}
+
+static int park_clear(Park *p) {
+    Py_CLEAR(p->trap);
+    Py_CLEAR(p->delegate);
+    return 0;
+}
+
 static void park_dealloc(Park *p) {
-    Py_XDECREF(p->trap);
-    Py_XDECREF(p->delegate);
+    PyObject_GC_UnTrack(p);
+    park_clear(p);
     Py_TYPE(p)->tp_free((PyObject *)p);
 }
 
@@ -776,7 +823,9 @@ static PyTypeObject ParkType = {
     .tp_basicsize = sizeof(Park),
     .tp_dealloc = (destructor)park_dealloc,
     .tp_as_async = &park_as_async,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)park_traverse,
+    .tp_clear = (inquiry)park_clear,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = park_iternext,
     .tp_methods = park_methods,
@@ -788,12 +837,13 @@ static PyObject *new_park(PyObject *trap, char kind) {
         PyErr_SetString(PyExc_RuntimeError, "_ringext.bind_trio() was not called");
         return NULL;
     }
-    Park *p = PyObject_New(Park, &ParkType);
+    Park *p = PyObject_GC_New(Park, &ParkType);
     if (p == NULL) return NULL;
     p->trap = Py_NewRef(trap);
     p->delegate = NULL;
     p->kind = kind;
     p->done = 0;
+    PyObject_GC_Track(p);
     return (PyObject *)p;
 }
 

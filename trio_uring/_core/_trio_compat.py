@@ -107,10 +107,10 @@ def ki_protect(*functions: object) -> None:
     Plain functions, methods (pass the function from the class), coroutine and
     generator functions are accepted.
     """
-    for fn in functions:
-        fn = getattr(fn, "__func__", fn)
+    for function in functions:
+        fn: Any = getattr(function, "__func__", function)
         if getattr(fn, "__code__", None) is not None:
-            trio.lowlevel.enable_ki_protection(fn)  # type: ignore[type-var]
+            trio.lowlevel.enable_ki_protection(fn)
 
 
 def current_runner() -> Any:
@@ -308,3 +308,9 @@ def speed_up_instrument_checks(runner: Any) -> None:
     namespace = {"__slots__": (), "__contains__": data.__contains__, "__module__": __name__}
     fast = type("Instruments", (Instruments,), namespace)
     inst.__class__ = fast
+
+
+# The trap's constructor is attrs-generated Python: a compiled wait that makes its
+# trap after writing the SQE (Operation.__await__) runs it with no protected frame
+# of its own above it (compiled code has none), so mark it as trio marks its waits.
+ki_protect(_park, _completed_checkpoint, cancel_pending, WaitTaskRescheduled.__init__)

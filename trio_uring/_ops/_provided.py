@@ -29,7 +29,7 @@ import struct
 import weakref
 from typing import TYPE_CHECKING, Final
 
-from .._core import _sqe
+from .._core import _sqe, _trio_compat
 from .._core._constants import (
     CQE_BUFFER_SHIFT,
     CQE_F_BUFFER,
@@ -226,3 +226,7 @@ def stream_ring(manager: UringIOManager) -> BufferRing | None:
             ring = None
     _stream_rings[manager.ring] = ring
     return ring
+
+
+# Its frame is live between writing the SQE and parking (see _trio_compat.ki_protect).
+_trio_compat.ki_protect(recv)

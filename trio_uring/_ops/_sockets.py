@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any, Final, SupportsIndex
 
 import trio
 
-from .._core import _sqe
+from .._core import _sqe, _trio_compat
 from .._core._manager import current_manager
-from .._core._operation import Operation, buffer_nbytes
+from .._core._operation import Operation, buffer_nbytes, export
 from .._core._ring_cffi import ffi
 from . import _sockaddr
 
@@ -80,9 +80,14 @@ def _align(n: int) -> int:
 
 # ----------------------------------------------------------------- arguments
 def fileno_of(sock: FdLike) -> int:
-    """The fd of ``sock`` (an int or anything with ``fileno()``); ``OSError(EBADF)`` if closed."""
+    """The fd of ``sock`` (an int or anything with ``fileno()``); ``OSError(EBADF)`` if closed.
+
+    Runs the caller's ``fileno()``: call it last, right before submitting, so that no
+    user code runs between taking the number and writing the SQE.  Returns an exact
+    ``int`` (an ``int`` subclass's methods are never called afterwards).
+    """
     if isinstance(sock, int):
-        fd = sock
+        fd = operator.index(sock)  # (an exact int, without calling a subclass's methods)
     else:
         try:
             get = sock.fileno
@@ -90,7 +95,10 @@ def fileno_of(sock: FdLike) -> int:
             raise TypeError(
                 f"argument must be an int, or have a fileno() method, not {type(sock).__name__}"
             ) from None
-        fd = get()
+        got: object = get()
+        if not isinstance(got, int):
+            raise TypeError(f"fileno() returned a non-integer ({type(got).__name__})")
+        fd = operator.index(got)
     if fd < 0:
         raise OSError(errno.EBADF, os.strerror(errno.EBADF))
     return fd
@@ -111,17 +119,35 @@ def _size(n: SupportsIndex, message: str) -> int:
     return value
 
 
-def _sock_kind(sock: FdLike, fd: int) -> tuple[int, int, int]:
+def _sock_kind(sock: FdLike) -> tuple[int, int, int]:
     """``(family, type, proto)`` of a socket object, or of a raw fd (asked from the kernel)."""
     if not isinstance(sock, int):
         family = getattr(sock, "family", None)
         if family is not None:
             return int(family), int(getattr(sock, "type", 0)), int(getattr(sock, "proto", 0))
-    probe = socket.socket(fileno=fd)  # EBADF / ENOTSOCK come from here
+    probe = socket.socket(fileno=fileno_of(sock))  # EBADF / ENOTSOCK come from here
     try:
         return int(probe.family), int(probe.type), int(probe.proto)
     finally:
         probe.detach()
+
+
+def _pin(obj: object, writable: bool = False) -> Any:
+    """An export of the caller's buffer ``obj`` (``len()``: its size), to hold while the
+    call converts its other arguments and submits, as CPython's socket methods hold
+    their ``Py_buffer``; release it with ``ffi.release`` when the call ends.
+
+    Index-like arguments (``nbytes``, ``flags``), ``fileno()`` and an address run the
+    caller's code; while the pin is held, that code cannot resize ``obj`` (a
+    ``bytearray``), release it (a ``memoryview``: a second ``memoryview`` would not
+    stop that) or close it (an ``mmap``): the resizer raises ``BufferError``, as with
+    the stdlib method.  So the size measured after those conversions is the size
+    submitted.  The kernel never uses the pin (the operation takes its own export),
+    so releasing it early is harmless.  Raises the ``TypeError`` of
+    :func:`buffer_nbytes` for anything that is not a contiguous (``writable``) buffer.
+    """
+    buffer_nbytes(obj, writable)  # (the stdlib's TypeError for a non-buffer)
+    return export(obj, writable)
 
 
 async def _raise_at_checkpoint() -> None:
@@ -139,9 +165,9 @@ async def recv(sock: FdLike, nbytes: SupportsIndex, flags: SupportsIndex = 0) ->
     """
     manager = current_manager()
     try:
-        fd = fileno_of(sock)
         n = min(_size(nbytes, "negative buffersize in recv"), MAX_IO)
         fl = checked_flags(flags)
+        fd = fileno_of(sock)  # last: no user code between taking the fd and submitting
     except Exception:
         await _raise_at_checkpoint()
         raise
@@ -162,27 +188,40 @@ async def recv_into(
     Reads at most ``nbytes`` bytes (0: the whole buffer) and returns how many it
     read.  The kernel writes into ``buffer`` only while this call is running;
     ``buffer`` is free again (resizable, releasable) when it returns or raises.
+    As in CPython, ``buffer`` is held from the start of the call: an ``nbytes``,
+    ``flags`` or ``fileno()`` that tries to resize, release or close it gets
+    ``BufferError``, and the size checked against ``nbytes`` is the size submitted.
     """
     manager = current_manager()
     try:
-        fd = fileno_of(sock)
         try:
-            size = buffer_nbytes(buffer, writable=True)
+            pin = _pin(buffer, writable=True)
         except TypeError:
             raise TypeError(
                 "recv_into() argument 1 must be read-write bytes-like object, "
                 f"not {type(buffer).__name__}"
             ) from None
-        n = _size(nbytes, "negative buffersize in recv_into")
-        if n == 0:
-            n = size
-        elif n > size:
-            raise ValueError("buffer too small for requested bytes")
-        fl = checked_flags(flags)
     except Exception:
         await _raise_at_checkpoint()
         raise
-    return await manager.perform(_sqe.recv(fd, min(n, MAX_IO), fl), buffer=buffer, writable=True)
+    try:
+        try:
+            n = _size(nbytes, "negative buffersize in recv_into")
+            fl = checked_flags(flags)
+            size = len(pin)
+            if n == 0:
+                n = size
+            elif n > size:
+                raise ValueError("buffer too small for requested bytes")
+            fd = fileno_of(sock)  # last: no user code between taking the fd and submitting
+        except Exception:
+            await _raise_at_checkpoint()
+            raise
+        return await manager.perform(
+            _sqe.recv(fd, min(n, MAX_IO), fl), buffer=buffer, writable=True
+        )
+    finally:
+        ffi.release(pin)
 
 
 async def send(sock: FdLike, data: Buffer, flags: SupportsIndex = 0) -> int:
@@ -191,17 +230,27 @@ async def send(sock: FdLike, data: Buffer, flags: SupportsIndex = 0) -> int:
     May send less than ``len(data)``.  ``MSG_NOSIGNAL`` is always added: a closed
     peer gives ``BrokenPipeError``, never ``SIGPIPE``.  Cancelled: either nothing
     was sent and ``Cancelled`` is raised, or the count sent is returned.
-    ``data`` is free again when this returns or raises.
+    ``data`` is free again when this returns or raises; it is held from the start
+    of the call, as in CPython (a ``flags`` or ``fileno()`` that tries to resize it
+    gets ``BufferError``).
     """
     manager = current_manager()
     try:
-        fd = fileno_of(sock)
-        fl = checked_flags(flags) | _MSG_NOSIGNAL
+        pin = _pin(data)
     except Exception:
         await _raise_at_checkpoint()
         raise
-    # length -1: all of `data` (at most MAX_IO); a non-buffer raises TypeError at a checkpoint.
-    return await manager.perform(_sqe.send(fd, -1, fl), buffer=data)
+    try:
+        try:
+            fl = checked_flags(flags) | _MSG_NOSIGNAL
+            fd = fileno_of(sock)  # last: no user code between taking the fd and submitting
+        except Exception:
+            await _raise_at_checkpoint()
+            raise
+        # length -1: all of `data` (at most MAX_IO), measured by the export that submits it.
+        return await manager.perform(_sqe.send(fd, -1, fl), buffer=data)
+    finally:
+        ffi.release(pin)
 
 
 # ------------------------------------------------------------------ msghdr
@@ -255,22 +304,29 @@ async def sendmsg(
     items (e.g. ``(SOL_SOCKET, SCM_RIGHTS, array("i", fds))``), ``address`` a
     numeric address for unconnected datagram sockets.  ``MSG_NOSIGNAL`` is always
     added.  The buffers are referenced (not copied) until the request completes.
+
+    Arguments are taken in CPython's order: ``flags``, ``address``, then the
+    buffers (the iterable is read to its end first), each exported once; the
+    lengths submitted are those exports'.  Code that runs afterwards (the
+    ancillary items, ``fileno()``) cannot resize them (``BufferError``).
     """
     manager = current_manager()
     op = Operation(manager)
     try:
-        fd = fileno_of(sock)
-        try:
-            cbufs = [op.export(b) for b in buffers]
-        except TypeError as exc:
-            if "bytes-like" in str(exc):
-                raise
-            raise TypeError("sendmsg() argument 1 must be an iterable") from None
-        control = _pack_ancdata(ancdata)
         fl = checked_flags(flags) | _MSG_NOSIGNAL
         name = b""
         if address is not None:
-            name = _sockaddr.pack(_sock_kind(sock, fd)[0], address)
+            name = _sockaddr.pack(_sock_kind(sock)[0], address)
+        try:
+            iterator = iter(buffers)
+        except TypeError:
+            raise TypeError("sendmsg() argument 1 must be an iterable") from None
+        items: list[object] = list(iterator)
+        # No user code from here to the last export: a buffer's export runs none.
+        cbufs = [op.export(b) for b in items]
+        del items
+        control = _pack_ancdata(ancdata)
+        fd = fileno_of(sock)  # last: no user code between taking the fd and submitting
     except Exception:
         op.release()
         await _raise_at_checkpoint()
@@ -309,10 +365,10 @@ async def recvmsg(
     """
     manager = current_manager()
     try:
-        fd = fileno_of(sock)
         n = min(_size(bufsize, "negative buffer size in recvmsg()"), MAX_IO)
         anc = _size(ancbufsize, "invalid ancillary data buffer length")
         fl = checked_flags(flags)
+        fd = fileno_of(sock)  # last: no user code between taking the fd and submitting
     except Exception:
         await _raise_at_checkpoint()
         raise
@@ -351,8 +407,8 @@ async def accept(sock: FdLike) -> tuple[trio.socket.SocketType, Any]:
     """
     manager = current_manager()
     try:
-        fd = fileno_of(sock)
-        family, kind, proto = _sock_kind(sock, fd)
+        family, kind, proto = _sock_kind(sock)
+        fd = fileno_of(sock)  # last: no user code between taking the fd and submitting
     except Exception:
         await _raise_at_checkpoint()
         raise
@@ -385,8 +441,8 @@ async def connect(sock: FdLike, address: Any) -> None:
     """
     manager = current_manager()
     try:
-        fd = fileno_of(sock)
-        raw = _sockaddr.pack(_sock_kind(sock, fd)[0], address)
+        raw = _sockaddr.pack(_sock_kind(sock)[0], address)
+        fd = fileno_of(sock)  # last: no user code between taking the fd and submitting
     except Exception:
         await _raise_at_checkpoint()
         raise
@@ -411,8 +467,8 @@ async def shutdown(sock: FdLike, how: SupportsIndex) -> None:
     """
     manager = current_manager()
     try:
-        fd = fileno_of(sock)
         value = checked_flags(how)
+        fd = fileno_of(sock)
     except Exception:
         await _raise_at_checkpoint()
         raise
@@ -427,8 +483,8 @@ async def poll(sock: FdLike, events: SupportsIndex) -> int:
     """
     manager = current_manager()
     try:
-        fd = fileno_of(sock)
         mask = checked_flags(events)
+        fd = fileno_of(sock)
     except Exception:
         await _raise_at_checkpoint()
         raise
@@ -437,3 +493,11 @@ async def poll(sock: FdLike, events: SupportsIndex) -> int:
         revents = await manager.perform(_sqe.poll_add(fd, mask))
         if revents & wanted:
             return revents
+        if not isinstance(sock, int):
+            fd = fileno_of(sock)  # polled again: only while the object still owns an fd
+
+
+# Between writing its SQE and parking, each of these has a live frame (``perform``'s
+# caller): a KeyboardInterrupt there is deferred to the next checkpoint, as in trio's
+# own waits, so it arrives through the operation's abort (no-op when compiled).
+_trio_compat.ki_protect(recv, recv_into, send, sendmsg, recvmsg, accept, connect, shutdown, poll)
