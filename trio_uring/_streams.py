@@ -1164,9 +1164,10 @@ class SocketListener(trio.abc.Listener[SocketStream]):
         await checkpoint()
 
 
-# Every function whose frame is live between writing an SQE and parking on it: a
-# KeyboardInterrupt there would unwind with the operation in the kernel; trio then
-# delivers it at the park instead, through the operation's abort.
+# KeyboardInterrupt protection (issue 19, finding 3): every function whose frame is
+# live between writing an SQE and parking on it (or recording the operation it
+# submitted): a SIGINT there would unwind with the operation in the kernel, unknown
+# to the stream.  trio delivers it at the park instead, through the operation's abort.
 ki_protect(
     SocketStream.send_all,
     SocketStream._send_zc,

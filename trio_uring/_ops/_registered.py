@@ -199,3 +199,12 @@ __all__ = [
     "register_buffers",
     "write_fixed",
 ]
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): the in-flight count must match the
+# operations the kernel holds.  An interrupt between the increment and the ``try`` (or
+# in the ``finally`` before the decrement) left it counting a finished operation, and
+# ``unregister`` refused for good; deferred to the next checkpoint instead.
+from .._core._trio_compat import ki_protect  # noqa: E402
+
+ki_protect(RegisteredBuffers._perform)

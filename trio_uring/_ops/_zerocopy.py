@@ -240,5 +240,6 @@ async def send_zc(sock: Any, data: Any, flags: SupportsIndex = 0) -> int:
     return await op
 
 
-# From writing the SQE to the park (see trio_uring._core._trio_compat.ki_protect).
+# KeyboardInterrupt protection (issue 19, finding 3): ``send_zc`` submits and then
+# awaits the operation in one frame (see ``_trio_compat.ki_protect``).
 ki_protect(submit_zc, send_zc)
