@@ -298,7 +298,7 @@ async def send_file(
     except (TypeError, ValueError, OverflowError, OSError):
         await checkpoint()  # bad arguments are still a checkpoint, as in trio
         raise
-    manager = stream._manager or stream._get_manager()
+    manager = stream._current_manager()  # (this run's: a stream outlives runs)
     sock = stream.socket
     if sock.did_shutdown_SHUT_WR:
         raise trio.ClosedResourceError("can't send data after sending EOF")

@@ -71,6 +71,8 @@ from ._core._trio_compat import (
     WaitTaskRescheduled,
     cancel_pending,
     completed_checkpoint,
+    current_runner,
+    ki_protect,
     park,
     plain_trio_socket,
 )
@@ -316,6 +318,22 @@ def _receive_now(stream: SocketStream, max_bytes: int) -> Generator[Any, Any, by
     return data
 
 
+def _hold(data: object) -> memoryview:
+    """A view of ``data`` that ``send_all`` holds for the whole call (C-contiguous).
+
+    ``TypeError`` as the stdlib's socket functions raise it for a non-buffer.
+    """
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        buffer_nbytes(data)  # raises the stdlib's TypeError for it
+        raise
+    if not view.c_contiguous:
+        view.release()
+        raise TypeError(f"a contiguous bytes-like object is required, not {view!r}")
+    return view
+
+
 class SocketStream(trio.abc.HalfCloseableStream):
     """A :class:`trio.abc.HalfCloseableStream` over a connected ``SOCK_STREAM`` trio socket.
 
@@ -333,13 +351,29 @@ class SocketStream(trio.abc.HalfCloseableStream):
           (``RLIMIT_MEMLOCK``) and ``EINVAL`` (kernel without ``SEND_ZC`` usage
           reports).
 
-    ``send_all`` returns when the kernel has taken all the data.  For a
-    zero-copy send of any buffer except ``bytes`` it returns only after the
-    notification, so the caller may reuse the buffer at once; a ``bytes`` object
-    stays referenced until its notification.  If cancelled, ``send_all`` still
-    waits for the kernel to let go of the buffer (the result CQE, and for
-    zero-copy the notification) before raising ``Cancelled``; some data may
-    have been sent, and the stream should then be closed, as with trio.
+    ``send_all`` returns when the kernel has taken all the data.  The caller's
+    buffer is held (exported) for the whole call, as trio's ``send_all`` holds a
+    ``memoryview`` of it: another task that resizes a ``bytearray`` meanwhile
+    gets ``BufferError``, and the peer receives exactly the bytes the buffer
+    held when the call started.  For a zero-copy send of any buffer except
+    ``bytes`` it returns only after the notification, so the caller may reuse
+    the buffer at once; a ``bytes`` object stays referenced until its
+    notification.  If cancelled, ``send_all`` still waits for the kernel to let
+    go of the buffer (the result CQE, and for zero-copy the notification)
+    before raising ``Cancelled``; some data may have been sent, and the stream
+    should then be closed, as with trio.
+
+    Closed by another task (``aclose()``, or ``stream.socket.close()``), a
+    waiting ``send_all`` or ``receive_some`` raises ``ClosedResourceError``
+    promptly, and nothing more is sent: every SQE is written only while the
+    socket still owns the fd number the call started with, and operations are
+    ended while the fd is still open.  A zero-copy send in flight then resets
+    the connection (the kernel would otherwise keep the pages until a peer
+    that may never read does), and its buffer stays exported until the
+    kernel's notification, which the reset makes come at once.
+
+    A stream holds no state of a run: it may be used in one
+    ``trio_uring.run()`` after another, or under trio's own backend.
 
     ``receive_some`` never loses data to a cancellation: received data is queued
     in the stream until a ``receive_some`` takes it.
@@ -400,16 +434,32 @@ class SocketStream(trio.abc.HalfCloseableStream):
 
     # --------------------------------------------------------------- set-up
     def _get_manager(self) -> UringIOManager | None:
-        """Bind to the current run's manager (or trio's SocketStream outside io_uring)."""
-        if self._compat is not None:
-            return None
+        """Bind to the current run's manager (or trio's SocketStream outside io_uring).
+
+        Called when the stream is not bound yet or its manager's run has ended: a
+        stream holds no state of a finished run (as trio's streams), so the records
+        of the last run (the send slot, the multishot receive, the buffer ring) are
+        dropped here and made again for this one.  Data already queued stays.
+        """
         try:
-            manager = current_manager()
+            io_manager = current_runner().io_manager
         except RuntimeError:
             _ = trio.lowlevel.current_task()  # outside a run: RuntimeError as trio would
-            self._compat = trio.SocketStream(self.socket)
+            raise
+        if not isinstance(io_manager, UringIOManager):
+            # trio's own backend (epoll): trio's stream does the work, in this run.
+            self._manager = None
+            if self._compat is None:
+                self._compat = trio.SocketStream(self.socket)
             return None
-        self._manager = manager
+        manager: UringIOManager = io_manager
+        self._compat = None
+        if self._manager is not manager:
+            self._manager = manager
+            self._s_op = None
+            op = self._recv_op
+            if op is not None and op.manager is not manager:
+                self._recv_op = None
         global _bound
         bound = _bound
         ring = manager.ring
@@ -421,6 +471,14 @@ class SocketStream(trio.abc.HalfCloseableStream):
         if not bound[1]:
             self._zc_threshold = inf
         self._ring = bound[2]
+        return manager
+
+    def _current_manager(self) -> UringIOManager | None:
+        """This run's manager (None on trio's backend): for calls off the hot paths,
+        which inline it."""
+        manager = self._manager
+        if manager is None or manager.closed:  # (not bound yet, or bound in an earlier run)
+            manager = self._get_manager()
         return manager
 
     def _zerocopy_copied(self) -> None:
@@ -444,12 +502,22 @@ class SocketStream(trio.abc.HalfCloseableStream):
 
     # ---------------------------------------------------------------- send
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Send all of ``data``; see the class docstring for buffer release and cancellation."""
+        """Send all of ``data``; see the class docstring for buffer release and cancellation.
+
+        ``data`` stays exported for the whole call (as trio's ``send_all`` holds a
+        ``memoryview``): another task that resizes it meanwhile gets ``BufferError``,
+        and the peer receives exactly the bytes ``data`` held when the call started.
+        Raises ``ClosedResourceError`` if the stream is closed, also by another task
+        while this call waits (``aclose()`` or ``stream.socket.close()``); nothing
+        is sent after that, whoever owns the fd number next.
+        """
         if self._sending:
             raise trio.BusyResourceError(
                 "another task is currently sending data on this SocketStream"
             )
-        manager = self._manager or self._get_manager()
+        manager = self._manager
+        if manager is None or manager.closed:  # (not bound yet, or bound in an earlier run)
+            manager = self._get_manager()
         if manager is None:
             assert self._compat is not None
             # Marked as ours too, so that send_file (which trio's stream does not
@@ -462,12 +530,25 @@ class SocketStream(trio.abc.HalfCloseableStream):
         sock = self.socket
         if getattr(sock, SHUT_WR_FIELD) if self._plain else sock.did_shutdown_SHUT_WR:
             raise trio.ClosedResourceError("can't send data after sending EOF")
-        kind = type(data)
-        total = len(data) if kind is bytes or kind is bytearray else buffer_nbytes(data)
+        # One export of the caller's buffer for the whole call (trio: `with
+        # memoryview(data)`): every SQE's length comes from it, and a concurrent
+        # resize fails in the resizer.  `bytes` cannot change: no view needed.
+        view: memoryview | None = None
+        buf: bytes | memoryview
+        if type(data) is bytes:
+            buf = data
+            total = len(data)
+        else:
+            buf = view = _hold(data)
+            total = view.nbytes
         fd: int = getattr(sock, STDLIB_SOCKET_FIELD).fileno() if self._plain else sock.fileno()
         if self._closed or fd < 0:
+            if view is not None:
+                view.release()
             raise trio.ClosedResourceError("socket was already closed")
         if not total:
+            if view is not None:
+                view.release()
             await checkpoint()
             return
         self._sending = True
@@ -477,32 +558,48 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 self._fresh_send = False
                 # The stream's first send: a new connection's send buffer is empty, so
                 # the syscall takes it all, with no SQE and no operation record.
-                sent = await _send_now(fd, data, total)
+                sent = await _send_now(fd, buf, total)
                 if sent == total:
                     return
             elif self._guest:
                 # Guest mode submits at once (see UringIOManager.submit).
                 await checkpoint_if_cancelled()
             while sent < total:
-                if self._closed:
-                    raise trio.ClosedResourceError("another task closed this stream")
                 n = total - sent
                 try:
                     if n >= self._zc_threshold:
-                        sent += await self._send_zc(manager, fd, data, sent, n, kind is not bytes)
+                        sent += await self._send_zc(manager, fd, buf, sent, n, view is not None)
                     else:
-                        # The operation exports `data` and releases it at its final CQE.
+                        # The operation exports `buf` and releases it at its final CQE.
                         op = self._s_op
                         if op is None:
                             op = self._s_op = manager.recycled_operation(fd)
-                        manager.submit(_sqe.send(fd, n, _SEND_FLAGS, sent), None, op, inf, data)
+                        manager.submit(_sqe.send(fd, n, _SEND_FLAGS, sent), None, op, inf, buf)
                         await _park(self._s_trap)  # as `await op`, with a trap made once
                         res = op.res
                         sent += res if res >= 0 else op.result()
                 except OSError as exc:
                     raise _translate(exc)  # noqa: B904 - chained as trio chains it
+                # Before every further SQE: the socket must still own `fd` (another task
+                # may have closed it while we waited, and its number be another socket's).
+                # (The first SQE follows the checks above with no schedule point between.)
+                if sent < total and (
+                    self._closed
+                    or (
+                        getattr(sock, STDLIB_SOCKET_FIELD).fileno()
+                        if self._plain
+                        else sock.fileno()
+                    )
+                    != fd
+                ):
+                    raise trio.ClosedResourceError("another task closed this fd")
         finally:
             self._sending = False
+            if view is not None:
+                # (An operation the kernel still holds has its own export of the view:
+                # then the view is released with it, never before.)
+                with suppress(BufferError):
+                    view.release()
 
     def _abort_send(self, raise_cancel: Callable[[], object]) -> Abort:
         op = self._s_op
@@ -575,7 +672,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             raise trio.BusyResourceError(
                 "another task is currently sending data on this SocketStream"
             )
-        manager = self._manager or self._get_manager()
+        manager = self._current_manager()
         self._sending = True  # (on trio's backend too: a send_file meanwhile is busy)
         try:
             if manager is None:
@@ -613,6 +710,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
         """Return up to ``max_bytes`` bytes (default 64 KiB), ``b""`` at EOF.
 
         Cancellation loses no data: bytes that arrive meanwhile stay queued.
+        Raises ``ClosedResourceError`` if the stream is closed, also at once when
+        another task closes it while this call waits.
         """
         if max_bytes is None:
             n = DEFAULT_RECEIVE_SIZE
@@ -622,7 +721,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
                 raise ValueError("max_bytes must be >= 1")
         if self._receiving:
             raise trio.BusyResourceError("another task is currently receiving on this SocketStream")
-        manager = self._manager or self._get_manager()
+        manager = self._manager
+        if manager is None or manager.closed:  # (not bound yet, or bound in an earlier run)
+            manager = self._get_manager()
         if manager is None:
             assert self._compat is not None
             return await self._compat.receive_some(n)
@@ -737,7 +838,13 @@ class SocketStream(trio.abc.HalfCloseableStream):
 
     # --------------------------------------------------------------- close
     async def aclose(self) -> None:
-        """Close the socket.  Tasks blocked on this stream get ``ClosedResourceError``."""
+        """Close the socket.  Tasks blocked on this stream get ``ClosedResourceError``.
+
+        The stream's operations in the kernel are ended (withdrawn, cancelled, or
+        for a zero-copy send the connection reset) while the fd is still open,
+        then it is closed: nothing of this stream ever acts on the fd's number
+        afterwards, which the next socket or file may get.
+        """
         if not self._closed:
             self._closed = True
             op = self._recv_op
@@ -917,10 +1024,14 @@ class SocketListener(trio.abc.Listener[SocketStream]):
         Cancellation loses no connection: connections accepted meanwhile stay
         queued for the next ``accept``.
         """
-        if self._multishot is None:
-            self._multishot = self._multishot_available()
         while True:
-            if not self._multishot:
+            manager = self._multishot_manager()
+            if manager is None:
+                if self._queue and not self._closed:
+                    # Accepted by a multishot of an earlier run: hand those out first.
+                    await checkpoint()
+                    if self._queue and not self._closed:
+                        return self._stream(None, self._queue.popleft())
                 return await self._accept_one()
             if self._closed or self.socket.fileno() == -1:
                 await checkpoint()
@@ -931,15 +1042,14 @@ class SocketListener(trio.abc.Listener[SocketStream]):
             if queue or self._error is not None:
                 await _completed_checkpoint()
             else:
-                op = self._accept_op
-                if op is None or op.manager.closed:  # (or armed by an earlier run)
-                    self._arm(self._manager())
+                if self._accept_op is None:
+                    self._arm(manager)
                 self._waiter = _run_context.task
                 await _park(self._trap)
             if self._closed:
                 raise trio.ClosedResourceError("another task closed this listener")
             if queue:
-                return self._stream(queue.popleft())
+                return self._stream(manager, queue.popleft())
             err = self._error
             if err is not None:
                 self._error = None
@@ -947,25 +1057,43 @@ class SocketListener(trio.abc.Listener[SocketStream]):
                     raise trio.ClosedResourceError from None
                 raise err
 
-    def _multishot_available(self) -> bool:
+    def _multishot_manager(self) -> UringIOManager | None:
+        """The current run's manager if ``accept`` takes connections from a multishot.
+
+        None on trio's own backend, on a kernel without multishot ``ACCEPT``, or once
+        the kernel refused it for this listener.  A listener holds no state of a
+        finished run: a multishot armed in one is forgotten (its ring is closed).
+        """
+        op = self._accept_op
+        if op is not None:
+            manager = op.manager
+            if not manager.closed:
+                return manager  # armed in this run
+            self._accept_op = None
+        if self._multishot is False:
+            return None
         try:
-            manager = current_manager()
+            io_manager = current_runner().io_manager
         except RuntimeError:
-            return False
-        return manager.ring.has(_kernels.MULTISHOT_ACCEPT)
+            return None  # (the one-shot path raises trio's error)
+        if not isinstance(io_manager, UringIOManager):
+            return None
+        if self._multishot is None:
+            self._multishot = io_manager.ring.has(_kernels.MULTISHOT_ACCEPT)
+            if not self._multishot:
+                return None
+        return io_manager
 
-    def _manager(self) -> UringIOManager:
-        return current_manager()
-
-    def _stream(self, fd: int) -> SocketStream:
+    def _stream(self, manager: UringIOManager | None, fd: int) -> SocketStream:
         """Wrap an accepted fd (closed if that fails); re-arm the multishot if due."""
         if (
-            self._accept_op is None
+            manager is not None
+            and self._accept_op is None
             and len(self._queue) <= ACCEPT_QUEUE_LOW
             and self._error is None
             and self._multishot
         ):
-            self._arm(self._manager())
+            self._arm(manager)
         family, type_, proto = self._kind
         try:
             sock = tsocket.from_stdlib_socket(
@@ -1034,3 +1162,23 @@ class SocketListener(trio.abc.Listener[SocketStream]):
         self._shutdown()
         self.socket.close()
         await checkpoint()
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): every function whose frame is
+# live between writing an SQE and parking on it (or recording the operation it
+# submitted): a SIGINT there would unwind with the operation in the kernel, unknown
+# to the stream.  trio delivers it at the park instead, through the operation's abort.
+ki_protect(
+    SocketStream.send_all,
+    SocketStream._send_zc,
+    SocketStream.receive_some,
+    SocketStream._take,
+    SocketStream._wait_queue,
+    SocketStream._receive_one,
+    SocketStream._arm_recv,
+    SocketStream.wait_send_all_might_not_block,
+    SocketListener.accept,
+    SocketListener._stream,
+    SocketListener._arm,
+    SocketListener._accept_one,
+)

@@ -481,24 +481,31 @@ class UringSocket(TrioSocketType):
         buf = ffi.new("char[]", _SS_SIZE + 4)
         ffi.buffer(buf)[_SS_SIZE:] = _ss_len.pack(_SS_SIZE)
         len_addr = int(ffi.cast("uintptr_t", buf)) + _SS_SIZE
+        # (Read before the SQE: the stdlib's properties are Python code, and between the
+        # kernel handing over the new fd and a socket object owning it nothing may run
+        # that an interrupt could stop.)
+        family, kind, proto = sock.family, sock.type, sock.proto
         fd = await manager.perform(
             _sqe.accept(sock.fileno(), buf, len_addr, _ACCEPT_FLAGS), keep=buf
         )
-        family = sock.family
         try:
-            new = _stdlib_socket.socket(family, sock.type, sock.proto, fileno=fd)
+            new = _stdlib_socket.socket(family, kind, proto, fileno=fd)  # (KI-protected)
         except BaseException:
             os.close(fd)
             raise
-        raw = ffi.buffer(buf)[:]
-        (length,) = _ss_len.unpack_from(raw, _SS_SIZE)
-        address = _unpack_sockaddr(family, raw, min(length, _SS_SIZE))
-        if address is None:
-            try:
-                address = new.getpeername()
-            except OSError:
-                address = None
-        return UringSocket(new), address
+        try:
+            raw = ffi.buffer(buf)[:]
+            (length,) = _ss_len.unpack_from(raw, _SS_SIZE)
+            address = _unpack_sockaddr(family, raw, min(length, _SS_SIZE))
+            if address is None:
+                try:
+                    address = new.getpeername()
+                except OSError:
+                    address = None
+            return UringSocket(new), address
+        except BaseException:
+            new.close()  # the socket owns the fd now: closed once, by its owner
+            raise
 
     # ------------------------------------------------------------- connect
     async def connect(self, address: Any) -> None:

@@ -7,6 +7,7 @@ import with a message naming the trio version, not deep inside a run.
 
 from __future__ import annotations
 
+import socket as _socket
 import types
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -314,3 +315,10 @@ def speed_up_instrument_checks(runner: Any) -> None:
 # trap after writing the SQE (Operation.__await__) runs it with no protected frame
 # of its own above it (compiled code has none), so mark it as trio marks its waits.
 ki_protect(_park, _completed_checkpoint, cancel_pending, WaitTaskRescheduled.__init__)
+
+# Python code that a compiled accept runs once the kernel handed it a new fd: the
+# stdlib socket's and trio's constructors.  Unprotected (compiled code has no frame of
+# its own above them), an interrupt inside would leave the fd owned by a half-built
+# object that closes it again when collected (maybe after the number was reused), or
+# drop it unclosed.
+ki_protect(_socket.socket.__init__, trio_from_stdlib_socket, TrioSocketType.__init__)

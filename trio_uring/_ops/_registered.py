@@ -234,5 +234,8 @@ __all__ = [
     "write_fixed",
 ]
 
-# The frames live between the SQE's submit and its park (see _trio_compat.ki_protect).
+# KeyboardInterrupt protection (issue 19, finding 3): the frames live between the SQE's
+# submit and its park.  The in-flight count must match the operations the kernel holds:
+# an interrupt between the increment and the ``try`` (or in the ``finally`` before the
+# decrement) left it counting a finished operation, and ``unregister`` refused for good.
 ki_protect(RegisteredBuffers._perform, read_fixed, write_fixed)

@@ -131,3 +131,12 @@ def unpack(raw: bytes, length: int) -> Any:
             return path  # Linux abstract namespace: bytes, as the stdlib returns
         return os.fsdecode(path.split(b"\0", 1)[0])
     return (family, raw[2:length])
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): an accept decodes the peer's
+# address here after its socket object exists (in the compiled build this is the only
+# Python code on that path): an interrupt would drop the new socket unclosed.
+# Deferred to the caller's next checkpoint instead.
+from .._core._trio_compat import ki_protect  # noqa: E402
+
+ki_protect(unpack)

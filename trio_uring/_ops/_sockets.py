@@ -420,15 +420,19 @@ async def accept(sock: FdLike) -> tuple[trio.socket.SocketType, Any]:
         _sqe.accept(fd, block, _addr(block) + size, _ACCEPT_FLAGS), keep=block
     )
     try:
+        stdlib_sock = socket.socket(family, kind, proto, fileno=new_fd)  # (KI-protected)
+    except BaseException:
+        os.close(new_fd)
+        raise
+    try:
         (addrlen,) = _socklen.unpack_from(view, size)
         address = _sockaddr.unpack(view[0:size], addrlen)
         if address is None:
             address = "" if family == socket.AF_UNIX else None
-        stdlib_sock = socket.socket(family, kind, proto, fileno=new_fd)
+        return trio.socket.from_stdlib_socket(stdlib_sock), address
     except BaseException:
-        os.close(new_fd)
+        stdlib_sock.close()  # the socket owns the fd now: closed once, by its owner
         raise
-    return trio.socket.from_stdlib_socket(stdlib_sock), address
 
 
 async def connect(sock: FdLike, address: Any) -> None:

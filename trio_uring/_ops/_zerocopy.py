@@ -41,6 +41,17 @@ notification arrives, and the call raises ``Cancelled``.  A cancelled
 ``send_all`` leaves a stream broken anyway (trio's rule); here it is reset,
 and later calls raise ``BrokenResourceError``.  Run exit never waits for
 notifications: see :meth:`UringIOManager.close`.
+
+Closing: the operation never acts on its fd after ``notify_closing`` for it
+(trio's ``aclose``/``socket.close`` call it just before closing the fd): from
+then on the number may belong to the next socket the process opens.
+``notify_closing`` itself comes while the fd is still open, so that is when an
+in-flight send is ended: withdrawn if the kernel has not seen it, else
+cancelled, and the connection reset so that the kernel lets go of the pages
+(a closed socket whose peer does not read would pin them for minutes).  The
+waiter gets ``ClosedResourceError`` at once; the record keeps the buffer
+exported until the notification, so memory the kernel may still read is
+never released early (a ``bytearray`` stays unresizable until then).
 """
 
 from __future__ import annotations
@@ -60,9 +71,9 @@ from .._core._constants import (
     SEND_ZC_REPORT_USAGE,
 )
 from .._core._manager import current_manager
-from .._core._operation import ABANDONED, Operation
+from .._core._operation import ABANDONED, COMPLETED, Operation
 from .._core._ring_cffi import lib
-from .._core._trio_compat import READY
+from .._core._trio_compat import READY, ki_protect
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -118,8 +129,8 @@ class ZcSendOp(Operation):
             self.complete()
             return
         self.notif_pending = True
-        if self.wait_notif:
-            if self.raise_cancel is not None and self.task is not None:
+        if self.wait_notif and self.task is not None:
+            if self.raise_cancel is not None:
                 self._abort_connection()  # cancelled while sending: don't wait for the peer
             return
         task = self.task
@@ -129,7 +140,12 @@ class ZcSendOp(Operation):
         self.state = ABANDONED  # nobody waits; the bytes object stays referenced
 
     def _abort_connection(self) -> None:
-        if not self.reset and self.notif_pending and self.wait_notif:
+        """Reset the connection so the kernel lets go of the pages now.
+
+        Never after ``notify_closing`` for the fd (``closing``): the number may be
+        another socket's by then (the reset for a close is done in :meth:`on_closing`).
+        """
+        if not self.reset and self.notif_pending and self.wait_notif and not self.closing:
             self.reset = True
             lib.tu_disconnect(self.fd)
 
@@ -144,10 +160,26 @@ class ZcSendOp(Operation):
         return super().abort(raise_cancel)
 
     def on_closing(self) -> None:
-        if self.got_result:
-            self.closing = True  # the send is done; waiting for the notification only
+        """``notify_closing`` for the fd, which is still open: end the send now.
+
+        Withdrawn before the kernel saw it: nothing was sent.  Otherwise the send is
+        cancelled (if still running) and the connection reset while the fd is still
+        ours, so the kernel drops the queued data and lets go of the pages; the
+        waiter gets ``ClosedResourceError`` at once, and the record stays in the
+        manager, keeping the buffer exported, until the notification.
+        """
+        if self.closing:
             return
-        super().on_closing()
+        if self.expired or (not self.got_result and self.task is not None):
+            super().on_closing()  # withdrawn at once, or cancelled (CANCELLING)
+            if self.state == COMPLETED:
+                return  # never reached the kernel: nothing to reset
+        self.closing = True
+        if not self.reset:
+            self.reset = True
+            lib.tu_disconnect(self.fd)  # the fd is still open: notify_closing comes first
+        self.wake_closed()
+        self.detach()  # nobody waits; the final CQE releases the buffer
 
     def cancellable(self) -> bool:
         return not self.got_result
@@ -206,3 +238,8 @@ async def send_zc(sock: Any, data: Any, flags: SupportsIndex = 0) -> int:
         await trio.lowlevel.checkpoint()  # bad input is still a checkpoint, as in trio
         raise
     return await op
+
+
+# KeyboardInterrupt protection (issue 19, finding 3): ``send_zc`` submits and then
+# awaits the operation in one frame (see ``_trio_compat.ki_protect``).
+ki_protect(submit_zc, send_zc)
