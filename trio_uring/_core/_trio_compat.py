@@ -229,10 +229,10 @@ def _check_mirrors() -> dict[str, bool]:
             which = ", ".join(f"{target} (fingerprint {found[:12]})" for target, found in unknown)
             warnings.warn(
                 TrioVersionWarning(
-                    f"trio_uring: trio {trio.__version__} on Python {PYTHON_MINOR}: the "
-                    f"{piece!r} piece that trio_uring mirrors is not the code it was "
-                    f"checked against ({which}); trio_uring uses {entry['fallback']} "
-                    f"instead (correct, slower). Copies to re-read: "
+                    f"trio_uring mirrors trio code that changed: in trio {trio.__version__} "
+                    f"on Python {PYTHON_MINOR}, the {piece!r} piece is not the code "
+                    f"trio_uring was checked against ({which}); trio_uring uses "
+                    f"{entry['fallback']} instead (correct, slower). Copies to re-read: "
                     f"{'; '.join(entry['copies'])}"
                 ),
                 stacklevel=2,
@@ -477,6 +477,18 @@ def fast_reschedule(runner: Any, ext: Any) -> Any:
         return reschedule
 
 
+def bind_trio_args() -> tuple[Any, ...]:
+    """The arguments of the ring extension's ``bind_trio``: what its ``park``,
+    ``completed_checkpoint`` and ``enter`` use, and the trio fields they read."""
+    return (
+        GLOBAL_RUN_CONTEXT, READY, CancelShieldedCheckpoint,
+        trio.lowlevel.checkpoint_if_cancelled,
+        _trio_run.Task, ("_cancel_status", "_runner", "_cancel_points"),
+        _trio_run.CancelStatus, ("effectively_cancelled",),
+        _trio_run.Runner, ("main_task", "ki_pending"),
+    )  # fmt: skip
+
+
 def _bind_ext() -> tuple[
     Callable[[WaitTaskRescheduled], Awaitable[None]], Callable[[], Awaitable[None]]
 ]:
@@ -499,13 +511,7 @@ def _bind_ext() -> tuple[
     ):
         return python_park, python_checkpoint
     try:
-        ext.bind_trio(
-            GLOBAL_RUN_CONTEXT, READY, CancelShieldedCheckpoint,
-            trio.lowlevel.checkpoint_if_cancelled,
-            _trio_run.Task, ("_cancel_status", "_runner", "_cancel_points"),
-            _trio_run.CancelStatus, ("effectively_cancelled",),
-            _trio_run.Runner, ("main_task", "ki_pending"),
-        )  # fmt: skip
+        ext.bind_trio(*bind_trio_args())
     except (TypeError, AttributeError):  # a field is no longer a plain slot
         return python_park, python_checkpoint
     return ext.park, ext.completed_checkpoint
