@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: run test test-project test-project-pure test-project-5.11 test-project-5.15 test-trio test-trio-5.15 lint \
-	bench bench-instr docs clean
+	bench bench-instr docs clean test-trio-versions trio-fingerprints wheel
 
 # The install compiles the hot path (trio_uring/_pure.py's HOT modules) with mypyc: an edit
 # to one of them needs a new install, or the extension module built before it keeps running.
@@ -52,13 +52,27 @@ test-project-5.11 test-project-5.15: test-project-%: $(STAMP)
 
 # trio's own test suite, shipped inside the trio package, with every run on io_uring.
 # The one test left out hard-codes trio's backend names (see docs/trio-suite.rst).
-TRIO_SUITE := cd tests/trio_suite && ../../$(PY) -m pytest -c pytest.ini --rootdir . --pyargs trio \
+TRIO_SUITE := cd tests/trio_suite && $(abspath $(PY)) -m pytest -c pytest.ini --rootdir . --pyargs trio \
 	  --trio-uring --skip-optional-imports --run-slow -q -ra -k "not test_io_manager_statistics"
 test-trio: $(STAMP)
 	$(TRIO_SUITE)
 
 test-trio-5.15: $(STAMP)
 	$(TRIO_SUITE) --trio-uring-kernel=5.15
+
+# The project's tests and trio's suite with every tested trio release (0.30-0.35), one
+# virtualenv each under build/trio-versions/, all running this checkout's compiled build
+# (tools/test_trio_versions.sh says how).  .ci/run runs it after `make test`.
+test-trio-versions: $(STAMP)
+	PY=$(PY) VENV=$(VENV) MAKE="$(MAKE)" tools/test_trio_versions.sh
+
+# Record the fingerprints of the trio code trio_uring mirrors (trio_uring/_core/_trio_compat.py,
+# TRIO_MIRRORS) for this Python and every release in build/trio-versions/ (make
+# test-trio-versions first); other Python minors: tools/trio_fingerprints.py's docstring.
+trio-fingerprints: $(STAMP)
+	for py in build/trio-versions/*/bin/python; do \
+		$$py tools/trio_fingerprints.py print >> tools/trio_fingerprints.jsonl || exit 1; done
+	$(PY) tools/trio_fingerprints.py write tools/trio_fingerprints.jsonl
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[bench]'

@@ -9,7 +9,14 @@ with any trio release can run it.
 
 ``python tools/trio_fingerprints.py write FILE...`` writes
 ``trio_uring/_core/_trio_fingerprints.py`` from such JSON lines (one run per Python
-minor and trio version).
+minor and trio version; a later line for the same pair replaces an earlier one).
+
+``make trio-fingerprints`` does both for this Python and each trio in
+``build/trio-versions/``, keeping the records in ``tools/trio_fingerprints.jsonl``.
+For another Python minor: a virtualenv of that Python with trio's dependencies, then for
+each trio release ``pip install --no-deps trio==X`` and
+``python tools/trio_fingerprints.py print >> tools/trio_fingerprints.jsonl``; then
+``write`` (how the 3.10, 3.12 and 3.13 records were made).
 """
 
 from __future__ import annotations
@@ -66,7 +73,8 @@ def record() -> dict[str, object]:
 def write(records: list[dict]) -> None:
     """``_trio_fingerprints.py`` from ``records`` (missing targets are not recorded)."""
     table: dict[str, dict[str, dict[str, list[str]]]] = {}
-    for rec in records:
+    latest = {(rec["python"], rec["trio"]): rec for rec in records}  # a later run wins
+    for rec in latest.values():
         for target, found in rec["fingerprints"].items():
             if found == "missing":
                 continue
