@@ -52,7 +52,7 @@ def test_every_mirrored_piece_has_a_recorded_fingerprint() -> None:
     changed = []
     for entry in _trio_compat.TRIO_MIRRORS:
         for target in entry["trio"]:
-            found = _fingerprint.fingerprint_target(target)
+            found = _trio_compat.trio_fingerprint(target)
             versions = known.get(target, {}).get(found)
             if versions is None:
                 changed.append(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TypedDict
 import outcome
 import trio
 
-from ._fingerprint import fingerprint_target
+from ._fingerprint import fingerprint, fingerprint_target
 from ._ring import ext
 from ._trio_fingerprints import KNOWN_FINGERPRINTS
 
@@ -205,6 +205,23 @@ TRIO_MIRRORS: Final[tuple[Mirror, ...]] = (
 PYTHON_MINOR: Final = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
+#: trio's own objects for targets that trio_uring replaces during a run (its socket
+#: factory: ``set_socket_factory``), so a fingerprint is always of trio's code.
+_ORIGINALS: Final[dict[str, object]] = {"trio._socket:from_stdlib_socket": trio_from_stdlib_socket}
+
+
+def trio_fingerprint(target: str) -> str:
+    """The fingerprint of trio's ``target`` (``_fingerprint.fingerprint_target``), of
+    trio's own object where trio_uring has put its replacement in that place."""
+    original = _ORIGINALS.get(target)
+    if original is not None:
+        try:
+            return fingerprint(original)
+        except TypeError:
+            return "missing"
+    return fingerprint_target(target)
+
+
 def unknown_targets(piece: str) -> list[tuple[str, str]]:
     """``(target, fingerprint)`` of each target of ``piece`` whose fingerprint (now,
     in the installed trio) is not recorded for this Python minor."""
@@ -213,7 +230,7 @@ def unknown_targets(piece: str) -> list[tuple[str, str]]:
     return [
         (target, found)
         for target in entry["trio"]
-        if (found := fingerprint_target(target)) not in known.get(target, {})
+        if (found := trio_fingerprint(target)) not in known.get(target, {})
     ]
 
 
