@@ -18,11 +18,16 @@ PY=${PY:-.venv/bin/python}
 VERSIONS=${TRIO_VERSIONS:-0.30.0 0.31.0 0.32.0 0.33.0 0.34.0 0.35.0}
 MAKE=${MAKE:-make}
 
-# Test extras that need pinning for an older trio:
-#   anyio 4.11 calls CancelScope.cancel(reason), which trio 0.31 added.
+# Test requirements that need pinning for an older trio (what was current at its release):
+#   anyio 4.11 calls CancelScope.cancel(reason), which trio 0.31 added;
+#   trio < 0.34's own test_exports reads mypy's JSON cache (mypy 1.19 made another format
+#   the default; trio 0.34 asks for JSON), and trio < 0.32's does not expect attrs 25.4's
+#   __attrs_props__.
 pins() {
     case "$1" in
-        0.30.*) echo "anyio<4.11" ;;
+        0.30.*) echo "anyio<4.11 mypy<1.19 attrs<25.4" ;;
+        0.31.*) echo "mypy<1.19 attrs<25.4" ;;
+        0.32.* | 0.33.*) echo "mypy<1.19" ;;
     esac
 }
 
@@ -66,6 +71,7 @@ assert build() == main_build, (build(), main_build)
 assert all(_trio_compat.MIRRORED.values()), _trio_compat.MIRRORED
 print(f"== trio {trio.__version__}: trio_uring's hot path {build()}, every mirror recorded")
 PYEOF
+    rm -rf tests/trio_suite/.mypy_cache  # (trio's test_exports fills it: one per release)
     start=$SECONDS
     # (-o: the main virtualenv is up to date; never rebuild it with this Python.
     # -k: trio's suite runs even if the project's tests failed.)
