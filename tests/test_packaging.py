@@ -80,7 +80,9 @@ def _no_compiler_env(venv: Path) -> dict[str, str]:
 
 def _run(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{argv}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"{argv}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+    )
     return proc
 
 

@@ -195,6 +195,64 @@ def test_waker_does_what_runner_reschedule_does() -> None:
     assert seen["woken"] == {"trio": 42, "waker": 42, "trio-1arg": None, "waker-1arg": None}
 
 
+def test_waker_ticks_a_guest_run_host_as_runner_reschedule_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Guest mode: a wake onto an empty run queue asks the host for a tick (once)."""
+    import asyncio
+
+    ringext = _ringext()
+    from trio._core._run import Runner
+
+    ticks: list[int] = []
+    original = Runner.force_guest_tick_asap
+
+    def counting(self: Any) -> None:
+        ticks.append(len(self.runq))
+        original(self)
+
+    monkeypatch.setattr(Runner, "force_guest_tick_asap", counting)
+
+    async def trio_main() -> dict[str, list[int]]:
+        runner = _trio_compat.current_runner()
+        assert runner.is_guest
+        waker = _trio_compat.fast_reschedule(runner, ringext)
+        assert type(waker) is ringext.Waker
+        seen: dict[str, list[int]] = {}
+        for name, wake in (("trio", runner.reschedule), ("waker", waker)):
+            tasks: list[trio.lowlevel.Task] = []
+
+            async def parked(
+                task_status: Any = trio.TASK_STATUS_IGNORED,
+                tasks: list[trio.lowlevel.Task] = tasks,
+            ) -> None:
+                tasks.append(trio.lowlevel.current_task())
+                task_status.started()
+                await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
+
+            async with trio.open_nursery() as nursery:
+                await nursery.start(parked)
+                await nursery.start(parked)
+                await trio.testing.wait_all_tasks_blocked()
+                assert not runner.runq
+                before = len(ticks)
+                wake(tasks[0], outcome.Value(None))  # onto an empty run queue: a tick
+                wake(tasks[1], outcome.Value(None))  # onto a non-empty one: none
+                seen[name] = ticks[before:]
+        return seen
+
+    async def host() -> dict[str, list[int]]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[outcome.Outcome[dict[str, list[int]]]] = loop.create_future()
+        trio_uring.start_guest_run(
+            trio_main, run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=done.set_result,
+        )  # fmt: skip
+        return (await done).unwrap()
+
+    assert asyncio.run(host()) == {"trio": [0], "waker": [0]}
+
+
 # --------------------------------------------------- the cancel test, every copy
 
 
