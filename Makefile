@@ -121,4 +121,4 @@ docs: $(DOCS_STAMP)
 	$(PY) -m sphinx -W -q -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) build *.egg-info trio_uring/*.so trio_uring/*/*.so docs/_build
+	rm -rf $(VENV) build dist *.egg-info trio_uring/*.so trio_uring/*/*.so docs/_build
