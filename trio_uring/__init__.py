@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import _pure  # noqa: F401
 from ._binary_file import AsyncBinaryFile
 from ._core._manager import UringIOManager, UringStatistics
+from ._core._trio_compat import TrioVersionWarning
 from ._file_base import ClosedFileError
 from ._highlevel import (
     open_tcp_listeners,
@@ -48,6 +49,7 @@ __all__ = [
     "Path",
     "SocketListener",
     "SocketStream",
+    "TrioVersionWarning",
     "UringIOManager",
     "UringSocket",
     "UringStatistics",

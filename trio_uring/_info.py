@@ -49,7 +49,19 @@ def _ring_extension() -> str:
         return "in use (SQE prep, buffer take, task wake-up in C)"
     if os.environ.get("TRIO_URING_PURE") == "1":
         return "not used (TRIO_URING_PURE=1): cffi calls"
+    if os.environ.get("TRIO_URING_RINGEXT") == "0":
+        return "not used (TRIO_URING_RINGEXT=0): cffi calls"
     return "not built (TRIO_URING_COMPILE=0 or no C compiler at install): cffi calls"
+
+
+def _trio_mirrors() -> str:
+    """Whether every piece of trio that trio_uring mirrors is the recorded code."""
+    from ._core import _trio_compat
+
+    changed = [piece for piece, ok in _trio_compat.MIRRORED.items() if not ok]
+    if not changed:
+        return "all recorded (trio's code is what trio_uring's copies follow)"
+    return "trio's own code (changed in this trio) for: " + ", ".join(changed)
 
 
 def gather() -> dict[str, Any]:
@@ -62,6 +74,7 @@ def gather() -> dict[str, Any]:
         "trio": trio.__version__,
         "hot_path": _pure.build(),
         "ring_extension": _ring_extension(),
+        "trio_mirrors": _trio_mirrors(),
         "io_uring_disabled_sysctl": _read("/proc/sys/kernel/io_uring_disabled"),
         "emulated": None if emulated is None else f"{emulated[0]}.{emulated[1]}",
     }
@@ -103,6 +116,7 @@ def main() -> int:
     print(f"python / trio    {info['python']} / {info['trio']}")
     print(f"hot path         {info['hot_path']} (TRIO_URING_PURE=1: the .py files)")
     print(f"ring extension   {info['ring_extension']}")
+    print(f"trio mirrors     {info['trio_mirrors']}")
     if info["io_uring_disabled_sysctl"] is not None:
         print(f"io_uring_disabled sysctl  {info['io_uring_disabled_sysctl']}")
     if not info["usable"]:

@@ -67,6 +67,7 @@ from ._core._trio_compat import (
     READY,
     SHUT_WR_FIELD,
     STDLIB_SOCKET_FIELD,
+    SYSCALL_FIRST,
     CancelShieldedCheckpoint,
     WaitTaskRescheduled,
     cancel_pending,
@@ -118,6 +119,9 @@ _park: Final = park
 _completed_checkpoint: Final = completed_checkpoint
 _READY: Final = READY
 _run_context: Final = GLOBAL_RUN_CONTEXT
+#: Whether trio's ``_nonblocking_helper`` is the one :func:`_send_now` and
+#: :func:`_receive_now` copy (``_trio_compat.TRIO_MIRRORS``); else they never try.
+_SYSCALL_FIRST: Final = SYSCALL_FIRST
 _ENOBUFS: Final = -errno.ENOBUFS
 _ECANCELED: Final = -errno.ECANCELED
 _EINVAL: Final = -errno.EINVAL
@@ -274,8 +278,13 @@ def _send_now(
 
     A pending cancel raises ``Cancelled`` first (nothing sent); only when all of
     ``data`` went is a schedule point made (else the caller's wait is the
-    checkpoint).  Errors raise as ``send_all`` raises them.
+    checkpoint).  Errors raise as ``send_all`` raises them.  With a trio whose
+    ``_nonblocking_helper`` is not the recorded one, only trio's own cancel test runs
+    and 0 is returned (the caller's SQE does the rest).
     """
+    if not _SYSCALL_FIRST:
+        yield from checkpoint_if_cancelled().__await__()
+        return 0
     if cancel_pending():
         # (.__await__(): a compiled generator cannot ``yield from`` a coroutine)
         yield from checkpoint_if_cancelled().__await__()  # raises Cancelled
@@ -299,8 +308,13 @@ def _receive_now(stream: SocketStream, max_bytes: int) -> Generator[Any, Any, by
     would block (nothing happened, and no checkpoint was made yet).
 
     A pending cancel raises ``Cancelled`` first; data received is followed by a
-    schedule point.  Errors raise as ``receive_some`` raises them.
+    schedule point.  Errors raise as ``receive_some`` raises them.  With a trio whose
+    ``_nonblocking_helper`` is not the recorded one, only trio's own cancel test runs
+    and None is returned.
     """
+    if not _SYSCALL_FIRST:
+        yield from checkpoint_if_cancelled().__await__()
+        return None
     if cancel_pending():
         # (.__await__(): a compiled generator cannot ``yield from`` a coroutine)
         yield from checkpoint_if_cancelled().__await__()  # raises Cancelled

@@ -141,11 +141,20 @@ _pool: list[Any] = []
 _POOL_MAX: Final = 32
 _run_context: Final = _trio_compat.GLOBAL_RUN_CONTEXT
 
-_enabled = os.environ.get("TRIO_URING_SOCKETS", "1").strip() not in ("0", "false", "no", "off")
+# (Off by default, with a TrioVersionWarning, when trio's from_stdlib_socket or
+# _SocketType.__init__ is not the recorded one: ``_trio_compat.TRIO_MIRRORS``.)
+_enabled = _trio_compat.SOCKET_CONSTRUCTOR and os.environ.get(
+    "TRIO_URING_SOCKETS", "1"
+).strip() not in ("0", "false", "no", "off")
 _patched = False
 #: Try the non-blocking syscall first, as trio does, and submit an SQE only when it
-#: would block (``TRIO_URING_SOCKETS_TRY_FIRST=0``: always submit).
-_try_first: Final = os.environ.get("TRIO_URING_SOCKETS_TRY_FIRST", "1").strip() not in ("0", "off")
+#: would block (``TRIO_URING_SOCKETS_TRY_FIRST=0``: always submit; so does a trio whose
+#: ``_nonblocking_helper`` is not the one inlined below: ``_trio_compat.TRIO_MIRRORS``).
+_try_first: Final = _trio_compat.SYSCALL_FIRST and os.environ.get(
+    "TRIO_URING_SOCKETS_TRY_FIRST", "1"
+).strip() not in ("0", "off")
+#: Whether trio's ``_SocketType.connect`` is the one :meth:`UringSocket.connect` follows.
+_connect_mirrored: Final = _trio_compat.SOCKET_CONNECT
 
 
 def set_completion_sockets(enabled: bool) -> bool:
@@ -510,7 +519,7 @@ class UringSocket(TrioSocketType):
     # ------------------------------------------------------------- connect
     async def connect(self, address: Any) -> None:
         sock = self._sock
-        manager = _manager_for(sock)
+        manager = _manager_for(sock) if _connect_mirrored else None
         if manager is None:
             return await super().connect(address)
         try:

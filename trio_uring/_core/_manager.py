@@ -100,6 +100,7 @@ _UD_FIRST: Final = 16
 _unpack_cqes: Final = struct.Struct("=QiI").iter_unpack
 _from_buffer: Final = ffi.from_buffer
 _run_context: Final = _trio_compat.GLOBAL_RUN_CONTEXT
+_DEADLINES: Final = _trio_compat.DEADLINES
 _tu_prep: Final = lib.tu_prep
 #: The ring extension's export and SQE prep (None: cffi's ``from_buffer``/``tu_prep``).
 _ext_export: Final[Any] = None if ext is None else ext.export
@@ -987,6 +988,8 @@ class UringIOManager:
         that outlives this check is still cancelled at its deadline, by trio,
         through ``ASYNC_CANCEL``.
         """
+        if not _DEADLINES:
+            return False  # trio's Deadlines is not the recorded one (TRIO_MIRRORS)
         heap = self._deadlines._heap
         if not heap:
             return False

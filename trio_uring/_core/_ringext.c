@@ -21,8 +21,8 @@
  *   take(pbuf, base, size, bid, nbytes) -> bytes
  *                                     copy a provided buffer out, give it back
  *   Waker(...)                        trio's Runner.reschedule, compiled (built by
- *                                     _trio_compat.fast_reschedule, which checks it
- *                                     still mirrors trio's)
+ *                                     _trio_compat.fast_reschedule, only while trio's
+ *                                     code has a recorded fingerprint: TRIO_MIRRORS)
  *   park(trap), completed_checkpoint()
  *                                     _trio_compat's two awaitables, compiled
  *
@@ -267,7 +267,9 @@ static PyObject *ext_bind(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
 }
 
 /* -------------------------------------------------------------------- Waker */
-/* trio 0.35's Runner.reschedule(task, next_send), statement by statement:
+/* trio 0.30-0.35's Runner.reschedule(task, next_send), statement by statement (used only
+ * while trio's method and Task's/Runner's slot layouts have recorded fingerprints: the
+ * "reschedule" and "slot layout" pieces of _trio_compat.TRIO_MIRRORS):
  *
  *     assert task._runner is self
  *     assert task._next_send_fn is None
