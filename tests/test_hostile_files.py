@@ -1,4 +1,4 @@
-"""Hostile (but legal) callers of the file APIs and ``send_file`` (issue 19, findings 7, 9).
+"""Hostile (but legal) callers of the file APIs and ``send_file`` (issue 19, findings 3, 7, 9).
 
 * ``send_file`` never reads an fd number after its file (or writes one after its
   stream's socket) was closed: another file or connection may own the number by
@@ -7,9 +7,6 @@
   whole call: a concurrent resize fails in the resizer with ``BufferError``.
 * An ``__index__`` that resizes or releases the buffer never makes the kernel
   touch memory outside it: the call raises what the stdlib raises, or stays inside.
-
-(Finding 3, a KeyboardInterrupt at every point of these operations:
-``test_ki_injection``.)
 """
 
 from __future__ import annotations
@@ -585,3 +582,217 @@ def test_index_like_arguments_cannot_move_the_buffer(tmp_path: Path) -> None:
     assert lines["readinto/offset releases"] == "ValueError"
     assert lines["write/offset releases"] == "ValueError"
     assert lines["pwrite/offset releases"] == "ValueError"
+
+
+# ------------------------------------------ KeyboardInterrupt: finding 3 (files)
+_KI_FILES = r"""
+import gc, os, signal, socket, sys
+import trio, trio.testing, trio_uring
+from trio_uring import lowlevel as ll, _sendfile
+from trio_uring._core import _manager
+from trio_uring._core._operation import SUBMITTED, CANCELLING
+from trio_uring._ops._registered import read_fixed, register_buffers
+from trio_uring._streams import SocketStream
+
+PKG = os.path.dirname(trio_uring.__file__) + os.sep
+if MODE == "lines":
+    assert _sendfile.__file__.endswith(".py")
+
+
+class Injector:
+    # SIGINT at the ``at``-th line event of trio_uring's code (pure build).
+    def __init__(self, at):
+        self.at, self.count, self.armed, self.fired = at, 0, False, False
+
+    def global_trace(self, frame, event, arg):
+        if self.armed and frame.f_code.co_filename.startswith(PKG):
+            return self.local_trace
+        return None
+
+    def local_trace(self, frame, event, arg):
+        if event == "line" and self.armed:
+            self.count += 1
+            if self.count == self.at:
+                self.armed = False
+                self.fired = True
+                signal.raise_signal(signal.SIGINT)
+        return self.local_trace
+
+
+class StepInjector(trio.abc.Instrument):
+    # SIGINT at the ``at``-th scheduler event (compiled build: no frames to trace).
+    def __init__(self, at):
+        self.at, self.count, self.armed, self.fired = at, 0, False, False
+
+    def _event(self, *args):
+        if self.armed:
+            self.count += 1
+            if self.count == self.at:
+                self.armed = False
+                self.fired = True
+                signal.raise_signal(signal.SIGINT)
+
+    before_task_step = after_task_step = before_io_wait = after_io_wait = _event
+
+
+def in_flight():
+    # (test-only look inside) requests the kernel may still act on
+    return [op for op in ll.current_manager()._ops.values() if op.state in (SUBMITTED, CANCELLING)]
+
+
+def fill(fd):
+    os.set_blocking(fd, False)
+    try:
+        while True:
+            os.write(fd, b"z" * 65536)
+    except BlockingIOError:
+        pass
+    os.set_blocking(fd, True)
+
+
+def drain(fd):
+    os.set_blocking(fd, False)
+    try:
+        while os.read(fd, 1 << 20):
+            pass
+    except BlockingIOError:
+        pass
+
+
+async def make(op, state):
+    # (the call to interrupt, the feeder that completes it, violations(), a final check)
+    r, w = os.pipe()
+    state["fds"] = [r, w]
+    base = bytearray(b"\xa5" * 8192)
+    view = memoryview(base)[:4096]
+    def guard():
+        assert base[4096:] == b"\xa5" * 4096, "guard overwritten"
+        view.release()
+        base.extend(b"!")  # no export is left
+    if op == "ll.readinto":
+        return (lambda: ll.readinto(r, view)), (lambda: os.write(w, b"x" * 10)), list, guard
+    if op == "ll.write":
+        fill(w)
+        data = bytearray(b"y" * 100000)
+        def check():
+            data.extend(b"!")
+        return (lambda: ll.write(w, data)), (lambda: drain(r)), list, check
+    if op == "file.write":
+        fill(w)
+        f = await trio_uring.open_file(w, "wb", closefd=False)
+        data = bytearray(b"y" * 100000)
+        def check():
+            data.extend(b"!")
+        return (lambda: f.write(data)), (lambda: drain(r)), list, check
+    if op == "read_fixed":
+        reg = register_buffers([view])
+        def violations():
+            on_r = [o for o in in_flight() if o.fd == r]
+            return ["in_flight given back"] if on_r and not reg._in_flight else []
+        def check():
+            assert reg._in_flight == 0
+            reg.unregister()
+            guard()
+        return (lambda: read_fixed(r, reg, 0)), (lambda: os.write(w, b"x" * 10)), violations, check
+    if op == "send_file":
+        a, b = socket.socketpair()
+        state["fds"] += [b.detach()]
+        stream = SocketStream(trio.socket.from_stdlib_socket(a))
+        state["stream"] = stream
+        def violations():
+            pool = _sendfile._POOL.get(None)
+            busy = {o.fd for o in in_flight()}
+            if pool is not None and any(p.w in busy or p.r in busy for p in pool.free):
+                return ["a pipe with a splice in the kernel went back to the pool"]
+            return []
+        return (lambda: stream.send_file(r, count=10)), (lambda: os.write(w, b"x" * 10)), violations, None
+    raise AssertionError(op)
+
+
+def one_run(op, at):
+    injector = Injector(at) if MODE == "lines" else StepInjector(at)
+    state = {}
+
+    async def feeder(feed):
+        await trio.testing.wait_all_tasks_blocked()
+        injector.armed = False
+        feed()
+
+    async def main():
+        call, feed, violations, check = await make(op, state)
+        state["check"] = check
+        trio.lowlevel.spawn_system_task(feeder, feed)
+        if MODE == "lines":
+            sys.settrace(injector.global_trace)
+        else:
+            trio.lowlevel.add_instrument(injector)
+        injector.armed = True
+        try:
+            await call()
+        except BaseException:
+            state["violations"] = violations()
+            raise
+        finally:
+            injector.armed = False
+            sys.settrace(None)
+        state["violations"] = violations()
+
+    fds_before = set(os.listdir("/proc/self/fd"))
+    try:
+        trio_uring.run(main)
+        outcome = "returned"
+    except KeyboardInterrupt:
+        outcome = "KeyboardInterrupt"
+    if "stream" in state:
+        state["stream"].socket._sock.close()
+    for fd in state.get("fds", ()):
+        os.close(fd)
+    assert not state.get("violations"), (op, at, state["violations"])
+    if state.get("check"):
+        state["check"]()
+    assert _manager.lingering() == 0, (op, at, "the kernel still holds requests of a closed run")
+    gc.collect()
+    leaked = set(os.listdir("/proc/self/fd")) - fds_before
+    assert not leaked, (op, at, "leaked fds", leaked)
+    assert outcome == ("KeyboardInterrupt" if injector.fired else "returned"), (op, at, outcome)
+    return injector.fired, injector.count
+
+
+for op in OPS:
+    fired, lines = one_run(op, 0)
+    assert not fired and lines > 2, (op, lines)
+    # Every point up to 300 of them; beyond, every k-th (and the last 100 all).
+    every = set(range(1, lines + 1, max(1, lines // 300)))
+    points = sorted(every | set(range(max(1, lines - 99), lines + 1)))
+    injected = sum(one_run(op, at)[0] for at in points)
+    assert injected >= len(points) // 2, (op, injected, lines)
+    print(op, lines, len(points), injected)
+gc.collect()
+print("CHILD-OK")
+"""
+
+_KI_FILE_OPS = ["ll.readinto", "ll.write", "file.write", "read_fixed", "send_file"]
+_PURE = os.environ.get("TRIO_URING_PURE") == "1"
+
+
+@pytest.mark.skipif(not _PURE, reason="line tracing needs the pure build (TRIO_URING_PURE=1)")
+@pytest.mark.parametrize("op", _KI_FILE_OPS)
+def test_keyboard_interrupt_at_every_line_of_a_file_operation(op: str) -> None:
+    """A KeyboardInterrupt at any traced line of trio_uring's code on a file operation's
+    path ends the run with KeyboardInterrupt, and nothing a queued SQE references (a
+    buffer, the registered set's in-flight count, a pool pipe) was given back meanwhile;
+    no fd leaks, no request outlives the run."""
+    from tests._child import child_env, run_child
+
+    code = f"OPS = [{op!r}]\nMODE = 'lines'\n" + _KI_FILES
+    proc = run_child(code, env=child_env(TRIO_URING_PURE="1"), timeout=240)
+    assert "CHILD-OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("op", _KI_FILE_OPS)
+def test_keyboard_interrupt_at_every_scheduler_event_of_a_file_operation(op: str) -> None:
+    """The same at every task step and I/O wait, in this build."""
+    from tests._child import run_child
+
+    proc = run_child(f"OPS = [{op!r}]\nMODE = 'steps'\n" + _KI_FILES, timeout=240)
+    assert "CHILD-OK" in proc.stdout, proc.stdout + proc.stderr
