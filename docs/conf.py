@@ -36,6 +36,11 @@ html_theme = "alabaster"
 #: an entry of these docs or of a vendored inventory: an unknown one still fails.)
 REFERENCE_ALIASES = {
     "tsocket.SocketType": "trio.socket.SocketType",
+    "SocketType": "trio.socket.SocketType",
+    "_stdlib_socket.socket": "socket.socket",
+    "Abort": "trio.lowlevel.Abort",
+    "trio._highlevel_serve_listeners.ListenerT": "trio.abc.Listener",
+    "trio._highlevel_serve_listeners.StreamT": "trio.abc.Stream",
     "trio_uring._core._trio_compat.HasFileno": "HasFileno",
     "trio_uring._sendfile.HasFileno": "HasFileno",
 }
