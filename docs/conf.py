@@ -26,7 +26,9 @@ intersphinx_mapping = {
     "trio": ("https://trio.readthedocs.io/en/stable/", "inventories/trio.inv"),
 }
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
+autodoc_typehints = "signature"
+# (Shown by name, not expanded to the Literal it stands for.)
+autodoc_type_aliases = {"ZeroCopyPolicy": "trio_uring.ZeroCopyPolicy"}
 nitpicky = True
 exclude_patterns = ["_build", "inventories"]
 html_theme = "alabaster"

@@ -95,8 +95,9 @@ def test_docs_build_with_no_warning(built: Built) -> None:
 
 
 def test_every_public_name_has_an_entry(built: Built) -> None:
-    # The names as the source defines them (the docs are built from it), whichever
-    # build this process runs.
+    # The names as the source defines them (the docs are built from it), and as the
+    # build this process runs shows them (a compiled class also lists the instance
+    # attributes its __init__ sets, such as SocketStream.socket).
     code = "import json, tests.test_docs as t; print(json.dumps(t.public_names()))"
     env = child_env(TRIO_URING_PURE="1")
     names = json.loads(
@@ -104,10 +105,15 @@ def test_every_public_name_has_an_entry(built: Built) -> None:
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         ).stdout
     )
+    names += [name for name in public_names() if name not in names]
     assert "trio_uring.SocketStream.send_all" in names  # (the check sees members)
     documented = {ident for ident, _ in built.entries()}
     missing = [name for name in names if name not in documented]
     assert not missing, f"public names with no entry in the docs: {missing}"
+
+
+#: What autodoc shows for a constant it finds no comment for: its type's docstring.
+BUILTIN_DOCS = [t.__doc__.splitlines()[0] for t in (int, str, bytes, float, tuple, dict, list)]
 
 
 def test_no_entry_without_text(built: Built) -> None:
@@ -124,7 +130,7 @@ def test_no_entry_without_text(built: Built) -> None:
             if not isinstance(child, (nodes.field_list, addnodes.desc, addnodes.index))
             and child.astext().strip()
         ]
-        if not own:
+        if not own or any(doc in child.astext() for doc in BUILTIN_DOCS for child in own):
             empty.add(ident)
     assert count > 100
     assert not empty, f"entries with no text: {sorted(empty)}"

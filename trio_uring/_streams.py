@@ -391,6 +391,10 @@ class SocketStream(trio.abc.HalfCloseableStream):
 
     ``receive_some`` never loses data to a cancellation: received data is queued
     in the stream until a ``receive_some`` takes it.
+
+    Attributes:
+      socket (trio.socket.SocketType): the socket the stream owns (as
+          :attr:`trio.SocketStream.socket`).
     """
 
     def __init__(self, socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy = "auto") -> None:
@@ -997,6 +1001,10 @@ class SocketListener(trio.abc.Listener[SocketStream]):
     those of one loop tick), and ``accept`` re-arms it once the queue is down to
     ``ACCEPT_QUEUE_LOW`` (16).  Older kernels (and trio's epoll fallback) submit
     one ``ACCEPT`` per call.
+
+    Attributes:
+      socket (trio.socket.SocketType): the listening socket the listener owns (as
+          :attr:`trio.SocketListener.socket`).
     """
 
     def __init__(self, socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy = "auto") -> None:

@@ -283,8 +283,13 @@ class UringIOManager:
         self._linked_timeouts = 0
         self._linked_timeouts_fired = 0
         self._async_cancels = 0
+        #: Counters of zero-copy sends (``trio_uring._ops._zerocopy`` counts them):
+        #: ``IORING_OP_SEND_ZC`` requests submitted, ...
         self.zerocopy_sends = 0
+        #: ... their notifications received, ...
         self.zerocopy_notifications = 0
+        #: ... and those that reported the kernel copied the data anyway (see
+        #: :class:`UringStatistics`).
         self.zerocopy_copied = 0
         #: None, or a dict that counts readiness waits (``wait_readable``,
         #: ``wait_writable``) by fd: tests set it to check a path moves data without them.
