@@ -70,7 +70,8 @@ class Built:
             for desc in doctree.findall(addnodes.desc):
                 if desc["domain"] != "py":
                     continue
-                for signature in desc.findall(addnodes.desc_signature):
+                signatures = [c for c in desc.children if isinstance(c, addnodes.desc_signature)]
+                for signature in signatures:  # (its own: not its members')
                     for ident in signature["ids"]:
                         yield ident, desc
 
