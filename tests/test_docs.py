@@ -11,6 +11,7 @@ function's), fails here.
 
 from __future__ import annotations
 
+import ast
 import json
 import pickle
 import subprocess
@@ -93,6 +94,22 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 def test_docs_build_with_no_warning(built: Built) -> None:
     assert built.result.returncode == 0, built.result.stderr
     assert built.result.stderr == ""
+
+
+def test_conf_hides_no_warning() -> None:
+    # (The build above overrides suppress_warnings; the ignore lists it cannot.)
+    tree = ast.parse((DOCS / "conf.py").read_text())
+    assigned = {
+        target.id: node.value
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Assign, ast.AnnAssign))
+        for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(target, ast.Name)
+    }
+    for name in ("suppress_warnings", "nitpick_ignore", "nitpick_ignore_regex"):
+        assert name not in assigned, f"docs/conf.py sets {name}"
+    nitpicky = assigned["nitpicky"]
+    assert isinstance(nitpicky, ast.Constant) and nitpicky.value is True
 
 
 def test_every_public_name_has_an_entry(built: Built) -> None:
