@@ -204,7 +204,8 @@ def install_in_children(environ: MutableMapping[str, str] | None = None) -> dict
     ``TRIO_URING_INSTALL`` is set) and sets ``TRIO_URING_INSTALL=1``.  ``environ`` defaults
     to ``os.environ``, which every later subprocess (``subprocess``, ``trio.run_process``,
     multiprocessing's spawn and forkserver) inherits; pass a copy to prepare one child's
-    environment.  Idempotent.  This process is not affected: call :func:`~trio_uring.install` for it.
+    environment.  Idempotent.  This process is not affected: call
+    :func:`~trio_uring.install` for it.
 
     Returns the variables it set, name to new value.  Children started with ``python -I``
     or ``-E`` ignore ``PYTHONPATH`` and stay on trio's own backend.

@@ -465,9 +465,10 @@ class UringIOManager:
         anything is submitted.  ``keep``: other memory the kernel touches, held
         until completion.
 
-        ``op`` is a record of an :class:`~trio_uring._core._operation.Operation` subclass, or one the caller
-        recycles (a stream's send slot); it must not be in flight.  ``waiter``: the
-        current task waits for it (False for operations nobody parks on).
+        ``op`` is a record of an :class:`~trio_uring._core._operation.Operation`
+        subclass, or one the caller recycles (a stream's send slot); it must not be
+        in flight.  ``waiter``: the current task waits for it (False for operations
+        nobody parks on).
         """
         opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = sqe
         if op is None:
@@ -980,9 +981,9 @@ class UringIOManager:
         ``buffer`` (exported by the operation, see :meth:`submit`) and ``keep`` stay
         referenced until the final CQE; the wait returns or raises only after it,
         so the caller's buffer is free again then.  Errors raise ``OSError`` with
-        the errno from the CQE.  ``op``: a prepared record (an :class:`~trio_uring._core._operation.Operation`
-        subclass, or one that already exported buffers with
-        :meth:`~trio_uring._core._operation.Operation.export`);
+        the errno from the CQE.  ``op``: a prepared record (an
+        :class:`~trio_uring._core._operation.Operation` subclass, or one that already
+        exported buffers with :meth:`~trio_uring._core._operation.Operation.export`);
         it is released if this raises before submitting it.
         """
         if self._guest is None:
