@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: run test test-project test-project-pure test-project-noext test-project-5.11 test-project-5.15 test-trio test-trio-5.15 lint \
-	bench bench-instr docs clean test-trio-versions trio-fingerprints wheel sdist test-wheel
+	bench bench-instr docs docs-inventories clean test-trio-versions trio-fingerprints wheel sdist test-wheel
 
 # The install compiles the hot path (trio_uring/_pure.py's HOT modules) with mypyc: an edit
 # to one of them needs a new install, or the extension module built before it keeps running.
@@ -112,13 +112,23 @@ bench: $(STAMP)
 bench-instr: $(STAMP)
 	$(PY) benchmarks/instructions.py
 
+# The docs' tools are the `docs` extra of pyproject.toml (tests/test_docs.py builds the docs
+# too: the `test` extra has them as well).  Warnings are errors, every reference must
+# resolve (-n), and conf.py suppresses none; intersphinx reads docs/inventories/.
 DOCS_STAMP := $(VENV)/.docs-installed
-$(DOCS_STAMP): $(STAMP)
-	$(PY) -m pip install -q 'sphinx>=7'
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PY) -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["docs"]))' \
+		> $(VENV)/docs-requirements.txt
+	$(PY) -m pip install -q -r $(VENV)/docs-requirements.txt
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)
-	$(PY) -m sphinx -W -q -b html docs docs/_build/html
+	$(PY) -m sphinx -W -n --keep-going -q -b html docs docs/_build/html
+
+# Remake docs/inventories/ (Python's and trio's objects.inv; docs/inventories/README.rst):
+# needs Debian's python3.11-doc and PyPI, not run by `make test`.
+docs-inventories: $(STAMP)
+	PY=$(PY) tools/docs_inventories.sh
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info trio_uring/*.so trio_uring/*/*.so docs/_build

@@ -48,7 +48,7 @@ class AsyncBinaryFile(FileBase):
     """A binary file whose I/O is io_uring SQEs; the async surface of ``io.BufferedRandom``.
 
     Returned by :func:`open_file` in binary modes.  Methods mirror
-    :class:`trio._file_io.AsyncIOWrapper` over a buffered (or, with
+    :func:`trio.wrap_file`'s asynchronous file object over a buffered (or, with
     ``buffering=0``, raw) binary file.  Every async method is a trio checkpoint.
 
     Cancellation: a cancelled read raises ``Cancelled`` and leaves the position
@@ -101,33 +101,40 @@ class AsyncBinaryFile(FileBase):
     # ------------------------------------------------------------ sync API
     @property
     def closed(self) -> bool:
+        """Whether the file is closed (:meth:`aclose` ran, or is running)."""
         return self._closed
 
     @property
     def closefd(self) -> bool:
+        """Whether closing the file closes its file descriptor (:func:`open`'s ``closefd``)."""
         return self._closefd
 
     def fileno(self) -> int:
+        """The file descriptor; ``ValueError`` (:class:`ClosedFileError`) once closed."""
         if self._closed:
             raise closed_error()
         return self._fd
 
     def readable(self) -> bool:
+        """Whether the file was opened for reading."""
         if self._closed:
             raise closed_error()
         return self._readable
 
     def writable(self) -> bool:
+        """Whether the file was opened for writing."""
         if self._closed:
             raise closed_error()
         return self._writable
 
     def seekable(self) -> bool:
+        """Whether the file supports ``seek`` (False for pipes, sockets, terminals)."""
         if self._closed:
             raise closed_error()
         return self._seekable
 
     def isatty(self) -> bool:
+        """Whether the file descriptor is a terminal."""
         if self._closed:
             raise closed_error()
         return os.isatty(self._fd)
@@ -594,4 +601,5 @@ class AsyncBinaryFile(FileBase):
         await self.aclose()
 
     def detach(self) -> None:  # pragma: no cover - io compatibility
+        """Not supported: raises :exc:`io.UnsupportedOperation` (the file owns its descriptor)."""
         raise io.UnsupportedOperation("detach")

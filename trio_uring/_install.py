@@ -195,15 +195,17 @@ SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_site")
 
 
 def install_in_children(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
-    """Make the Python processes started with ``environ`` call :func:`install` at start-up.
+    """Make the Python processes started with ``environ`` call :func:`~trio_uring.install`
+    at start-up.
 
     The one mechanism behind ``pytest --trio-uring`` and ``python -m trio_uring run
-    --children``: it puts :data:`SITE_DIR` first on ``PYTHONPATH`` (its ``sitecustomize``
+    --children``: it puts ``trio_uring/_site`` first on ``PYTHONPATH`` (its ``sitecustomize``
     runs any ``sitecustomize`` it shadows, then installs trio_uring when
     ``TRIO_URING_INSTALL`` is set) and sets ``TRIO_URING_INSTALL=1``.  ``environ`` defaults
     to ``os.environ``, which every later subprocess (``subprocess``, ``trio.run_process``,
     multiprocessing's spawn and forkserver) inherits; pass a copy to prepare one child's
-    environment.  Idempotent.  This process is not affected: call :func:`install` for it.
+    environment.  Idempotent.  This process is not affected: call
+    :func:`~trio_uring.install` for it.
 
     Returns the variables it set, name to new value.  Children started with ``python -I``
     or ``-E`` ignore ``PYTHONPATH`` and stay on trio's own backend.

@@ -91,7 +91,16 @@ async def write_text(
 
 
 class Path(trio.Path, pathlib.PurePosixPath):
-    """A :class:`trio.Path` whose file I/O and ``stat`` are io_uring SQEs (see module docs)."""
+    """A :class:`trio.Path` whose file I/O and ``stat`` are io_uring SQEs.
+
+    ``open``, ``stat``, ``lstat``, ``read_bytes``, ``read_text``, ``write_bytes`` and
+    ``write_text`` go through the ring (``OPENAT``, ``STATX``, ``READ``, ``WRITE``,
+    ``CLOSE``) instead of a worker thread; every other method is :class:`trio.Path`'s
+    (a thread).  Cancellation: ``stat`` has no side effect; a cancelled ``read_*``
+    returns nothing and leaves nothing open; a cancelled ``write_*`` may have created
+    or truncated the file and written part of the data, as a cancelled
+    :meth:`trio.Path.write_bytes` would, and the file is always closed.
+    """
 
     __slots__ = ()
 

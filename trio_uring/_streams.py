@@ -357,7 +357,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
     Args:
       socket: a connected trio socket of type ``SOCK_STREAM``; the stream owns it.
       zerocopy: ``"auto"`` (default) sends chunks of at least
-          :data:`ZEROCOPY_THRESHOLD` bytes with ``SEND_ZC`` until a notification
+          ``ZEROCOPY_THRESHOLD`` (16 KiB) bytes with ``SEND_ZC`` until a notification
           reports the data was copied anyway (always the case on loopback);
           ``"always"`` uses ``SEND_ZC`` for every ``send_all`` and keeps using it
           when copied; ``"never"`` only uses ``SEND``.  All modes fall back to
@@ -391,6 +391,10 @@ class SocketStream(trio.abc.HalfCloseableStream):
 
     ``receive_some`` never loses data to a cancellation: received data is queued
     in the stream until a ``receive_some`` takes it.
+
+    Attributes:
+      socket (trio.socket.SocketType): the socket the stream owns (as
+          :attr:`trio.SocketStream.socket`).
     """
 
     def __init__(self, socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy = "auto") -> None:
@@ -991,12 +995,16 @@ class SocketListener(trio.abc.Listener[SocketStream]):
     Where the kernel has ``IORING_ACCEPT_MULTISHOT`` (5.19), the first ``accept``
     arms one multishot ``ACCEPT`` whose completions queue the new connections'
     fds in the listener; ``accept`` takes them from that queue.  The queue is
-    bounded: at :data:`ACCEPT_QUEUE_MAX` fds the multishot is cancelled (the
+    bounded: at ``ACCEPT_QUEUE_MAX`` (64) fds the multishot is cancelled (the
     kernel's listen backlog holds further connections; the queue may exceed the
     bound by the connections the kernel accepted before the cancel reached it,
     those of one loop tick), and ``accept`` re-arms it once the queue is down to
-    :data:`ACCEPT_QUEUE_LOW`.  Older kernels (and trio's epoll fallback) submit
+    ``ACCEPT_QUEUE_LOW`` (16).  Older kernels (and trio's epoll fallback) submit
     one ``ACCEPT`` per call.
+
+    Attributes:
+      socket (trio.socket.SocketType): the listening socket the listener owns (as
+          :attr:`trio.SocketListener.socket`).
     """
 
     def __init__(self, socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy = "auto") -> None:

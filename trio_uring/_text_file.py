@@ -88,50 +88,63 @@ class AsyncTextFile(FileBase):
     # ----------------------------------------------------------- sync API
     @property
     def buffer(self) -> AsyncBinaryFile:
+        """The :class:`AsyncBinaryFile` under this text file."""
         return self._buffer
 
     @property
     def name(self) -> str | bytes | int:
+        """The path (or file descriptor) the file was opened with."""
         return self._buffer.name
 
     @property
     def closed(self) -> bool:
+        """Whether the file is closed."""
         return self._buffer.closed
 
     @property
     def closefd(self) -> bool:
+        """Whether closing the file closes its file descriptor (:func:`open`'s ``closefd``)."""
         return self._buffer.closefd
 
     @property
     def encoding(self) -> str:
+        """The encoding text is decoded and encoded with."""
         return self._encoding
 
     @property
     def errors(self) -> str:
+        """The encoding's error handler (``"strict"``, ``"replace"``, ...)."""
         return self._errors
 
     @property
     def line_buffering(self) -> bool:
+        """Whether a write that contains a newline flushes (as :class:`io.TextIOWrapper`)."""
         return self._line_buffering
 
     @property
     def newlines(self) -> str | tuple[str, ...] | None:
+        """The newlines read so far (as :attr:`io.TextIOBase.newlines`), or None."""
         newlines: str | tuple[str, ...] | None = getattr(self._decoder, "newlines", None)
         return newlines
 
     def fileno(self) -> int:
+        """The file descriptor; ``ValueError`` (:class:`ClosedFileError`) once closed."""
         return self._buffer.fileno()
 
     def readable(self) -> bool:
+        """Whether the file was opened for reading."""
         return self._buffer.readable()
 
     def writable(self) -> bool:
+        """Whether the file was opened for writing."""
         return self._buffer.writable()
 
     def seekable(self) -> bool:
+        """Whether the file supports ``seek`` (False for pipes, sockets, terminals)."""
         return self._buffer.seekable()
 
     def isatty(self) -> bool:
+        """Whether the file descriptor is a terminal."""
         return self._buffer.isatty()
 
     def _count_ios(self) -> None:

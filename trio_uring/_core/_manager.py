@@ -123,6 +123,26 @@ class UringStatistics:
 
     ``tasks_waiting_read`` / ``tasks_waiting_write`` mean what they mean for
     trio's epoll backend.  The rest count what the ring did since the run began.
+
+    Attributes:
+      tasks_waiting_read (int): tasks in ``wait_readable`` (trio's readiness waits).
+      tasks_waiting_write (int): tasks in ``wait_writable``.
+      operations_in_flight (int): requests submitted to the kernel and not finished yet.
+      sqes_submitted (int): SQEs handed to the kernel.
+      cqes_reaped (int): CQEs read from the completion queue.
+      enter_calls (int): ``io_uring_enter`` system calls made.
+      linked_timeouts (int): requests submitted with a linked ``IORING_OP_LINK_TIMEOUT``
+          (a trio deadline close enough to arm one, see docs/semantics.rst).
+      linked_timeouts_fired (int): linked timeouts that ended their request.
+      async_cancels (int): ``IORING_OP_ASYNC_CANCEL`` requests submitted.
+      zerocopy_sends (int): ``IORING_OP_SEND_ZC`` requests submitted.
+      zerocopy_notifications (int): their notifications received (the kernel let go of
+          the buffer).
+      zerocopy_copied (int): notifications that reported the kernel copied the data
+          anyway (``IORING_NOTIF_USAGE_ZC_COPIED``: always so on loopback).
+      operations_abandoned (int): requests nobody waits for but the kernel still
+          holds (their memory stays referenced until they end).
+      backend (str): ``"io_uring"`` (trio's epoll backend says ``"epoll"``).
     """
 
     tasks_waiting_read: int
@@ -214,9 +234,10 @@ class UringIOManager:
     #: Link an operation to a LINK_TIMEOUT only if some deadline of the run is
     #: within this many seconds (see ``_deadline_is_near``).
     link_horizon: ClassVar[float] = 2.0
+    #: The completion queue's size as a multiple of the submission queue's.
     cq_factor: ClassVar[int] = 8
     #: How long ``close()`` waits for cancelled requests to end before it leaves
-    #: the rest to the kernel (see :func:`lingering`).
+    #: the rest to the kernel (see ``trio_uring._core._manager.lingering()``).
     drain_timeout: ClassVar[float] = 1.0
 
     def __init__(self, sq_entries: int | None = None, cq_factor: int | None = None) -> None:
@@ -262,11 +283,16 @@ class UringIOManager:
         self._linked_timeouts = 0
         self._linked_timeouts_fired = 0
         self._async_cancels = 0
+        #: Counters of zero-copy sends (``trio_uring._ops._zerocopy`` counts them):
+        #: ``IORING_OP_SEND_ZC`` requests submitted, ...
         self.zerocopy_sends = 0
+        #: ... their notifications received, ...
         self.zerocopy_notifications = 0
+        #: ... and those that reported the kernel copied the data anyway (see
+        #: :class:`UringStatistics`).
         self.zerocopy_copied = 0
-        #: If a dict: readiness waits (``wait_readable``/``wait_writable``) counted by fd
-        #: (for tests that check a path moves data without them).
+        #: None, or a dict that counts readiness waits (``wait_readable``,
+        #: ``wait_writable``) by fd: tests set it to check a path moves data without them.
         self.readiness_waits: dict[int, int] | None = None
         try:
             self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -284,6 +310,8 @@ class UringIOManager:
     # ------------------------------------------------------------------ ring
     @property
     def ring(self) -> Ring:
+        """This manager's ring (its set-up, features, and the opcodes it supports:
+        ``Ring.has``, ``Ring.supports``)."""
         return self._ring
 
     @property
@@ -421,7 +449,7 @@ class UringIOManager:
     ) -> Operation:
         """Start one operation: the one place that writes an operation's SQE and tracks it.
 
-        ``sqe`` comes from the builder for its opcode in :mod:`trio_uring._core._sqe`.
+        ``sqe`` comes from the builder for its opcode in ``trio_uring._core._sqe``.
 
         ``await op`` is :meth:`perform`'s wait: the same cancellation, results and
         errors.  The caller must await the returned op before its next checkpoint,
@@ -437,9 +465,10 @@ class UringIOManager:
         anything is submitted.  ``keep``: other memory the kernel touches, held
         until completion.
 
-        ``op`` is a record of an :class:`Operation` subclass, or one the caller
-        recycles (a stream's send slot); it must not be in flight.  ``waiter``: the
-        current task waits for it (False for operations nobody parks on).
+        ``op`` is a record of an :class:`~trio_uring._core._operation.Operation`
+        subclass, or one the caller recycles (a stream's send slot); it must not be
+        in flight.  ``waiter``: the current task waits for it (False for operations
+        nobody parks on).
         """
         opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = sqe
         if op is None:
@@ -620,6 +649,8 @@ class UringIOManager:
         self._expired.append(op)
 
     def forget_expired(self, op: Operation) -> None:
+        """Undo :meth:`linked_timeout_expired` for ``op``: its wait ended otherwise
+        (cancelled, or its fd closed), so it is not resubmitted."""
         op.expired = False
         with contextlib.suppress(ValueError):
             self._expired.remove(op)
@@ -729,6 +760,8 @@ class UringIOManager:
             pass
 
     def statistics(self) -> UringStatistics:
+        """What ``trio.lowlevel.current_statistics().io_statistics`` returns: see
+        :class:`UringStatistics`."""
         self._check_owner()
         r = self._r
         ops = self._ops
@@ -755,7 +788,8 @@ class UringIOManager:
 
         Waits at most :attr:`drain_timeout` for cancelled requests to end, and never
         for zero-copy notifications: whatever the kernel still holds then stays
-        referenced, with the ring, until it lets go (see :func:`lingering`), and a
+        referenced, with the ring, until it lets go (see
+        ``trio_uring._core._manager.lingering()``), and a
         ``ResourceWarning`` says how much.
         """
         if self._closed:
@@ -939,7 +973,7 @@ class UringIOManager:
           other result is the operation's real result and is returned;
         * under trio's real clock with a finite deadline, the SQE is linked to an
           ``IORING_OP_LINK_TIMEOUT`` if the operation may be resubmitted
-          (:func:`trio_uring._core._sqe.restartable`: the op table, and never at
+          (``trio_uring._core._sqe.restartable``: the op table, and never at
           the file's current position).  If the timeout fired but
           trio did not cancel (deadline moved, shield), the operation is resubmitted;
         * ``notify_closing(fd)`` makes a pending operation raise ``ClosedResourceError``.
@@ -947,8 +981,9 @@ class UringIOManager:
         ``buffer`` (exported by the operation, see :meth:`submit`) and ``keep`` stay
         referenced until the final CQE; the wait returns or raises only after it,
         so the caller's buffer is free again then.  Errors raise ``OSError`` with
-        the errno from the CQE.  ``op``: a prepared record (an :class:`Operation`
-        subclass, or one that already exported buffers with :meth:`Operation.export`);
+        the errno from the CQE.  ``op``: a prepared record (an
+        :class:`~trio_uring._core._operation.Operation` subclass, or one that already
+        exported buffers with :meth:`~trio_uring._core._operation.Operation.export`);
         it is released if this raises before submitting it.
         """
         if self._guest is None:
@@ -1104,7 +1139,7 @@ def current_manager() -> UringIOManager:
     """The io_uring manager of the current run.
 
     Raises ``RuntimeError`` outside a run, or inside a run that is not on io_uring
-    (plain ``trio.run`` without :func:`install`, or the epoll fallback).
+    (plain ``trio.run`` without :func:`trio_uring.install`, or the epoll fallback).
     """
     manager = _trio_compat.current_runner().io_manager
     if not isinstance(manager, UringIOManager):

@@ -207,7 +207,8 @@ class Operation:
 
     # ------------------------------------------------------------ memory
     def export(self, obj: object, writable: bool = False) -> Any:
-        """Export ``obj`` (see :func:`export`); released when this operation completes."""
+        """Export ``obj`` (see :func:`~trio_uring._core._operation.export`); released when
+        this operation completes."""
         cdata = export(obj, writable)
         held = self.exports
         if held is None:

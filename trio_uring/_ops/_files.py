@@ -385,7 +385,7 @@ async def openat(
     non-blocking first attempt fails with ``ENXIO`` or returns at once).  The
     wait is a blocking ``os.open`` in a worker thread; for a read-only open
     the fd from io_uring stays open meanwhile and is the result (see
-    :func:`_await_fifo_writer`).  Cancelled, the task raises ``Cancelled`` at
+    ``_await_fifo_writer``).  Cancelled, the task raises ``Cancelled`` at
     once, but the thread stays blocked in the kernel until the FIFO gets a
     peer, then closes the fd it got; until then it counts as the FIFO's
     reader or writer, so that peer's open succeeds and it then sees end of

@@ -92,6 +92,7 @@ class RegisteredBuffers:
 
     @property
     def registered(self) -> bool:
+        """Whether the buffers are registered with the ring (False after :meth:`unregister`)."""
         return self._registered
 
     def unregister(self) -> None:

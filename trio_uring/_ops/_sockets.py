@@ -398,7 +398,7 @@ async def recvmsg(
 
 # ------------------------------------------------------ connection set-up
 async def accept(sock: FdLike) -> tuple[trio.socket.SocketType, Any]:
-    """Accept a connection (``IORING_OP_ACCEPT``), like :meth:`trio.socket.SocketType.accept`.
+    """Accept a connection (``IORING_OP_ACCEPT``), like trio's ``SocketType.accept``.
 
     Returns a non-blocking, close-on-exec trio socket and the peer's address.
     The accepted fd is never leaked: cancelled, either no connection was taken
