@@ -1,5 +1,5 @@
-"""``python -m trio_uring``: ``info`` (feature probe), ``bench`` (side-by-side benchmark) and
-``run`` (a Python program, unchanged, on io_uring)."""
+"""``python -m trio_uring``: ``info`` (feature probe), ``bench`` (side-by-side benchmark),
+``run`` (a Python program, unchanged, on io_uring) and ``docs`` (the documentation pages)."""
 
 from __future__ import annotations
 
@@ -38,11 +38,20 @@ def main(argv: list[str] | None = None) -> int:
         "io_uring; see: python -m trio_uring run --help",
         add_help=False,
     ).add_argument("argv", nargs=argparse.REMAINDER)
+    docs = sub.add_parser(
+        "docs",
+        help="list the documentation pages the README names as docs/PAGE.rst, or print one",
+    )
+    docs.add_argument("page", nargs="?", help="a page, e.g. performance (default: list them)")
     args = parser.parse_args(args_in)
     if args.command == "info":
         from ._info import main as info_main
 
         return info_main()
+    if args.command == "docs":
+        from ._docs import main as docs_main
+
+        return docs_main(args.page)
     from .bench._harness import SUITES
     from .bench._harness import main as bench_main
 
