@@ -6,6 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+#: ``--help``'s text (plain: the module docstring is reStructuredText).
+DESCRIPTION = (
+    "trio_uring's command line: info (what the kernel offers, which build runs), bench "
+    "(benchmarks against trio's epoll backend), run (a Python program, unchanged, on "
+    "io_uring), docs (the documentation pages)."
+)
+
 
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
@@ -15,15 +22,21 @@ def main(argv: list[str] | None = None) -> int:
         from ._launcher import main as run_main
 
         return run_main(args_in[1:])
-    parser = argparse.ArgumentParser(prog="python -m trio_uring", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m trio_uring", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="kernel, io_uring support, probed operations, active fallbacks")
+    info = sub.add_parser(
+        "info", help="kernel, io_uring support, probed operations, active fallbacks"
+    )
     bench = sub.add_parser(
         "bench",
         help="echo, bulk, connection-per-request, file-serving and idle-connection memory "
         "benchmarks against trio's epoll backend",
     )
-    bench.add_argument("--quick", action="store_true", help="the one-to-two-minute version")
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="one short run per cell (about 45 seconds): a smoke test of the machine",
+    )
     bench.add_argument(
         "--suites",
         default="echo,connections,files,idle",
@@ -43,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         help="list the documentation pages the README names as docs/PAGE.rst, or print one",
     )
     docs.add_argument("page", nargs="?", help="a page, e.g. performance (default: list them)")
-    args = parser.parse_args(args_in)
+    # A sub-command's bad option is reported with that sub-command's usage (argparse
+    # would report it with the top-level one).
+    args, unknown = parser.parse_known_args(args_in)
+    if unknown:
+        {"info": info, "bench": bench, "docs": docs}[args.command].error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     if args.command == "info":
         from ._info import main as info_main
 
@@ -57,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     suites = [name.strip() for name in args.suites.split(",") if name.strip()]
     if not suites or set(suites) - set(SUITES):
-        parser.error(f"--suites takes a comma-separated subset of {', '.join(SUITES)}")
+        bench.error(f"--suites takes a comma-separated subset of {', '.join(SUITES)}")
     return bench_main(quick=args.quick, json_path=args.json, suites=suites)
 
 
