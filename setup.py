@@ -13,9 +13,9 @@
 # recorded in trio_uring/_build_record.json (trio_uring._pure.build_record() reads
 # it): `python -m trio_uring info` and a warning at import say why a build is pure.
 #
-# Build time: about a minute on one idle CPU for the compiled build (mypyc
-# type-checks and translates the hot modules, then the C compiler builds them),
-# a few seconds with TRIO_URING_COMPILE=0.  The build requirements (mypy only
+# Build time (README.md, "Install", measured 2026-12-07): about a minute of CPU for
+# the compiled build (mypyc type-checks and translates the hot modules, then the C
+# compiler builds them), 6 s with TRIO_URING_COMPILE=0.  The build requirements (mypy only
 # when compiling) come from the in-tree backend, buildsys/trio_uring_backend.py.
 import ast
 import json
