@@ -417,6 +417,11 @@ def test_without_uring_the_program_runs_on_epoll_after_a_warning(tmp_path: Path)
     proc = _launch("--children", "script.py", cwd=tmp_path, env=_env(TRIO_URING_DISABLE="1"))
     assert proc.returncode == 0, proc.stderr
     assert "UringUnavailableWarning" in proc.stderr
+    # The launcher's message, not a warning at a line of the launcher's source.
+    assert proc.stderr.startswith("python -m trio_uring run: UringUnavailableWarning: "), (
+        proc.stderr
+    )
+    assert "_launcher.py" not in proc.stderr
     seen = _seen(proc)
     assert seen["manager"] == EPOLL
     assert seen["install"] is None  # nothing to hand down

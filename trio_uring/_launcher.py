@@ -25,6 +25,7 @@ import runpy
 import signal
 import sys
 import types
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -244,10 +245,16 @@ def run(program: Program) -> int:
             )
             return 2
     try:
-        installed = install()
+        # The fallback's warning is about the launcher's own choice: shown as the
+        # launcher's message, not as a warning at a line of the launcher's source.
+        # (The warning filters still apply: -W error raises, -W ignore hides it.)
+        with warnings.catch_warnings(record=True) as caught:
+            installed = install()
     except (UringUnavailableError, UringUnavailableWarning) as exc:  # the latter: -W error
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+    for warning in caught:
+        print(f"{PROG}: {warning.category.__name__}: {warning.message}", file=sys.stderr)
     if installed and program.children:
         install_in_children()
     _set_sys_path(program)
