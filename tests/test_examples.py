@@ -18,6 +18,12 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 TIMEOUT = 60
 
 
+def _sigint_default() -> None:
+    """In the child before exec: Ctrl-C's default action, as a terminal gives it (a shell
+    starts background jobs with SIGINT ignored, and Python then installs no handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 Start = Callable[..., tuple[subprocess.Popen[str], str]]
 
 
@@ -29,7 +35,11 @@ def start() -> Iterator[Start]:
 
     def start(*argv: str) -> tuple[subprocess.Popen[str], str]:
         proc = subprocess.Popen(
-            [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [sys.executable, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_sigint_default,
         )
         procs.append(proc)
         assert proc.stdout is not None
