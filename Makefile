@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 HOT_SOURCES := $(shell sed -n 's/^ *"\(trio_uring\.[a-z_.]*\)",$$/\1/p' trio_uring/_pure.py \
 	| tr . / | sed 's/$$/.py/')
 
-$(STAMP): pyproject.toml setup.py trio_uring/_core/_build_ring.py trio_uring/_core/_ringext.c \
+$(STAMP): pyproject.toml setup.py buildsys/trio_uring_backend.py trio_uring/_core/_build_ring.py trio_uring/_core/_ringext.c \
 		trio_uring/_pure.py $(HOT_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -131,4 +131,4 @@ docs-inventories: $(STAMP)
 	PY=$(PY) tools/docs_inventories.sh
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info trio_uring/*.so trio_uring/*/*.so docs/_build
+	rm -rf $(VENV) build dist *.egg-info trio_uring/*.so trio_uring/*/*.so trio_uring/_build_record.json docs/_build

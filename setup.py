@@ -9,8 +9,16 @@
 # from the same .py sources, into extension modules beside them (their shared code in
 # trio_uring/_hot__mypyc.*.so).  TRIO_URING_COMPILE=0 at install time builds pure;
 # TRIO_URING_PURE=1 at run time imports the .py files instead.  If mypyc or the C
-# compiler fails on them, the install warns and goes on pure.
+# compiler fails on them, the install warns and goes on pure.  Whatever happened is
+# recorded in trio_uring/_build_record.json (trio_uring._pure.build_record() reads
+# it): `python -m trio_uring info` and a warning at import say why a build is pure.
+#
+# Build time (README.md, "Install", measured 2026-12-07): about a minute of CPU for
+# the compiled build (mypyc type-checks and translates the hot modules, then the C
+# compiler builds them), 6 s with TRIO_URING_COMPILE=0.  The build requirements (mypy only
+# when compiling) come from the in-tree backend, buildsys/trio_uring_backend.py.
 import ast
+import json
 import os
 import sys
 import warnings
@@ -18,6 +26,7 @@ from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 
@@ -35,24 +44,40 @@ def _hot_modules() -> list[str]:
     raise RuntimeError("trio_uring/_pure.py has no HOT list")
 
 
+#: What this build made, and why not more: written into the package as
+#: trio_uring/_build_record.json (see trio_uring._pure.build_record).
+RECORD_NAME = "_build_record.json"
+record: dict[str, str | None] = {"hot_path": "compiled", "hot_path_reason": None,
+                                 "ring_extension": "built", "ring_extension_reason": None}  # fmt: skip
+
+
 def _warn(message: str) -> None:
+    record.update(hot_path="pure", hot_path_reason=message)
     warnings.warn(f"trio_uring: {message}; the hot path stays pure Python", stacklevel=1)
     print(f"WARNING: trio_uring: {message}; the hot path stays pure Python", file=sys.stderr)
 
 
 def _warn_ringext(message: str) -> None:
+    record.update(ring_extension="not built", ring_extension_reason=message)
     warnings.warn(f"trio_uring: {message}; the ring is driven through cffi", stacklevel=1)
     print(f"WARNING: trio_uring: {message}; the ring is driven through cffi", file=sys.stderr)
 
 
 HOT = _hot_modules()
 # setup.py also runs only to write metadata (pip's egg_info/dist_info steps): no need
-# to run mypyc (~10 s) there.
+# to run mypyc (most of the build's time) there.
 _METADATA_ONLY = {"egg_info", "dist_info", "sdist"}
 _commands = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
 _metadata_only = bool(_commands) and _commands[0] in _METADATA_ONLY
 ext_modules = []
-if os.environ.get("TRIO_URING_COMPILE", "1") != "0" and not _metadata_only:
+if os.environ.get("TRIO_URING_COMPILE", "1") == "0":
+    record.update(
+        hot_path="pure",
+        hot_path_reason="TRIO_URING_COMPILE=0 at install",
+        ring_extension="not built",
+        ring_extension_reason="TRIO_URING_COMPILE=0 at install",
+    )
+elif not _metadata_only:
     try:
         from mypyc.build import mypycify
 
@@ -106,6 +131,16 @@ class BuildExt(build_ext):
             if self._in_source():
                 _remove_compiled(HERE)
         super().run()
+        self._write_record()
+
+    def _write_record(self) -> None:
+        """Record what was built (and why not more) in the package, where
+        ``trio_uring._pure.build_record()`` finds it."""
+        text = json.dumps(record, indent=1) + "\n"
+        roots = [Path(self.build_lib), *([HERE] if self._in_source() else [])]
+        for root in roots:
+            (root / "trio_uring").mkdir(parents=True, exist_ok=True)
+            (root / "trio_uring" / RECORD_NAME).write_text(text)
 
     def _build_ringext(self, ext: Extension) -> bool:
         """Build the ring extension; on failure warn and leave none behind."""
@@ -145,8 +180,23 @@ class BuildExt(build_ext):
             self.extensions = everything
 
 
+class BuildPy(build_py):
+    """Also copies the documentation pages (docs/*.rst) into the package as
+    trio_uring/_docs/, for ``python -m trio_uring docs`` where no checkout is (an
+    editable install reads the checkout's docs/)."""
+
+    def run(self) -> None:
+        super().run()
+        if getattr(self, "editable_mode", False) or not (HERE / "docs").is_dir():
+            return
+        target = Path(self.build_lib) / "trio_uring" / "_docs"
+        target.mkdir(parents=True, exist_ok=True)
+        for page in sorted((HERE / "docs").glob("*.rst")):
+            self.copy_file(str(page), str(target / page.name))
+
+
 setup(
     cffi_modules=["trio_uring/_core/_build_ring.py:ffibuilder"],
     ext_modules=ext_modules,
-    cmdclass={"build_ext": BuildExt},
+    cmdclass={"build_ext": BuildExt, "build_py": BuildPy},
 )

@@ -6,8 +6,10 @@
                                                           # load generator (64-byte messages)
 
 The server prints its CPU time per echoed message and the io_uring statistics
-(``enter_calls`` per message = syscalls per message) when interrupted with Ctrl-C
-or after ``--exit-after`` messages.
+(``enter_calls`` per message = syscalls per message) when stopped with Ctrl-C
+or after ``--exit-after`` messages.  Ctrl-C ends it with those lines and exit
+status 130 (128 + SIGINT, what a shell reports for a program Ctrl-C ended), no
+traceback.  ``--port 0`` picks a free port; the first line names it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import resource
+import sys
 import time
 
 import trio
@@ -48,20 +51,26 @@ async def server(port: int, use_trio: bool, exit_after: int) -> None:
 
     serve = trio.serve_tcp if use_trio else trio_uring.serve_tcp
     async with trio.open_nursery() as nursery:
-        await nursery.start(functools.partial(serve, echo, port, host="127.0.0.1"))
-        print(f"echo server on 127.0.0.1:{port} ({'trio' if use_trio else 'io_uring'})", flush=True)
-        try:
+        listeners = await nursery.start(functools.partial(serve, echo, port, host="127.0.0.1"))
+        try:  # (a Ctrl-C right after the first line still reports)
+            bound = listeners[0].socket.getsockname()[1]
+            backend = "trio" if use_trio else "io_uring"
+            print(f"echo server on 127.0.0.1:{bound} ({backend})", flush=True)
             await done.wait()
         finally:
-            cpu = cpu_seconds() - start_cpu
-            stats = trio.lowlevel.current_statistics().io_statistics
-            print(
-                f"{count} messages, {cpu / max(count, 1) * 1e6:.1f} us CPU per message", flush=True
-            )
-            enters = getattr(stats, "enter_calls", None)
-            if enters is not None:
-                print(f"io_uring_enter calls per message: {enters / max(count, 1):.3f}", flush=True)
+            report(count, cpu_seconds() - start_cpu)
             nursery.cancel_scope.cancel()
+
+
+def report(count: int, cpu: float) -> None:
+    """Print the CPU time and ``io_uring_enter`` calls per echoed message (none: say so)."""
+    if count == 0:
+        print("no messages echoed", flush=True)
+        return
+    print(f"{count} messages, {cpu / count * 1e6:.1f} us CPU per message", flush=True)
+    enters = getattr(trio.lowlevel.current_statistics().io_statistics, "enter_calls", None)
+    if enters is not None:
+        print(f"io_uring_enter calls per message: {enters / count:.3f}", flush=True)
 
 
 async def client(port: int, connections: int, messages: int, use_trio: bool) -> None:
@@ -104,8 +113,19 @@ def main() -> None:
         trio_uring.run(server, args.port, False, args.exit_after)
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C: a ``KeyboardInterrupt``, alone or in the exception
+    groups trio's nurseries wrap it in (``except KeyboardInterrupt`` misses those)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    group = getattr(exc, "exceptions", None)  # a BaseExceptionGroup
+    return bool(group) and all(interrupted(e) for e in group)
+
+
 if __name__ == "__main__":
     try:
         main()
-    except KeyboardInterrupt:
-        pass
+    except BaseException as exc:
+        if not interrupted(exc):
+            raise
+        sys.exit(130)

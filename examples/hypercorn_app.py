@@ -110,14 +110,28 @@ async def _main(bind: str) -> None:
         print(json.dumps({"urls": urls, "backend": backend}), flush=True)
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C: a ``KeyboardInterrupt``, alone or in the exception
+    groups trio's nurseries wrap it in (``except KeyboardInterrupt`` misses those)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    group = getattr(exc, "exceptions", None)  # a BaseExceptionGroup
+    return bool(group) and all(interrupted(e) for e in group)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C, which prints one line and gives exit status 130 (128 + SIGINT,
+    what a shell reports for a program Ctrl-C ended), no traceback."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bind", default="127.0.0.1:8000", help="host:port (port 0: any)")
     args = parser.parse_args(argv)
     try:
         trio_uring.run(_main, args.bind)
-    except KeyboardInterrupt:
-        pass
+    except BaseException as exc:
+        if not interrupted(exc):
+            raise
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -18,6 +18,7 @@ import mimetypes
 import os
 import re
 import stat
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -149,6 +150,15 @@ async def main(root: Path, host: str, port: int) -> None:
         print(f"serving {root} on http://{bound[0]}:{bound[1]}/", flush=True)
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C: a ``KeyboardInterrupt``, alone or in the exception
+    groups trio's nurseries wrap it in (``except KeyboardInterrupt`` misses those)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    group = getattr(exc, "exceptions", None)  # a BaseExceptionGroup
+    return bool(group) and all(interrupted(e) for e in group)
+
+
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", type=Path)
@@ -161,5 +171,10 @@ def cli() -> None:
 if __name__ == "__main__":
     try:
         cli()
-    except KeyboardInterrupt:
-        pass
+    except BaseException as exc:
+        if not interrupted(exc):
+            raise
+        # One line and exit status 130 (128 + SIGINT, what a shell reports for a
+        # program Ctrl-C ended), no traceback.
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)

@@ -45,6 +45,7 @@ PROBE = textwrap.dedent(
         "argv": sys.argv,
         "path0": sys.path[0],
         "name": __name__,
+        "file": globals().get("__file__"),
         "install": os.environ.get("TRIO_URING_INSTALL"),
     }))
     sys.exit(int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 0)
@@ -173,6 +174,35 @@ def test_script_through_a_symlink_gets_the_real_directory(tmp_path: Path) -> Non
     seen = _seen(_launch("link.py", cwd=tmp_path))
     assert seen["path0"] == str((tmp_path / "real").resolve())
     assert seen["path0"] == _seen(_python("link.py", cwd=tmp_path))["path0"]
+
+
+CHDIR = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    os.chdir(sys.argv[1])
+    print((Path(__file__).parent / "data.txt").read_text())
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["plain", "dot", "directory"])
+def test_file_is_absolute_like_python(tmp_path: Path, how: str) -> None:
+    """``__file__`` is absolute as python makes it (joined to the working directory), so
+    a program that changes directory still finds files beside it."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "prog").mkdir()
+    (tmp_path / "prog" / "data.txt").write_text("found")
+    if how in ("plain", "dot"):
+        (tmp_path / "prog" / "script.py").write_text(CHDIR)
+        target = "prog/script.py" if how == "plain" else "./prog/script.py"
+    else:
+        (tmp_path / "prog" / "__main__.py").write_text(CHDIR)
+        target = "prog"
+    launched = _launch(target, "elsewhere", cwd=tmp_path)
+    plain = _python(target, "elsewhere", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert (launched.returncode, launched.stdout) == (0, "found\n"), launched.stderr
 
 
 def test_module_runs_on_uring_like_python_m(tmp_path: Path) -> None:
@@ -387,6 +417,11 @@ def test_without_uring_the_program_runs_on_epoll_after_a_warning(tmp_path: Path)
     proc = _launch("--children", "script.py", cwd=tmp_path, env=_env(TRIO_URING_DISABLE="1"))
     assert proc.returncode == 0, proc.stderr
     assert "UringUnavailableWarning" in proc.stderr
+    # The launcher's message, not a warning at a line of the launcher's source.
+    assert proc.stderr.startswith("python -m trio_uring run: UringUnavailableWarning: "), (
+        proc.stderr
+    )
+    assert "_launcher.py" not in proc.stderr
     seen = _seen(proc)
     assert seen["manager"] == EPOLL
     assert seen["install"] is None  # nothing to hand down

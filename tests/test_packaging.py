@@ -4,7 +4,11 @@
   (``CC=false``, a ``PATH`` without ``cc``/``gcc``): ``python -m trio_uring info`` says
   compiled, ring extension in use, and a smoke run on io_uring works.
 * The sdist builds where mypyc is missing: the install says why it stays pure Python
-  and runs (pure hot path, ring extension built).
+  and runs (pure hot path, ring extension built); ``info`` and importing it say why.
+* ``TRIO_URING_COMPILE=0`` builds the sdist pure without asking for mypy (the in-tree
+  backend, ``buildsys/trio_uring_backend.py``), and nothing warns about it.
+* The sdist carries the docs the README points at; the wheel too, for
+  ``python -m trio_uring docs``.
 
 Each needs the distributions in ``dist/`` and installs packages, so they run under
 ``make test-wheel`` (``TRIO_URING_PACKAGING_TESTS=1``; ``.ci/run``), not in every
@@ -14,6 +18,7 @@ Each needs the distributions in ``dist/`` and installs packages, so they run und
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,7 +129,44 @@ def test_the_sdist_without_mypyc_installs_pure_and_says_why(tmp_path: Path) -> N
     assert "mypyc could not compile the hot path" in said, said[-4000:]
     assert "the hot path stays pure Python" in said, said[-4000:]
     info = _run([str(python), "-m", "trio_uring", "info"], env, tmp_path).stdout
-    assert "hot path         pure" in info, info
+    assert "hot path         pure because mypyc could not compile the hot path" in info, info
     assert "ring extension   in use" in info, info
+    # pip hid the build's warning (without -v): importing says it.
+    warned = _run([str(python), "-c", "import trio_uring"], env, tmp_path).stderr
+    assert "RuntimeWarning: trio_uring: pure build because mypyc could not" in warned, warned
     out = _run([str(python), "-c", SMOKE], env, tmp_path).stdout
     assert f"module {tmp_path}" in out and "build pure" in out and "ext True" in out, out
+
+
+def test_a_pure_build_downloads_no_mypy_and_does_not_warn(tmp_path: Path) -> None:
+    sdist = _one("trio_uring-*.tar.gz")
+    python = _venv(tmp_path / "venv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIO_URING_")}
+    env.pop("PYTHONPATH", None)
+    env["TRIO_URING_COMPILE"] = "0"
+    proc = _run([str(python), "-m", "pip", "install", "-v", str(sdist)], env, tmp_path)
+    said = proc.stdout + proc.stderr
+    assert "Getting requirements to build wheel" in said, said[-4000:]  # the backend's hook
+    assert not re.search(r"(Collecting|Requirement already satisfied:) mypy(?![-_])", said), [
+        line for line in said.splitlines() if "mypy" in line
+    ]
+    env.pop("TRIO_URING_COMPILE")
+    info = _run([str(python), "-m", "trio_uring", "info"], env, tmp_path).stdout
+    assert "hot path         pure because TRIO_URING_COMPILE=0 at install" in info, info
+    assert "ring extension   not built because TRIO_URING_COMPILE=0 at install" in info, info
+    quiet = _run([str(python), "-W", "error", "-c", "import trio_uring"], env, tmp_path)
+    assert quiet.stderr == "", quiet.stderr
+    docs = _run([str(python), "-m", "trio_uring", "docs", "performance"], env, tmp_path)
+    assert docs.stdout.startswith("Performance\n"), docs.stdout[:200]
+
+
+def test_the_sdist_carries_the_backend_and_the_docs() -> None:
+    import tarfile
+
+    sdist = _one("trio_uring-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    assert "buildsys/trio_uring_backend.py" in names
+    readme_links = set(re.findall(r"docs/[a-z-]+\.rst", (ROOT / "README.md").read_text()))
+    assert readme_links and readme_links <= names, readme_links - names
+    assert "trio_uring/_build_record.json" not in names

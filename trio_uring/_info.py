@@ -51,6 +51,9 @@ def _ring_extension() -> str:
         return "not used (TRIO_URING_PURE=1): cffi calls"
     if os.environ.get("TRIO_URING_RINGEXT") == "0":
         return "not used (TRIO_URING_RINGEXT=0): cffi calls"
+    why = _pure.build_record().get("ring_extension_reason")
+    if why is not None:
+        return f"not built because {why}: cffi calls"
     return "not built (TRIO_URING_COMPILE=0 or no C compiler at install): cffi calls"
 
 
@@ -73,6 +76,7 @@ def gather() -> dict[str, Any]:
         "python": platform.python_version(),
         "trio": trio.__version__,
         "hot_path": _pure.build(),
+        "hot_path_reason": _pure.pure_reason(),
         "ring_extension": _ring_extension(),
         "trio_mirrors": _trio_mirrors(),
         "io_uring_disabled_sysctl": _read("/proc/sys/kernel/io_uring_disabled"),
@@ -114,7 +118,11 @@ def main() -> int:
             "the probe reports only what that release has)"
         )
     print(f"python / trio    {info['python']} / {info['trio']}")
-    print(f"hot path         {info['hot_path']} (TRIO_URING_PURE=1: the .py files)")
+    why = info["hot_path_reason"]
+    if info["hot_path"] == "pure" and why is not None:
+        print(f"hot path         pure because {why}")
+    else:
+        print(f"hot path         {info['hot_path']} (TRIO_URING_PURE=1: the .py files)")
     print(f"ring extension   {info['ring_extension']}")
     print(f"trio mirrors     {info['trio_mirrors']}")
     if info["io_uring_disabled_sysctl"] is not None:

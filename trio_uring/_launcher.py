@@ -16,11 +16,16 @@ from __future__ import annotations
 import argparse
 import atexit
 import builtins
+import importlib.abc
+import importlib.machinery
+import io
 import os
+import pkgutil
 import runpy
 import signal
 import sys
 import types
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -240,10 +245,16 @@ def run(program: Program) -> int:
             )
             return 2
     try:
-        installed = install()
+        # The fallback's warning is about the launcher's own choice: shown as the
+        # launcher's message, not as a warning at a line of the launcher's source.
+        # (The warning filters still apply: -W error raises, -W ignore hides it.)
+        with warnings.catch_warnings(record=True) as caught:
+            installed = install()
     except (UringUnavailableError, UringUnavailableWarning) as exc:  # the latter: -W error
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
+    for warning in caught:
+        print(f"{PROG}: {warning.category.__name__}: {warning.message}", file=sys.stderr)
     if installed and program.children:
         install_in_children()
     _set_sys_path(program)
@@ -256,7 +267,7 @@ def run(program: Program) -> int:
             runpy.run_module(program.module, run_name="__main__", alter_sys=True)
         else:
             assert program.script is not None
-            runpy.run_path(program.script, run_name="__main__")
+            _run_script(program.script)
     except SystemExit:
         raise
     except BaseException as exc:
@@ -264,12 +275,47 @@ def run(program: Program) -> int:
     return 0
 
 
-def _run_command(command: str) -> None:
-    """Run ``command`` as python -c does: compiled as ``<string>``, in a new ``__main__``."""
+def _new_main() -> dict[str, object]:
+    """A fresh ``__main__`` module in ``sys.modules`` (the launcher's own ``__main__`` is
+    ``trio_uring.__main__``); return its namespace."""
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
-    exec(compile(command, "<string>", "exec"), main.__dict__)
+    return main.__dict__
+
+
+def _run_script(script: str) -> None:
+    """Run ``script`` as ``python script`` does: ``__file__`` (and the code's file name,
+    so tracebacks) absolute, joined to the working directory as python joins it, so a
+    program that changes directory still finds ``Path(__file__).parent``;
+    ``sys.argv[0]`` stays as given (:func:`run` set it).  A directory or zip file runs
+    its ``__main__`` module from ``sys.path[0]``, where :func:`_set_sys_path` put its
+    absolute path (or, under ``python -P``, where this puts it)."""
+    path = script if os.path.isabs(script) else os.path.join(os.getcwd(), script)
+    if os.path.isdir(path) or zipfile.is_zipfile(path):
+        if not sys.path or sys.path[0] != os.path.abspath(path):
+            sys.path.insert(0, os.path.abspath(path))
+        _new_main()
+        # What python itself calls for a directory or zip file (sys.argv untouched).
+        runpy._run_module_as_main("__main__", alter_argv=False)  # type: ignore[attr-defined]
+        return
+    with io.open_code(path) as f:
+        code = pkgutil.read_code(f)  # a compiled .pyc, as python accepts
+    loader: importlib.abc.Loader
+    if code is None:
+        with io.open_code(path) as f:
+            code = compile(f.read(), path, "exec")
+        loader = importlib.machinery.SourceFileLoader("__main__", path)
+    else:
+        loader = importlib.machinery.SourcelessFileLoader("__main__", path)
+    namespace = _new_main()
+    namespace.update(__file__=path, __cached__=None, __loader__=loader, __package__=None)
+    exec(code, namespace)
+
+
+def _run_command(command: str) -> None:
+    """Run ``command`` as python -c does: compiled as ``<string>``, in a new ``__main__``."""
+    exec(compile(command, "<string>", "exec"), _new_main())
 
 
 def main(argv: list[str]) -> int:

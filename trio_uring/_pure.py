@@ -7,14 +7,21 @@ imports the extension first.  ``TRIO_URING_COMPILE=0`` at install time builds no
 their ``.py`` files instead: a finder placed first on ``sys.meta_path`` by
 ``trio_uring/__init__.py`` before anything else of the package is imported (to debug,
 to compare, or to run the tests on both builds).
+
+The install records what it built, and why not more, in ``_build_record.json`` beside
+this file (``setup.py``); :func:`pure_reason` reads it, ``python -m trio_uring info``
+prints it, and importing trio_uring warns (``RuntimeWarning``) when the compiled build
+was asked for but failed, which pip's output hides.
 """
 
 from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Final
@@ -55,6 +62,56 @@ def select() -> None:
     """Honour ``TRIO_URING_PURE=1`` (called before any hot module is imported)."""
     if os.environ.get("TRIO_URING_PURE") == "1" and _PureFinder not in sys.meta_path:
         sys.meta_path.insert(0, _PureFinder)
+
+
+#: Where ``setup.py`` records the build (beside this file).
+RECORD: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_build_record.json")
+
+#: The reason ``setup.py`` records for a pure build asked for at install time.
+ASKED_PURE: Final = "TRIO_URING_COMPILE=0 at install"
+
+
+def build_record() -> dict[str, str | None]:
+    """What the install built, as ``setup.py`` recorded it: ``hot_path`` (``"compiled"``
+    or ``"pure"``), ``hot_path_reason``, ``ring_extension`` (``"built"`` or ``"not
+    built"``), ``ring_extension_reason``.  Empty if there is no record (a source tree
+    that was never built, or an install older than the record)."""
+    try:
+        with open(RECORD, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): None if v is None else str(v) for k, v in data.items()}
+
+
+def pure_reason() -> str | None:
+    """Why the hot path runs from its ``.py`` files: ``TRIO_URING_PURE=1``, or the reason
+    the install recorded for building no compiled hot path; ``None`` if the install
+    built one (see :func:`build` for what actually runs)."""
+    if os.environ.get("TRIO_URING_PURE") == "1":
+        return "TRIO_URING_PURE=1"
+    record = build_record()
+    if record.get("hot_path") == "pure":
+        return record.get("hot_path_reason") or "no reason recorded"
+    return None
+
+
+def _warn_if_the_build_failed() -> None:
+    """Warn once per process if the install meant to compile the hot path but could
+    not: pip shows a build's warnings only with ``-v``."""
+    reason = pure_reason()
+    if reason is None or reason in ("TRIO_URING_PURE=1", ASKED_PURE):
+        return
+    warnings.warn(
+        f"trio_uring: pure build because {reason}. It runs correctly, with the hot path "
+        "as plain Python (slower). To compile it, reinstall with a C compiler and the "
+        "Python headers; to build pure on purpose (and silence this), reinstall with "
+        "TRIO_URING_COMPILE=0",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def build() -> str:
@@ -99,3 +156,4 @@ def build() -> str:
 
 
 select()
+_warn_if_the_build_failed()
