@@ -1196,3 +1196,9 @@ ki_protect(
     SocketListener._arm,
     SocketListener._accept_one,
 )
+
+# Compiled: the public objects become real coroutine functions (and get their
+# docstrings and signatures) over the compiled bodies; see _core/_public.py.
+from ._core._public import dress  # noqa: E402
+
+dress(__name__)
