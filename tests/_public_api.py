@@ -30,8 +30,23 @@ def _signature(obj: Any) -> str:
         return type(exc).__name__
 
 
+def ki_protected(obj: Any) -> bool | None:
+    """Whether trio runs ``obj``'s frames KeyboardInterrupt-protected (None: no code
+    of its own, e.g. a compiled function).  (trio's private table of protected code.)"""
+    from trio._core import _ki
+
+    code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    try:
+        return bool(_ki._CODE_KI_PROTECTION_STATUS_WMAP[code])
+    except KeyError:
+        return False
+
+
 def describe(obj: Any) -> dict[str, Any]:
     return {
+        "ki_protected": ki_protected(obj),
         "coroutine function": genuine_coroutine_function(obj),
         "iscoroutinefunction": inspect.iscoroutinefunction(obj),
         "signature": _signature(obj),

@@ -333,7 +333,9 @@ def ki_protect(*functions: object) -> None:
     """
     for function in functions:
         fn: Any = getattr(function, "__func__", function)
-        if getattr(fn, "__code__", None) is not None:
+        # (Not "has a __code__": a compiled coroutine function has a stand-in one, for
+        # inspect.iscoroutinefunction, that no frame ever runs.)
+        if isinstance(fn, types.FunctionType):
             trio.lowlevel.enable_ki_protection(fn)
         else:
             _protected_compiled[id(fn)] = fn
