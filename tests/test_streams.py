@@ -75,6 +75,30 @@ async def test_check_half_closeable_stream(maker: object) -> None:
     await assert_idle()
 
 
+async def test_async_for_receives_until_eof_as_trio() -> None:
+    """``async for data in stream`` (the stream's own ``__anext__``) gives what
+    ``receive_some`` gives, stops at EOF, and raises what it raises once closed."""
+    a, b = await unix_pair()
+    got: list[bytes] = []
+    async with a, b:
+        async with trio.open_nursery() as nursery:
+
+            async def read_all() -> None:
+                async for data in b:
+                    got.append(data)
+
+            nursery.start_soon(read_all)
+            for chunk in (b"one", b"two", b"three"):
+                await a.send_all(chunk)
+                await trio.testing.wait_all_tasks_blocked()
+            await a.send_eof()
+        assert got == [b"one", b"two", b"three"]
+        with pytest.raises(StopAsyncIteration):
+            await b.__anext__()
+    with pytest.raises(trio.ClosedResourceError):
+        await b.__anext__()
+
+
 async def test_constructor_errors_and_options() -> None:
     with stdsocket.socket() as raw, pytest.raises(TypeError):
         SocketStream(raw)  # type: ignore[arg-type]

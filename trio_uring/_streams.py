@@ -784,6 +784,15 @@ class SocketStream(trio.abc.HalfCloseableStream):
         finally:
             self._receiving = False
 
+    async def __anext__(self) -> bytes:
+        # (trio's ReceiveStream.__anext__, compiled: ``async for data in stream`` then
+        # awaits the compiled receive_some directly, not through the public coroutine
+        # function that stands for it (_core/_public.py) and an interpreted __anext__.)
+        data = await _receive_some(self, None)
+        if not data:
+            raise StopAsyncIteration
+        return data
+
     async def _wait_queue(self) -> None:
         """Park until the multishot receive queued data, EOF or an error (or fell back).
 
@@ -1204,3 +1213,12 @@ ki_protect(
     SocketListener._arm,
     SocketListener._accept_one,
 )
+
+# Compiled: the public objects become real coroutine functions (and get their
+# docstrings and signatures) over the compiled bodies; see _core/_public.py.
+#: The compiled receive_some, for ``__anext__`` (dress replaces the class attribute).
+_receive_some: Final = SocketStream.receive_some
+
+from ._core._public import dress  # noqa: E402
+
+dress(__name__)

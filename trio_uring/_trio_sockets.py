@@ -554,3 +554,11 @@ _trio_compat.ki_protect(
     UringSocket.accept,
     UringSocket.connect,
 )
+
+# Compiled: the public objects become real coroutine functions (and get their
+# docstrings and signatures) over the compiled bodies; see _core/_public.py.
+from ._core._public import dress, like_trio  # noqa: E402
+
+dress(__name__)
+# trio's own socket methods: they read as trio's (name, docstring, signature).
+like_trio(UringSocket, ("recv", "recv_into", "send", "accept", "connect"))

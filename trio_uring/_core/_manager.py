@@ -1172,3 +1172,9 @@ _trio_compat.ki_protect(
     UringIOManager._fd_index,
     UringIOManager._grow_fd_index,
 )
+
+# Compiled: the public objects become real coroutine functions (and get their
+# docstrings and signatures) over the compiled bodies; see _core/_public.py.
+from ._public import dress  # noqa: E402
+
+dress(__name__)

@@ -325,14 +325,29 @@ def ki_protect(*functions: object) -> None:
     to parking the task, so a Ctrl-C can never unwind between the two: the
     operation is then parked and the interrupt arrives through its abort, like a
     cancellation.  Functions with no code object (mypyc-compiled ones) run no
-    bytecode, so a signal cannot be handled inside them; they are skipped.
+    bytecode, so a signal cannot be handled inside them; they are recorded
+    instead, and the coroutine function that stands for one in the public API
+    (``_core/_public.py``) is protected in its place (:func:`ki_protected`).
     Plain functions, methods (pass the function from the class), coroutine and
     generator functions are accepted.
     """
     for function in functions:
         fn: Any = getattr(function, "__func__", function)
-        if getattr(fn, "__code__", None) is not None:
+        # (Not "has a __code__": a compiled coroutine function has a stand-in one, for
+        # inspect.iscoroutinefunction, that no frame ever runs.)
+        if isinstance(fn, types.FunctionType):
             trio.lowlevel.enable_ki_protection(fn)
+        else:
+            _protected_compiled[id(fn)] = fn
+
+
+#: The compiled functions given to :func:`ki_protect` (by id; the values keep them alive).
+_protected_compiled: dict[int, object] = {}
+
+
+def ki_protected(compiled: object) -> bool:
+    """Whether the compiled function ``compiled`` was given to :func:`ki_protect`."""
+    return _protected_compiled.get(id(compiled)) is compiled
 
 
 def current_runner() -> Any:

@@ -505,3 +505,9 @@ async def poll(sock: FdLike, events: SupportsIndex) -> int:
 # caller): a KeyboardInterrupt there is deferred to the next checkpoint, as in trio's
 # own waits, so it arrives through the operation's abort (no-op when compiled).
 _trio_compat.ki_protect(recv, recv_into, send, sendmsg, recvmsg, accept, connect, shutdown, poll)
+
+# Compiled: the public objects become real coroutine functions (and get their
+# docstrings and signatures) over the compiled bodies; see _core/_public.py.
+from .._core._public import dress  # noqa: E402
+
+dress(__name__)

@@ -243,3 +243,9 @@ async def send_zc(sock: Any, data: Any, flags: SupportsIndex = 0) -> int:
 # KeyboardInterrupt protection (issue 19, finding 3): ``send_zc`` submits and then
 # awaits the operation in one frame (see ``_trio_compat.ki_protect``).
 ki_protect(submit_zc, send_zc)
+
+# Compiled: the public objects become real coroutine functions (and get their
+# docstrings and signatures) over the compiled bodies; see _core/_public.py.
+from .._core._public import dress  # noqa: E402
+
+dress(__name__)

@@ -1,0 +1,84 @@
+"""The public face of the compiled hot path: real coroutine functions, docstrings, signatures.
+
+mypyc compiles an ``async def`` into a function that returns a generator-like
+object, not a coroutine: a forgotten ``await`` would then be silent (no
+"coroutine ... was never awaited"), ``nursery.start_soon(f())`` would not get trio's
+``TypeError``, ``inspect.iscoroutinefunction`` would answer False, and the
+compiled objects have neither their docstrings nor their annotated signatures.
+So in a compiled build every public object of a hot module (what
+``trio_uring.__all__`` and ``trio_uring.lowlevel.__all__`` reach, and the public
+methods of those classes) is replaced by a plain-Python one made from its own
+source: an ``async def`` (or ``def``, or property) with the source's signature and
+docstring whose body calls the compiled one (``return await body(...)``), and
+each class gets its docstring and signature back.  The speed stays in the
+compiled body; the cost is one Python coroutine frame per call (docs/performance.rst,
+"Public coroutines over compiled bodies").
+
+The plain-Python objects are generated from the hot modules' source into
+``_public_generated.py`` (``python tools/gen_public.py``; a test checks it is
+current, as trio checks its generated code).  A hot module calls :func:`dress`
+with its own name at its end; in the pure build (its ``.py`` file runs) that does
+nothing, the source objects being the real ones.
+
+KeyboardInterrupt protection: a compiled body given to ``_trio_compat.ki_protect``
+has no frame to protect, so the coroutine function that calls it is protected in
+its place (its frame is the one a signal handler finds above whatever Python code
+the body calls), which is what the pure build's protected frame gives.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from typing import Any
+
+from ._trio_compat import ki_protect, ki_protected
+
+
+def _resolve(owner: Any, qualname: str) -> Any:
+    for part in qualname.split("."):
+        owner = getattr(owner, part)
+    return owner
+
+
+def dress(module_name: str) -> None:
+    """Give the compiled module ``module_name`` its public objects (see the module
+    docstring); nothing if it runs from its ``.py`` file."""
+    module = sys.modules[module_name]
+    if (getattr(module, "__file__", None) or "").endswith(".py"):
+        return
+    from . import _public_generated as generated
+
+    classes: dict[str, tuple[str | None, Any, bool]] = generated.CLASSES.get(module_name, {})
+    for qualname, (doc, stub, made_by_attrs) in classes.items():
+        cls = _resolve(module, qualname)
+        cls.__doc__ = doc
+        if stub is not None:
+            signature = inspect.signature(stub)
+            if made_by_attrs:  # (attrs writes ``-> None`` as the object, not a string)
+                signature = signature.replace(return_annotation=None)
+            cls.__signature__ = signature
+    members: dict[str, Any] = generated.MEMBERS.get(module_name, {})
+    for qualname, make in members.items():
+        owner_name, _, name = qualname.rpartition(".")
+        owner = _resolve(module, owner_name) if owner_name else module
+        body = vars(owner)[name]
+        made = make(body)
+        function: Any = made.fget if isinstance(made, property) else made
+        function.__module__ = module_name
+        function.__qualname__ = qualname
+        if ki_protected(body):
+            ki_protect(function)
+        setattr(owner, name, made)
+
+
+def like_trio(cls: type, names: tuple[str, ...]) -> None:
+    """Make ``cls``'s methods ``names``, which stand in for those of its trio base
+    class, look like trio's (in every build): trio's name, qualified name (so a
+    coroutine's repr, the never-awaited warning and trio's ``start_soon`` error read
+    as trio's), docstring, and signature (through ``__wrapped__``, as trio's own
+    wrappers give theirs)."""
+    base = cls.__mro__[1]
+    for name in names:
+        functools.update_wrapper(vars(cls)[name], getattr(base, name))
