@@ -19,7 +19,7 @@ def _2_current_manager(_body_: Any) -> Any:
         """The io_uring manager of the current run.
 
     Raises ``RuntimeError`` outside a run, or inside a run that is not on io_uring
-    (plain ``trio.run`` without :func:`install`, or the epoll fallback).
+    (plain ``trio.run`` without :func:`trio_uring.install`, or the epoll fallback).
     """
         return _body_()
 
@@ -28,7 +28,7 @@ def _2_current_manager(_body_: Any) -> Any:
 
 def _3_accept(_body_: Any) -> Any:
     async def accept(sock: FdLike) -> tuple[trio.socket.SocketType, Any]:
-        """Accept a connection (``IORING_OP_ACCEPT``), like :meth:`trio.socket.SocketType.accept`.
+        """Accept a connection (``IORING_OP_ACCEPT``), like trio's ``SocketType.accept``.
 
     Returns a non-blocking, close-on-exec trio socket and the peer's address.
     The accepted fd is never leaked: cancelled, either no connection was taken
@@ -415,6 +415,26 @@ CLASSES: dict[str, dict[str, Any]] = {
 
     ``tasks_waiting_read`` / ``tasks_waiting_write`` mean what they mean for
     trio's epoll backend.  The rest count what the ring did since the run began.
+
+    Attributes:
+      tasks_waiting_read (int): tasks in ``wait_readable`` (trio's readiness waits).
+      tasks_waiting_write (int): tasks in ``wait_writable``.
+      operations_in_flight (int): requests submitted to the kernel and not finished yet.
+      sqes_submitted (int): SQEs handed to the kernel.
+      cqes_reaped (int): CQEs read from the completion queue.
+      enter_calls (int): ``io_uring_enter`` system calls made.
+      linked_timeouts (int): requests submitted with a linked ``IORING_OP_LINK_TIMEOUT``
+          (a trio deadline close enough to arm one, see docs/semantics.rst).
+      linked_timeouts_fired (int): linked timeouts that ended their request.
+      async_cancels (int): ``IORING_OP_ASYNC_CANCEL`` requests submitted.
+      zerocopy_sends (int): ``IORING_OP_SEND_ZC`` requests submitted.
+      zerocopy_notifications (int): their notifications received (the kernel let go of
+          the buffer).
+      zerocopy_copied (int): notifications that reported the kernel copied the data
+          anyway (``IORING_NOTIF_USAGE_ZC_COPIED``: always so on loopback).
+      operations_abandoned (int): requests nobody waits for but the kernel still
+          holds (their memory stays referenced until they end).
+      backend (str): ``"io_uring"`` (trio's epoll backend says ``"epoll"``).
     """, _1_UringStatistics, True),
     },
     'trio_uring._streams': {
@@ -426,12 +446,16 @@ CLASSES: dict[str, dict[str, Any]] = {
     Where the kernel has ``IORING_ACCEPT_MULTISHOT`` (5.19), the first ``accept``
     arms one multishot ``ACCEPT`` whose completions queue the new connections'
     fds in the listener; ``accept`` takes them from that queue.  The queue is
-    bounded: at :data:`ACCEPT_QUEUE_MAX` fds the multishot is cancelled (the
+    bounded: at ``ACCEPT_QUEUE_MAX`` (64) fds the multishot is cancelled (the
     kernel's listen backlog holds further connections; the queue may exceed the
     bound by the connections the kernel accepted before the cancel reached it,
     those of one loop tick), and ``accept`` re-arms it once the queue is down to
-    :data:`ACCEPT_QUEUE_LOW`.  Older kernels (and trio's epoll fallback) submit
+    ``ACCEPT_QUEUE_LOW`` (16).  Older kernels (and trio's epoll fallback) submit
     one ``ACCEPT`` per call.
+
+    Attributes:
+      socket (trio.socket.SocketType): the listening socket the listener owns (as
+          :attr:`trio.SocketListener.socket`).
     """, _13_SocketListener, False),
         'SocketStream': ("""A :class:`trio.abc.HalfCloseableStream` over a connected ``SOCK_STREAM`` trio socket.
 
@@ -441,7 +465,7 @@ CLASSES: dict[str, dict[str, Any]] = {
     Args:
       socket: a connected trio socket of type ``SOCK_STREAM``; the stream owns it.
       zerocopy: ``"auto"`` (default) sends chunks of at least
-          :data:`ZEROCOPY_THRESHOLD` bytes with ``SEND_ZC`` until a notification
+          ``ZEROCOPY_THRESHOLD`` (16 KiB) bytes with ``SEND_ZC`` until a notification
           reports the data was copied anyway (always the case on loopback);
           ``"always"`` uses ``SEND_ZC`` for every ``send_all`` and keeps using it
           when copied; ``"never"`` only uses ``SEND``.  All modes fall back to
@@ -475,6 +499,10 @@ CLASSES: dict[str, dict[str, Any]] = {
 
     ``receive_some`` never loses data to a cancellation: received data is queued
     in the stream until a ``receive_some`` takes it.
+
+    Attributes:
+      socket (trio.socket.SocketType): the socket the stream owns (as
+          :attr:`trio.SocketStream.socket`).
     """, _16_SocketStream, False),
     },
     'trio_uring._trio_sockets': {
