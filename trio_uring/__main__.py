@@ -20,16 +20,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("info", help="kernel, io_uring support, probed operations, active fallbacks")
     bench = sub.add_parser(
         "bench",
-        help="echo, bulk, connection-per-request, file-serving and idle-connection memory "
-        "benchmarks against trio's epoll backend",
+        help="echo, bulk, connection-per-request, keep-alive request/response, file-serving "
+        "and idle-connection memory benchmarks against trio's epoll backend",
     )
     bench.add_argument("--quick", action="store_true", help="the one-to-two-minute version")
     bench.add_argument(
         "--suites",
-        default="echo,connections,files,idle",
+        default="echo,connections,files,idle,requests",
         help="comma-separated subset of: echo (echo and bulk streams), connections "
         "(connection per request), files (serving a file), idle (server memory holding "
-        "many quiet connections); default: all",
+        "many quiet connections), requests (keep-alive request/response); default: all",
     )
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     sub.add_parser(
