@@ -63,6 +63,7 @@ from ._core._manager import UringIOManager, current_manager
 from ._core._operation import Operation, buffer_nbytes
 from ._core._ring_cffi import ffi, lib
 from ._core._trio_compat import (
+    CANCEL_TEST,
     GLOBAL_RUN_CONTEXT,
     READY,
     SHUT_WR_FIELD,
@@ -138,6 +139,16 @@ _TCP_NOTSENT_LOWAT: Final = getattr(_stdlib_socket, "TCP_NOTSENT_LOWAT", None)
 _alloc: Final = ffi.new_allocator(should_clear_after_alloc=False)
 
 ZeroCopyPolicy = Literal["auto", "always", "never"]
+
+
+def _abort_pending(_: Callable[[], object]) -> Abort:
+    return Abort.SUCCEEDED
+
+
+#: A park that only the cancel (or ``KeyboardInterrupt``) already pending for the task
+#: ends: trio delivers it as the task parks (see :func:`_close_checkpoint`).
+_DELIVER_PENDING: Final = WaitTaskRescheduled(_abort_pending)
+_CANCEL_TEST: Final = CANCEL_TEST
 
 #: The last manager a stream bound to (by its ring: a compiled manager has no weak
 #: references), with its zero-copy answer and stream ring.
@@ -333,6 +344,23 @@ def _receive_now(stream: SocketStream, max_bytes: int) -> Generator[Any, Any, by
         stream._r_eof = True
     yield CancelShieldedCheckpoint
     return data
+
+
+async def _close_checkpoint() -> None:
+    """``aclose``'s checkpoint: ``trio.lowlevel.checkpoint()``, except that a task
+    whose cancel is already pending parks once and gets it there.
+
+    trio's ``checkpoint`` would first make a schedule point and only then, finding
+    the cancel, enter a new cancel scope and park in it (two trips through the
+    scheduler and a scope); every ``trio.serve_tcp`` handler's stream is closed
+    that way, by ``aclose_forcefully`` in a cancelled scope.  The ``Cancelled`` (or
+    ``KeyboardInterrupt``) is the one trio's path raises: trio delivers a pending
+    cancel to a task as it parks, with its scope's reason.
+    """
+    if _CANCEL_TEST and cancel_pending():
+        await _park(_DELIVER_PENDING)
+        raise AssertionError("a pending cancel was not delivered")  # pragma: no cover
+    await checkpoint()
 
 
 def _socket_kind(sock: tsocket.SocketType) -> int:
@@ -897,7 +925,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             scope = self._send_file_scope
             if scope is not None:
                 scope.cancel()  # send_file raises ClosedResourceError (see _sendfile)
-        await checkpoint()
+        await _close_checkpoint()
 
     # ------------------------------------------------------------- options
     @overload
