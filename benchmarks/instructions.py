@@ -87,10 +87,17 @@ def _total(dump: Path) -> int:
 
 
 def count(
-    variant: Any, conns: int, size: int, messages: int, lg: Loadgen, mode: str = "echo"
+    variant: Any,
+    conns: int,
+    size: int,
+    messages: int,
+    lg: Loadgen,
+    mode: str = "echo",
+    warmup: int = 3000,
 ) -> dict[str, Any]:
     """Instructions per message (``mode`` echo) or per request (``req``: ``size`` is the
-    reply's length) for one variant (one server under callgrind)."""
+    reply's length) for one variant (one server under callgrind), over ``messages``
+    after ``warmup`` uncounted ones."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
             "valgrind", "--tool=callgrind", "--instr-atstart=no",
@@ -102,7 +109,7 @@ def count(
         env.update(variant.env)
         with start_server(cmd, env, timeout=300) as (_proc, ready, _err):
             pid, port = str(ready["pid"]), int(ready["port"])
-            _loadgen(lg, mode, port, conns, size, 3000)
+            _loadgen(lg, mode, port, conns, size, warmup)
             _control("-i", "on", pid)
             done = _loadgen(lg, mode, port, conns, size, messages)
             _control("-d", pid)
@@ -218,13 +225,15 @@ def main() -> int:
     return 0
 
 
-def _count_conn(variant: str, connections: int, keep: str | None) -> dict[str, Any]:
+def _count_conn(
+    variant: str, connections: int, keep: str | None, warmup: int = 500
+) -> dict[str, Any]:
     """Instructions per short connection (``trio_uring.bench._connections``)."""
     dump = None
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         dump = str(Path(keep) / f"{variant}-conn.callgrind")
-    r = count_connections(variant, connections, keep=dump)
+    r = count_connections(variant, connections, keep=dump, warmup=warmup)
     return {
         "scenario": "conn",
         "variant": variant,
