@@ -1,8 +1,18 @@
-"""User-space instructions per echoed message, counted by callgrind (``make bench-instr``).
+"""User-space instructions per echoed message, per keep-alive request and per short
+connection, counted by callgrind (``make bench-instr``).
 
     python benchmarks/instructions.py [--variants trio-epoll,trio-uring,uring-streams]
                                       [--conns 256] [--size 64] [--messages 20000]
-                                      [--jobs 2] [--out benchmarks/results]
+                                      [--scenarios echo,req,conn] [--req-messages 20000]
+                                      [--connections 3000] [--jobs 2]
+                                      [--out benchmarks/results]
+
+Scenarios: ``echo`` (``--conns`` x ``--size`` B echo, ``--variants``); ``req``
+(keep-alive HTTP-style requests at 64 connections: per request ``receive_some(65536)``
+under ``trio.fail_after``, two small ``send_all``; ``trio_uring.bench.http_keepalive``)
+and ``conn`` (connection per request: connect, one request, read to EOF, close;
+``trio_uring.bench._connections``), each for trio on epoll, the same trio code under
+``trio_uring.run`` and trio_uring's streams.
 
 Wall-clock figures on a shared VM move by 20-50 % from run to run, and even CPU
 time per message moves with whatever the hypervisor does to the core.  The
@@ -44,13 +54,23 @@ sys.path.insert(0, str(HERE))
 from servers import ALL_VARIANTS  # noqa: E402
 
 from trio_uring._pure import build as hot_path  # noqa: E402
-from trio_uring.bench import BASELINE, Loadgen, find_loadgen, start_server  # noqa: E402
+from trio_uring.bench import (  # noqa: E402
+    BASELINE,
+    REQ_CONNS,
+    REQ_VARIANTS,
+    Loadgen,
+    find_loadgen,
+    req_scenario,
+    start_server,
+)
+from trio_uring.bench._connections import count_instructions as count_connections  # noqa: E402
 
 DEFAULT_VARIANTS = "trio-epoll,trio-uring,uring-streams,uring-lowlevel,asyncio-streams"
+SCENARIOS = ("echo", "req", "conn")
 
 
-def _loadgen(lg: Loadgen, port: int, conns: int, size: int, messages: int) -> int:
-    cmd = lg.command("echo", port, conns, size, messages=messages, duration=3600, warmup=0)
+def _loadgen(lg: Loadgen, mode: str, port: int, conns: int, size: int, messages: int) -> int:
+    cmd = lg.command(mode, port, conns, size, messages=messages, duration=3600, warmup=0)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=3600)
     return int(json.loads(out.stdout)["messages"])
 
@@ -66,22 +86,32 @@ def _total(dump: Path) -> int:
     raise RuntimeError(f"no totals in {dump}")
 
 
-def count(variant: Any, conns: int, size: int, messages: int, lg: Loadgen) -> dict[str, Any]:
-    """Instructions per message for one variant (one server under callgrind)."""
+def count(
+    variant: Any,
+    conns: int,
+    size: int,
+    messages: int,
+    lg: Loadgen,
+    mode: str = "echo",
+    warmup: int = 3000,
+) -> dict[str, Any]:
+    """Instructions per message (``mode`` echo) or per request (``req``: ``size`` is the
+    reply's length) for one variant (one server under callgrind), over ``messages``
+    after ``warmup`` uncounted ones."""
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
             "valgrind", "--tool=callgrind", "--instr-atstart=no",
             f"--callgrind-out-file={tmp}/cg.%p",
-            sys.executable, str(HERE / "servers.py"), variant.name, "--mode", "echo",
+            sys.executable, str(HERE / "servers.py"), variant.name, "--mode", mode,
             "--chunk", str(size),
         ]  # fmt: skip
         env = dict(os.environ, PYTHONWARNINGS="default")
         env.update(variant.env)
         with start_server(cmd, env, timeout=300) as (_proc, ready, _err):
             pid, port = str(ready["pid"]), int(ready["port"])
-            _loadgen(lg, port, conns, size, 3000)
+            _loadgen(lg, mode, port, conns, size, warmup)
             _control("-i", "on", pid)
-            done = _loadgen(lg, port, conns, size, messages)
+            done = _loadgen(lg, mode, port, conns, size, messages)
             _control("-d", pid)
             _control("-i", "off", pid)
             dumps = sorted(Path(tmp).glob(f"cg.{pid}.*"), key=lambda p: p.stat().st_mtime)
@@ -91,8 +121,10 @@ def count(variant: Any, conns: int, size: int, messages: int, lg: Loadgen) -> di
             keep = os.environ.get("INSTR_KEEP_DUMPS")
             if keep:
                 Path(keep).mkdir(parents=True, exist_ok=True)
-                shutil.copy(dumps[-1], Path(keep) / f"{variant.name}.callgrind")
+                suffix = "" if mode == "echo" else f"-{mode}"
+                shutil.copy(dumps[-1], Path(keep) / f"{variant.name}{suffix}.callgrind")
         return {
+            "scenario": "echo" if mode == "echo" else "req",
             "variant": variant.name,
             "backend": ready.get("backend"),
             "messages": done,
@@ -107,6 +139,9 @@ def main() -> int:
     parser.add_argument("--conns", type=int, default=256)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--req-messages", type=int, default=20000, help="req: requests counted")
+    parser.add_argument("--connections", type=int, default=3000, help="conn: connections counted")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args()
@@ -122,27 +157,55 @@ def main() -> int:
     for n in [n for n in names if known[n].missing()]:
         print(f"skipping {n}: {known[n].missing()}")
     names = [n for n in names if known[n].missing() is None]
+    scenarios = [s for s in args.scenarios.split(",") if s]
+    if not scenarios or set(scenarios) - set(SCENARIOS):
+        parser.error(f"--scenarios takes a subset of {', '.join(SCENARIOS)}")
     lg = find_loadgen()
     if lg.kind != "c":
         print("needs the C load generator (a C compiler)")
         return 1
+    req = req_scenario()
+    keep = os.environ.get("INSTR_KEEP_DUMPS")
     with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        futures = [
-            pool.submit(count, known[n], args.conns, args.size, args.messages, lg) for n in names
-        ]
+        futures = []
+        if "echo" in scenarios:
+            futures += [
+                pool.submit(count, known[n], args.conns, args.size, args.messages, lg)
+                for n in names
+            ]
+        if "req" in scenarios:
+            futures += [
+                pool.submit(count, known[n], req.conns, req.size, args.req_messages, lg, "req")
+                for n in REQ_VARIANTS
+            ]
+        if "conn" in scenarios:
+            futures += [pool.submit(_count_conn, n, args.connections, keep) for n in REQ_VARIANTS]
         rows = [f.result() for f in futures]
-    base = next((r["per_message"] for r in rows if r["variant"] == BASELINE), None)
     date = datetime.datetime.now(datetime.timezone.utc)
     lines = [
-        f"{date:%Y-%m-%d %H:%M} UTC, Linux {platform.release()}, Python {platform.python_version()}",
-        f"echo {args.conns} connections x {args.size} B, {args.messages} messages counted",
-        "",
-        f"{'variant':<18} {'instr/msg':>10} {'vs epoll':>9}",
-        f"{'-' * 18} {'-' * 10} {'-' * 9}",
+        f"{date:%Y-%m-%d %H:%M} UTC, Linux {platform.release()}, Python {platform.python_version()}"
+        f", hot path {hot_path()}",
     ]
-    for r in rows:
-        ratio = f"{r['per_message'] / base:.2f}x" if base else "-"
-        lines.append(f"{r['variant']:<18} {r['per_message']:>10,.0f} {ratio:>9}")
+    titles = {
+        "echo": f"echo {args.conns} connections x {args.size} B, {args.messages} messages "
+        "counted: instructions per message",
+        "req": f"keep-alive requests, {REQ_CONNS} connections, {args.req_messages} requests "
+        "counted: instructions per request",
+        "conn": f"connection per request, 8 clients, {args.connections} connections counted: "
+        "instructions per connection",
+    }
+    for scenario in scenarios:
+        group = [r for r in rows if r["scenario"] == scenario]
+        base = next((r["per_message"] for r in group if r["variant"] == BASELINE), None)
+        lines += [
+            "",
+            titles[scenario],
+            f"{'variant':<18} {'instr/msg':>10} {'vs epoll':>9}",
+            f"{'-' * 18} {'-' * 10} {'-' * 9}",
+        ]
+        for r in group:
+            ratio = f"{r['per_message'] / base:.2f}x" if base else "-"
+            lines.append(f"{r['variant']:<18} {r['per_message']:>10,.0f} {ratio:>9}")
     table = "\n".join(lines)
     print(table)
     out = Path(args.out)
@@ -160,6 +223,24 @@ def main() -> int:
     stem.with_suffix(".md").write_text("```\n" + table + "\n```\n")
     print(f"written: {stem}.json, {stem}.md")
     return 0
+
+
+def _count_conn(
+    variant: str, connections: int, keep: str | None, warmup: int = 500
+) -> dict[str, Any]:
+    """Instructions per short connection (``trio_uring.bench._connections``)."""
+    dump = None
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        dump = str(Path(keep) / f"{variant}-conn.callgrind")
+    r = count_connections(variant, connections, keep=dump, warmup=warmup)
+    return {
+        "scenario": "conn",
+        "variant": variant,
+        "messages": r["connections"],
+        "instructions": r["instructions"],
+        "per_message": r["per_connection"],
+    }
 
 
 if __name__ == "__main__":

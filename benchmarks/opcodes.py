@@ -1,7 +1,13 @@
-"""Python bytecodes executed per echoed message, by function.
+"""Python bytecodes executed per echoed message (or keep-alive request, or short
+connection), by function.
 
     python benchmarks/opcodes.py [trio-epoll|trio-uring|uring-streams] [--conns 256]
-                                 [--messages 3000] [--top 30]
+                                 [--messages 3000] [--top 30] [--mode echo|req|conn]
+
+``--mode req``: the keep-alive request/response server (``http_keepalive``, 64
+connections unless ``--conns``), per request; ``--mode conn``: connection per request
+(``trio_uring.bench._connections.http_once``, 8 clients unless ``--conns``), per
+connection.
 
 Runs the echo server in this process, warms it up with the C load generator, then
 counts every bytecode executed while ``--messages`` more messages go through
@@ -30,7 +36,14 @@ sys.path.insert(0, str(HERE))
 
 import trio  # noqa: E402
 
-from trio_uring.bench import find_loadgen, trio_echo  # noqa: E402
+from trio_uring.bench import (  # noqa: E402
+    REQ_CONNS,
+    find_loadgen,
+    http_keepalive,
+    req_scenario,
+    trio_echo,
+)
+from trio_uring.bench._connections import http_once  # noqa: E402
 
 Key = tuple[str, str, int]
 
@@ -39,11 +52,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variant", nargs="?", default="uring-streams",
                         choices=["trio-epoll", "trio-uring", "uring-streams", "uring-lowlevel"])  # fmt: skip
-    parser.add_argument("--conns", type=int, default=256)
+    parser.add_argument("--conns", type=int, default=None, help="256 (echo), 64 (req), 8 (conn)")
+    parser.add_argument("--mode", choices=["echo", "req", "conn"], default="echo")
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
+    if args.conns is None:
+        args.conns = {"echo": 256, "req": REQ_CONNS, "conn": 8}[args.mode]
+    if args.mode == "req":
+        args.size = req_scenario(args.conns).size
     loadgen = find_loadgen()
     counts: collections.Counter[Key] = collections.Counter()
 
@@ -56,7 +74,7 @@ def main() -> int:
 
     def load(port: int, messages: int) -> list[str]:
         return loadgen.command(
-            "echo", port, args.conns, args.size, messages=messages, duration=3600, warmup=0
+            args.mode, port, args.conns, args.size, messages=messages, duration=3600, warmup=0
         )
 
     async def lowlevel_echo(stream: Any) -> None:
@@ -70,12 +88,14 @@ def main() -> int:
                     view = view[await lowlevel.send(conn, view) :]
 
     async def serve() -> None:
-        echo: Any = trio_echo
+        echo: Any = {"echo": trio_echo, "req": http_keepalive, "conn": http_once}[args.mode]
         if args.variant == "uring-streams":
             from trio_uring._highlevel import serve_tcp
         else:
             serve_tcp = trio.serve_tcp
             if args.variant == "uring-lowlevel":
+                if args.mode != "echo":
+                    parser.error("uring-lowlevel serves echo only")
                 echo = lowlevel_echo
         async with trio.open_nursery() as nursery:
             handler = functools.partial(serve_tcp, echo, 0, host="127.0.0.1", backlog=4096)
@@ -88,8 +108,9 @@ def main() -> int:
             nursery.cancel_scope.cancel()
         messages = json.loads(done.stdout)["messages"]
         total = sum(counts.values())
-        print(f"{args.variant}: {total / messages:,.0f} bytecodes per message "
-              f"({messages} messages, {args.conns} connections x {args.size} B)")  # fmt: skip
+        unit = {"echo": "message", "req": "request", "conn": "connection"}[args.mode]
+        print(f"{args.variant}: {total / messages:,.0f} bytecodes per {unit} "
+              f"({messages} {unit}s, {args.mode} mode, {args.conns} connections)")  # fmt: skip
         for (name, filename, line), n in counts.most_common(args.top):
             print(f"{n / messages:8.1f}  {name}  ({filename}:{line})")
 

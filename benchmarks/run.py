@@ -5,7 +5,10 @@
                              [--syscalls separate|inline|off] [--no-plot] [--python-loadgen]
 
 Scenarios: echo ping-pong at 1, 16 and 256 connections x 64 B and 16 x 4 KiB;
-bulk 64 KiB and 1 MiB ``send_all`` chunks into a sink.  Variants: trio on
+bulk 64 KiB and 1 MiB ``send_all`` chunks into a sink.  Further suites (``--suites``):
+keep-alive HTTP-style requests at 64 connections (trio on epoll, the same trio code
+under ``trio_uring.run``, trio_uring's streams; requests/s, server CPU and syscalls
+per request), connection per request, serving a file.  Variants: trio on
 epoll (the baseline), the same trio code under ``trio_uring.run``, trio_uring's
 streams and lowlevel ops, asyncio streams/protocol, and both on uvloop (see
 ``servers.py``).  Runs are interleaved (rep 1 of every cell, then rep 2, ...,
@@ -42,10 +45,12 @@ from trio_uring.bench import (  # noqa: E402
     format_conn_bench,
     format_file_bench,
     format_header,
+    format_req_bench,
     format_table,
     run_bench,
     run_conn_bench,
     run_file_bench,
+    run_req_bench,
 )
 
 
@@ -113,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         "--suites",
         default=",".join(SUITES),
         help="comma-separated: echo (the variants x scenarios table), connections "
-        "(connection per request), files (serving a 256 MiB file); default: all",
+        "(connection per request), files (serving a 256 MiB file), requests (keep-alive "
+        "request/response); default: all",
     )
     args = parser.parse_args(argv)
 
@@ -145,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     extra: list[str] = []
     if "echo" not in suites:
         doc: dict[str, Any] = {"date": datetime.datetime.now().isoformat(timespec="seconds")}
-        _extra_suites(doc, suites, args.reps, extra)
-        return _write(doc, args.out, "\n\n".join(extra), [])
+        doc["command"] = _command(argv)
+        _extra_suites(doc, suites, args, extra)
+        return _write(doc, args.out, "```\n" + "\n\n".join(extra) + "\n```\n", [])
     loadgen: Loadgen = find_loadgen(cache_dir=HERE / ".build", force_python=args.python_loadgen)
     doc = run_bench(
         variants,
@@ -159,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
         server_cmd=server_cmd,
         pin=not args.no_pin,
     )
-    doc["command"] = " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+    doc["command"] = _command(argv)
     header, table = format_header(doc), format_table(doc, markdown=True)
     print(header)
     print()
     print(format_table(doc))
-    _extra_suites(doc, suites, args.reps, extra)
+    _extra_suites(doc, suites, args, extra)
     body = (
         "```\n" + header + "\n```\n\n" + table + "\n\nRatios against trio on epoll. msgs/s: "
         "higher is better; CPU us/msg (server utime+stime per message): lower is better. "
@@ -176,8 +183,29 @@ def main(argv: list[str] | None = None) -> int:
     return _write(doc, args.out, body, pngs)
 
 
-def _extra_suites(doc: dict[str, Any], suites: list[str], reps: int, out: list[str]) -> None:
-    """Connection per request and file serving, when asked for (into ``doc`` and ``out``)."""
+def _command(argv: list[str] | None) -> str:
+    return " ".join(["benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])])
+
+
+def _extra_suites(
+    doc: dict[str, Any], suites: list[str], args: argparse.Namespace, out: list[str]
+) -> None:
+    """Keep-alive requests, connection per request and file serving, when asked for
+    (into ``doc`` and ``out``)."""
+    reps = args.reps
+    if "requests" in suites:
+        doc["requests"] = run_req_bench(
+            reps=reps,
+            warmup=args.warmup,
+            duration=args.duration,
+            syscalls=args.syscalls,
+            loadgen=find_loadgen(cache_dir=HERE / ".build", force_python=args.python_loadgen),
+            server_cmd=server_cmd,
+            variant_table=ALL_VARIANTS,
+        )
+        out.append(format_req_bench(doc["requests"]))
+        print()
+        print(out[-1])
     if "connections" in suites:
         doc["connections"] = run_conn_bench(False, reps=reps)
         out.append(format_conn_bench(doc["connections"]))
@@ -207,7 +235,7 @@ def _write(doc: dict[str, Any], out: Path, body: str, plots: list[dict[str, Any]
             print("(matplotlib not importable: no plot)")
     print("\nwritten: " + ", ".join(map(str, written)))
     ok = bool(doc.get("summary")) or "summary" not in doc
-    for name in ("connections", "files"):
+    for name in ("connections", "files", "requests"):
         if name in doc:
             ok = ok and bool(doc[name].get("summary"))
     return 0 if ok else 1

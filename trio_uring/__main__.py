@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench = sub.add_parser(
         "bench",
-        help="echo, bulk, connection-per-request, file-serving and idle-connection memory "
-        "benchmarks against trio's epoll backend",
+        help="echo, bulk, connection-per-request, keep-alive request/response, file-serving "
+        "and idle-connection memory benchmarks against trio's epoll backend",
     )
     bench.add_argument(
         "--quick",
@@ -39,10 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench.add_argument(
         "--suites",
-        default="echo,connections,files,idle",
+        default="echo,connections,files,idle,requests",
         help="comma-separated subset of: echo (echo and bulk streams), connections "
         "(connection per request), files (serving a file), idle (server memory holding "
-        "many quiet connections); default: all",
+        "many quiet connections), requests (keep-alive request/response); default: all",
     )
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     sub.add_parser(

@@ -63,12 +63,14 @@ from ._core._manager import UringIOManager, current_manager
 from ._core._operation import Operation, buffer_nbytes
 from ._core._ring_cffi import ffi, lib
 from ._core._trio_compat import (
+    CANCEL_TEST,
     GLOBAL_RUN_CONTEXT,
     READY,
     SHUT_WR_FIELD,
     STDLIB_SOCKET_FIELD,
     SYSCALL_FIRST,
     CancelShieldedCheckpoint,
+    TrioSocketType,
     WaitTaskRescheduled,
     cancel_pending,
     completed_checkpoint,
@@ -79,6 +81,7 @@ from ._core._trio_compat import (
 )
 from ._ops import _provided
 from ._ops._zerocopy import submit_zc
+from ._trio_sockets import UringSocket, _raw_type
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -128,6 +131,7 @@ _EINVAL: Final = -errno.EINVAL
 _ZC_FALLBACK_ERRNOS: Final = frozenset({errno.EOPNOTSUPP, errno.ENOMEM, errno.EINVAL})
 _CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
 _ACCEPT_FLAGS: Final = int(_stdlib_socket.SOCK_CLOEXEC | _stdlib_socket.SOCK_NONBLOCK)
+_SOCK_STREAM: Final = int(_stdlib_socket.SOCK_STREAM)
 _IPPROTO_TCP: Final = int(_stdlib_socket.IPPROTO_TCP)
 _TCP_NODELAY: Final = int(_stdlib_socket.TCP_NODELAY)
 _TCP_NOTSENT_LOWAT: Final = getattr(_stdlib_socket, "TCP_NOTSENT_LOWAT", None)
@@ -135,6 +139,16 @@ _TCP_NOTSENT_LOWAT: Final = getattr(_stdlib_socket, "TCP_NOTSENT_LOWAT", None)
 _alloc: Final = ffi.new_allocator(should_clear_after_alloc=False)
 
 ZeroCopyPolicy = Literal["auto", "always", "never"]
+
+
+def _abort_pending(_: Callable[[], object]) -> Abort:
+    return Abort.SUCCEEDED
+
+
+#: A park that only the cancel (or ``KeyboardInterrupt``) already pending for the task
+#: ends: trio delivers it as the task parks (see :func:`_close_checkpoint`).
+_DELIVER_PENDING: Final = WaitTaskRescheduled(_abort_pending)
+_CANCEL_TEST: Final = CANCEL_TEST
 
 #: The last manager a stream bound to (by its ring: a compiled manager has no weak
 #: references), with its zero-copy answer and stream ring.
@@ -332,6 +346,35 @@ def _receive_now(stream: SocketStream, max_bytes: int) -> Generator[Any, Any, by
     return data
 
 
+async def _close_checkpoint() -> None:
+    """``aclose``'s checkpoint: ``trio.lowlevel.checkpoint()``, except that a task
+    whose cancel is already pending parks once and gets it there.
+
+    trio's ``checkpoint`` would first make a schedule point and only then, finding
+    the cancel, enter a new cancel scope and park in it (two trips through the
+    scheduler and a scope); every ``trio.serve_tcp`` handler's stream is closed
+    that way, by ``aclose_forcefully`` in a cancelled scope.  The ``Cancelled`` (or
+    ``KeyboardInterrupt``) is the one trio's path raises: trio delivers a pending
+    cancel to a task as it parks, with its scope's reason.
+    """
+    if _CANCEL_TEST and cancel_pending():
+        await _park(_DELIVER_PENDING)
+        raise AssertionError("a pending cancel was not delivered")  # pragma: no cover
+    await checkpoint()
+
+
+def _socket_kind(sock: tsocket.SocketType) -> int:
+    """``sock.type``, for trio's own socket classes read as the plain int under the
+    stdlib's ``SocketKind`` (whose construction is most of a stream's type check)."""
+    cls = type(sock)
+    if cls is UringSocket or cls is TrioSocketType:
+        raw = getattr(sock, STDLIB_SOCKET_FIELD)
+        if type(raw) is _stdlib_socket.socket:
+            kind: int = _raw_type.__get__(raw)
+            return kind
+    return sock.type
+
+
 def _hold(data: object) -> memoryview:
     """A view of ``data`` that ``send_all`` holds for the whole call (C-contiguous).
 
@@ -400,7 +443,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
     def __init__(self, socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy = "auto") -> None:
         if not isinstance(socket, tsocket.SocketType):
             raise TypeError("SocketStream requires a Trio socket object")
-        if socket.type != tsocket.SOCK_STREAM:
+        if _socket_kind(socket) != _SOCK_STREAM:
             raise ValueError("SocketStream requires a SOCK_STREAM socket")
         self._setup(socket, zerocopy)
 
@@ -434,21 +477,28 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._r_eof = False
         self._r_err: OSError | None = None
         self._r_waiter: Task | None = None
-        self._r_trap = WaitTaskRescheduled(self._abort_receive)
+        #: The traps a receive / a SEND parks on, made at the first park (a short
+        #: connection's first receive and send try the syscall and often never park).
+        self._r_trap: WaitTaskRescheduled | None = None
         #: The record of this stream's SEND, reused by every send_all (one at a time).
         self._s_op: Operation | None = None
-        self._s_trap = WaitTaskRescheduled(self._abort_send)
+        self._s_trap: WaitTaskRescheduled | None = None
         self._recv_op: _RecvOp | None = None
         self._ring: _provided.BufferRing | None = None
         #: No receive yet: the first one tries the syscall before arming a multishot.
         self._fresh = True
         #: No send yet: the first one tries the syscall before submitting.
         self._fresh_send = True
-        with suppress(OSError):
+        # (try/except, not `with suppress(OSError)`: two context managers per stream.)
+        try:
             socket.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, True)
+        except OSError:
+            pass
         if _TCP_NOTSENT_LOWAT is not None:
-            with suppress(OSError):
+            try:
                 socket.setsockopt(_IPPROTO_TCP, _TCP_NOTSENT_LOWAT, 2**14)
+            except OSError:
+                pass
 
     # --------------------------------------------------------------- set-up
     def _get_manager(self) -> UringIOManager | None:
@@ -592,8 +642,11 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         op = self._s_op
                         if op is None:
                             op = self._s_op = manager.recycled_operation(fd)
+                        trap = self._s_trap
+                        if trap is None:  # (made before the SQE: nothing runs between)
+                            trap = self._s_trap = WaitTaskRescheduled(self._abort_send)
                         manager.submit(_sqe.send(fd, n, _SEND_FLAGS, sent), None, op, inf, buf)
-                        await _park(self._s_trap)  # as `await op`, with a trap made once
+                        await _park(trap)  # as `await op`, with a trap made once
                         res = op.res
                         sent += res if res >= 0 else op.result()
                 except OSError as exc:
@@ -802,8 +855,11 @@ class SocketStream(trio.abc.HalfCloseableStream):
         if not (
             self._rq or self._r_eof or self._r_err is not None or self._closed or self._ring is None
         ):
+            trap = self._r_trap
+            if trap is None:
+                trap = self._r_trap = WaitTaskRescheduled(self._abort_receive)
             self._r_waiter = _run_context.task
-            await _park(self._r_trap)
+            await _park(trap)
 
     def _take(self, rq: deque[bytes], max_bytes: int) -> bytes:
         chunk = rq.popleft()
@@ -882,7 +938,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             scope = self._send_file_scope
             if scope is not None:
                 scope.cancel()  # send_file raises ClosedResourceError (see _sendfile)
-        await checkpoint()
+        await _close_checkpoint()
 
     # ------------------------------------------------------------- options
     @overload

@@ -270,6 +270,10 @@ SYSCALL_FIRST: Final = (
     and MIRRORED["cancel test"]
     and MIRRORED["shielded checkpoint"]
 )
+#: Whether :func:`cancel_pending` is trio's own test (the "cancel test" piece), so that
+#: a task it answers True for has a cancel or ``KeyboardInterrupt`` that trio delivers
+#: at the task's next park.
+CANCEL_TEST: Final = MIRRORED["cancel test"]
 #: Whether ``UringSocket.connect`` (one ``IORING_OP_CONNECT``) replaces trio's.
 SOCKET_CONNECT: Final = MIRRORED["socket connect"]
 #: Whether trio_uring's socket factory (``UringSocket``) may be on by default.

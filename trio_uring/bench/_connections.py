@@ -263,13 +263,13 @@ def format_conn_bench(doc: dict[str, Any]) -> str:
 
 
 def count_instructions(
-    variant: str, connections: int = 3000, *, keep: str | None = None
+    variant: str, connections: int = 3000, *, keep: str | None = None, warmup: int = 500
 ) -> dict[str, Any]:
     """User-space instructions per connection of ``variant``'s server, counted by callgrind.
 
     As ``benchmarks/instructions.py`` does for echo: the server runs under
-    ``valgrind --tool=callgrind --instr-atstart=no``, 500 connections warm it up,
-    then ``connections`` are counted.  ``keep``: copy the dump there (for
+    ``valgrind --tool=callgrind --instr-atstart=no``, ``warmup`` connections (500) warm
+    it up, then ``connections`` are counted.  ``keep``: copy the dump there (for
     ``callgrind_annotate``).
     """
     import shutil
@@ -299,7 +299,7 @@ def count_instructions(
             _err,
         ):
             pid, port = str(ready["pid"]), int(ready["port"])
-            drive(500)
+            drive(warmup)
             control("-i", "on", pid)
             done = drive(connections)
             control("-d", pid)

@@ -51,7 +51,9 @@ BASELINE = "trio-epoll"
 # ------------------------------------------------------------------ scenarios and variants
 @dataclasses.dataclass(frozen=True)
 class Scenario:
-    """One load shape: ``echo`` (closed-loop ping-pong) or ``bulk`` (server streams to a sink)."""
+    """One load shape: ``echo`` (closed-loop ping-pong), ``bulk`` (server streams to a
+    sink) or ``req`` (keep-alive HTTP-style requests: ``size`` is the reply's length,
+    :func:`http_keepalive` serves them)."""
 
     mode: str
     conns: int
@@ -61,6 +63,8 @@ class Scenario:
     def name(self) -> str:
         if self.mode == "bulk":
             return f"bulk {_size_label(self.size)}"
+        if self.mode == "req":
+            return f"keep-alive {self.conns}x"
         return f"echo {self.conns}x{_size_label(self.size)}"
 
 
@@ -73,6 +77,12 @@ class Variant:
     requires: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     bulk: bool = True
+    #: Serves ``--mode req`` (:func:`http_keepalive`).
+    req: bool = False
+
+    def serves(self, mode: str) -> bool:
+        """Whether this variant's server has a ``--mode mode``."""
+        return mode == "echo" or (mode == "bulk" and self.bulk) or (mode == "req" and self.req)
 
     def missing(self) -> str | None:
         """Why this variant cannot run here (a module it needs is missing), or None."""
@@ -87,20 +97,23 @@ class Variant:
 
 
 TRIO_VARIANTS: tuple[Variant, ...] = (
-    Variant("trio-epoll", "trio.serve_tcp + SocketStream under trio.run (epoll)"),
+    Variant("trio-epoll", "trio.serve_tcp + SocketStream under trio.run (epoll)", req=True),
     Variant(
         "trio-uring",
         "the same trio code under trio_uring.run (trio sockets as SQEs where available)",
+        req=True,
     ),
     Variant(
         "trio-uring-poll",
         "the same trio code under trio_uring.run, TRIO_URING_SOCKETS=0 (readiness via POLL_ADD)",
         env=(("TRIO_URING_SOCKETS", "0"),),
+        req=True,
     ),
     Variant(
         "uring-streams",
         "trio_uring._highlevel.serve_tcp + trio_uring SocketStream",
         requires=("trio_uring._highlevel", "trio_uring._streams"),
+        req=True,
     ),
     Variant(
         "uring-lowlevel",
@@ -123,6 +136,28 @@ FULL_SCENARIOS = (
     Scenario("bulk", 1, 64 << 10),
     Scenario("bulk", 1, 1 << 20),
 )
+
+
+#: The keep-alive request/response scenario (``make bench``'s "requests" suite): 64
+#: connections, each a closed loop of one request and its reply.
+REQ_CONNS = 64
+#: Its variants: trio on epoll, the same trio code on io_uring, trio_uring's streams.
+REQ_VARIANTS = ("trio-epoll", "trio-uring", "uring-streams")
+#: :func:`http_keepalive`'s reply, sent as two ``send_all`` calls (head, then body), as
+#: HTTP/1.1 servers on h11 send them.
+RESPONSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n"
+    b"server: trio_uring-bench\r\n\r\n"
+)
+RESPONSE_BODY = b"Hello, world!"
+#: :func:`http_keepalive` waits this long for the next request (``trio.fail_after``),
+#: as hypercorn's keep-alive timeout (5 s) does.
+REQUEST_TIMEOUT = 5.0
+
+
+def req_scenario(conns: int = REQ_CONNS) -> Scenario:
+    """The keep-alive request/response scenario at ``conns`` connections."""
+    return Scenario("req", conns, len(RESPONSE_HEAD) + len(RESPONSE_BODY))
 
 
 def _size_label(n: int) -> str:
@@ -155,6 +190,28 @@ async def trio_echo(stream: Any) -> None:
             await stream.send_all(data)
 
 
+async def http_keepalive(stream: Any, timeout: float = REQUEST_TIMEOUT) -> None:
+    """A keep-alive HTTP-style handler as trio HTTP servers write it: per request one
+    ``receive_some(65536)`` under ``trio.fail_after(timeout)``, then the reply as two
+    ``send_all`` calls (:data:`RESPONSE_HEAD`, :data:`RESPONSE_BODY`); it closes the
+    stream when the peer does.  The requests are not parsed: the load generator sends
+    one small request at a time, which one receive reads whole."""
+    import trio
+
+    try:
+        while True:
+            with trio.fail_after(timeout):
+                data = await stream.receive_some(65536)
+            if not data:
+                break
+            await stream.send_all(RESPONSE_HEAD)
+            await stream.send_all(RESPONSE_BODY)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        pass
+    finally:
+        await stream.aclose()
+
+
 async def _trio_bulk(chunk: int, stream: Any) -> None:
     import trio
 
@@ -167,7 +224,11 @@ async def _trio_bulk(chunk: int, stream: Any) -> None:
 async def _serve_trio_streams(serve_tcp: Any, host: str, port: int, mode: str, chunk: int) -> None:
     import trio
 
-    handler = trio_echo if mode == "echo" else functools.partial(_trio_bulk, chunk)
+    handler: Any = trio_echo
+    if mode == "bulk":
+        handler = functools.partial(_trio_bulk, chunk)
+    elif mode == "req":
+        handler = http_keepalive
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(
             functools.partial(serve_tcp, handler, port, host=host, backlog=4096)
@@ -238,7 +299,7 @@ def server_arg_parser(variants: Sequence[str]) -> argparse.ArgumentParser:
     parser.add_argument("variant", choices=list(variants))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--mode", choices=("echo", "bulk"), default="echo")
+    parser.add_argument("--mode", choices=("echo", "bulk", "req"), default="echo")
     parser.add_argument("--chunk", type=int, default=1 << 20, help="bulk: bytes per send_all")
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU")
     return parser
@@ -628,6 +689,10 @@ def _tail(errfile: Any, n: int = 600) -> str:
     return text[-n:] if text else "(no output)"
 
 
+#: The load generator's mode for each scenario mode.
+_LOADGEN_MODES = {"echo": "echo", "bulk": "sink", "req": "req"}
+
+
 def measure(
     variant: Variant,
     scenario: Scenario,
@@ -654,7 +719,7 @@ def measure(
             cmd = perf.wrap(cmd)
         with start_server(cmd, env) as (_proc, ready, errfile):
             lg = loadgen.command(
-                "sink" if scenario.mode == "bulk" else "echo", ready["port"], scenario.conns,
+                _LOADGEN_MODES[scenario.mode], ready["port"], scenario.conns,
                 scenario.size, warmup=warmup, duration=duration, stat_pid=ready["pid"],
                 cpu=client_cpu,
             )  # fmt: skip
@@ -832,7 +897,7 @@ def run_bench(
     if syscalls != "off" and perf_events() is None:
         skipped["(syscall counts)"] = "perf stat cannot count raw_syscalls:sys_enter here"
         syscalls = "off"
-    cells = [(s, v) for s in scenarios for v in runnable if s.mode == "echo" or v.bulk]
+    cells = [(s, v) for s in scenarios for v in runnable if v.serves(s.mode)]
     total = len(cells) * reps + (len(cells) if syscalls == "separate" else 0)
     bar = Progress(total, progress)
     rows: list[dict[str, Any]] = []
@@ -866,7 +931,7 @@ def run_bench(
 
     for rep in range(reps):
         for si, s in enumerate(scenarios):
-            order = [v for v in runnable if s.mode == "echo" or v.bulk]
+            order = [v for v in runnable if v.serves(s.mode)]
             k = (rep + si) % len(order) if order else 0
             for v in order[k:] + order[:k]:  # rotate so no variant always follows the same one
                 bar.step(f"{s.name} {v.name} (run {rep + 1}/{reps})")
@@ -992,7 +1057,7 @@ def format_header(doc: dict[str, Any]) -> str:
 
 
 #: What ``python -m trio_uring bench`` can run (all by default).
-SUITES = ("echo", "connections", "files", "idle")
+SUITES = ("echo", "connections", "files", "idle", "requests")
 
 
 def main(quick: bool = False, json_path: str | None = None, suites: Sequence[str] = SUITES) -> int:
@@ -1002,7 +1067,8 @@ def main(quick: bool = False, json_path: str | None = None, suites: Sequence[str
     request (:mod:`trio_uring.bench._connections`); ``files``: serving a file from
     the page cache (:mod:`trio_uring.bench._sendfile`); ``idle``: the server's memory
     holding 10,000 quiet connections (2,000 with ``--quick``,
-    :mod:`trio_uring.bench._idle`).
+    :mod:`trio_uring.bench._idle`); ``requests``: keep-alive request/response
+    (:func:`run_req_bench`).
     """
     unknown = set(suites) - set(SUITES)
     if unknown:
@@ -1033,6 +1099,11 @@ def main(quick: bool = False, json_path: str | None = None, suites: Sequence[str
         print()
         print(format_idle_bench(idle))
         ok = ok and all("error" not in r for r in idle["results"])
+    if "requests" in suites:
+        doc["requests"] = reqs = run_req_bench(quick=quick)
+        print()
+        print(format_req_bench(reqs))
+        ok = ok and any("msgs_per_s" in r for r in reqs["results"])
     if json_path:
         with open(json_path, "w") as f:
             json.dump(doc, f, indent=2)
@@ -1064,3 +1135,50 @@ def _echo_main(quick: bool) -> dict[str, Any]:
         print("quick run: one short run per cell on a possibly busy machine; use `make bench` "
               "(benchmarks/run.py) for repeated, interleaved runs")  # fmt: skip
     return doc
+
+
+def run_req_bench(
+    *,
+    quick: bool = False,
+    variants: Sequence[str] = REQ_VARIANTS,
+    conns: int = REQ_CONNS,
+    reps: int | None = None,
+    warmup: float | None = None,
+    duration: float | None = None,
+    syscalls: str | None = None,
+    loadgen: Loadgen | None = None,
+    server_cmd: ServerCmd = package_server_cmd,
+    variant_table: Sequence[Variant] = TRIO_VARIANTS,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The keep-alive request/response scenario (:func:`req_scenario`) for ``variants``
+    (names in ``variant_table``), through :func:`run_bench`: requests/s (``msgs_per_s``),
+    server CPU per request (``cpu_us_per_msg``) and, unless ``syscalls="off"``,
+    syscalls per request, with ratios against trio on epoll.  Quick: one 1.5 s run
+    per variant, syscalls counted inline; else 3 x 3 s and a separate counting run."""
+    known = {v.name: v for v in variant_table}
+    chosen = [known[n] for n in variants]
+    return run_bench(
+        chosen,
+        [req_scenario(conns)],
+        reps=reps if reps is not None else (1 if quick else 3),
+        warmup=warmup if warmup is not None else (0.4 if quick else 1.0),
+        duration=duration if duration is not None else (1.5 if quick else 3.0),
+        syscalls=syscalls or ("inline" if quick else "separate"),
+        loadgen=loadgen,
+        server_cmd=server_cmd,
+        progress=progress,
+    )
+
+
+def format_req_bench(doc: dict[str, Any]) -> str:
+    """The request/response table, headed by what was measured."""
+    return (
+        "Keep-alive requests (keep-alive Nx: N connections; per request the server does "
+        f"receive_some(65536) under fail_after({REQUEST_TIMEOUT:g}), then two send_all: "
+        f"{len(RESPONSE_HEAD)} + {len(RESPONSE_BODY)} B). msgs/s = requests/s; "
+        "CPU us/msg and syscalls/msg are per request.\n"
+        + format_header(doc)
+        + "\n\n"
+        + format_table(doc)
+    )

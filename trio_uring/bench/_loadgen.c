@@ -5,6 +5,7 @@
  *                [--stat-pid PID] [--ctl-fd FD --ack-fd FD]
  *   loadgen sink --port P [--size CHUNK] [--warmup S] [--duration S] ...
  *   loadgen conn --port P [--conns N] [--warmup S] [--duration S] [--messages K] ...
+ *   loadgen req --port P [--conns N] --size REPLY [--warmup S] [--duration S] ...
  *
  * echo: N connections, each a closed loop: send M bytes, read M bytes back,
  *       record the round trip, send again.  Prints one JSON object on stdout:
@@ -17,6 +18,11 @@
  *       trip is connect to EOF; "bytes" = response bytes; "errors" counts
  *       connections that failed (refused, reset) and were retried.  --size is
  *       ignored.
+ * req:  keep-alive requests: N connections, each a closed loop like echo, but
+ *       what it sends is one small HTTP/1.1 request and what it waits for is a
+ *       reply of exactly --size bytes (the server's whole response); then the
+ *       next request on the same connection.  "messages" = requests answered;
+ *       same JSON as echo.
  *
  * The measured window starts after --warmup seconds.  At its edges the
  * generator reads utime+stime of --stat-pid from /proc (so the server's CPU
@@ -161,13 +167,15 @@ static void print_common(const window_t *w, long long messages, long long bytes)
                (double)(w->ticks1 - w->ticks0) / (double)hz, (double)(w->sys1 - w->sys0) / (double)hz);
 }
 
-static int run_echo(void) {
+/* echo and req: every connection sends `out` (outlen bytes) and waits for inlen bytes. */
+static int run_echo(const char *mode, const char *payload, size_t outlen, size_t inlen) {
     conn_t *c = calloc((size_t)nconns, sizeof *c);
-    char *out = malloc(msize), *in = malloc(msize);
+    char *out = malloc(outlen), *in = malloc(inlen);
     size_t cap = 1 << 20, nlat = 0;
     uint64_t *lat = malloc(cap * sizeof *lat);
     if (!c || !out || !in || !lat) die("malloc");
-    memset(out, 'x', msize);
+    if (payload) memcpy(out, payload, outlen);
+    else memset(out, 'x', outlen);
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0) die("epoll_create1");
     for (int i = 0; i < nconns; i++) {
@@ -190,10 +198,10 @@ static int run_echo(void) {
     /* Start every connection's first message. */
     for (int i = 0; i < nconns; i++) {
         c[i].t0 = now_ns();
-        ssize_t n = write(c[i].fd, out, msize);
+        ssize_t n = write(c[i].fd, out, outlen);
         if (n < 0 && errno != EAGAIN) die("write");
         c[i].sent = n > 0 ? (size_t)n : 0;
-        if (c[i].sent < msize) {
+        if (c[i].sent < outlen) {
             struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.u32 = (uint32_t)i};
             epoll_ctl(ep, EPOLL_CTL_MOD, c[i].fd, &ev);
             c[i].want_out = 1;
@@ -217,20 +225,20 @@ static int run_echo(void) {
         }
         for (int k = 0; k < n; k++) {
             conn_t *cc = &c[evs[k].data.u32];
-            if (evs[k].events & EPOLLOUT && cc->sent < msize) {
-                ssize_t m = write(cc->fd, out + cc->sent, msize - cc->sent);
+            if (evs[k].events & EPOLLOUT && cc->sent < outlen) {
+                ssize_t m = write(cc->fd, out + cc->sent, outlen - cc->sent);
                 if (m < 0 && errno != EAGAIN) die("write");
                 if (m > 0) cc->sent += (size_t)m;
             }
             if (evs[k].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-                ssize_t m = read(cc->fd, in, msize - cc->got);
+                ssize_t m = read(cc->fd, in, inlen - cc->got);
                 if (m == 0) {
                     fprintf(stderr, "loadgen: server closed a connection\n");
                     return 3;
                 }
                 if (m < 0 && errno != EAGAIN) die("read");
                 if (m > 0) cc->got += (size_t)m;
-                if (cc->got == msize) {
+                if (cc->got == inlen) {
                     uint64_t t1 = now_ns();
                     if (measuring) {
                         messages++;
@@ -243,12 +251,12 @@ static int run_echo(void) {
                     }
                     cc->got = 0;
                     cc->t0 = t1;
-                    ssize_t s = write(cc->fd, out, msize);
+                    ssize_t s = write(cc->fd, out, outlen);
                     if (s < 0 && errno != EAGAIN) die("write");
                     cc->sent = s > 0 ? (size_t)s : 0;
                 }
             }
-            int want = cc->sent < msize;
+            int want = cc->sent < outlen;
             if (want != cc->want_out) {
                 struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0),
                                          .data.u32 = evs[k].data.u32};
@@ -260,8 +268,8 @@ static int run_echo(void) {
     window_close(&w);
     qsort(lat, nlat, sizeof *lat, cmp_u64);
 #define PCT(p) (nlat ? lat[(size_t)((double)(nlat - 1) * (p))] / 1000.0 : 0.0)
-    printf("{\"mode\": \"echo\", \"conns\": %d, \"size\": %zu, ", nconns, msize);
-    print_common(&w, messages, messages * (long long)msize);
+    printf("{\"mode\": \"%s\", \"conns\": %d, \"size\": %zu, ", mode, nconns, inlen);
+    print_common(&w, messages, messages * (long long)inlen);
     printf(", \"p50_us\": %.1f, \"p90_us\": %.1f, \"p99_us\": %.1f, \"max_us\": %.1f}\n", PCT(0.50),
            PCT(0.90), PCT(0.99), nlat ? lat[nlat - 1] / 1000.0 : 0.0);
     fflush(stdout);
@@ -311,6 +319,8 @@ static int run_sink(void) {
 
 /* ------------------------------------------------------------- conn mode */
 static const char http_request[] = "GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+/* req mode: HTTP/1.1 keeps the connection open. */
+static const char http_request_keepalive[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
 enum { C_CONNECTING = 1, C_READING = 2 };
 
@@ -486,7 +496,7 @@ static int run_conn(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: loadgen echo|sink|conn --port P [options]\n");
+        fprintf(stderr, "usage: loadgen echo|sink|conn|req --port P [options]\n");
         return 2;
     }
     const char *mode = argv[1];
@@ -523,7 +533,9 @@ int main(int argc, char **argv) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (!strcmp(mode, "echo")) return run_echo();
+    if (!strcmp(mode, "echo")) return run_echo("echo", NULL, msize, msize);
+    if (!strcmp(mode, "req"))
+        return run_echo("req", http_request_keepalive, sizeof http_request_keepalive - 1, msize);
     if (!strcmp(mode, "sink")) return run_sink();
     if (!strcmp(mode, "conn")) return run_conn();
     fprintf(stderr, "loadgen: unknown mode %s\n", mode);
