@@ -2,8 +2,9 @@
 
 trio's Runner calls ``get_events``/``process_events`` once per loop tick and the
 ``wait_readable``/``wait_writable``/``notify_closing`` trio API dispatches here.
-Completion-based operations (``trio_uring.lowlevel``) are submitted through
-:meth:`UringIOManager.perform`, the one cancellation path for every operation.
+Completion-based operations (``trio_uring.lowlevel``) are started by
+:meth:`UringIOManager.submit` (waited for by ``perform``) and taken back by
+:meth:`UringIOManager.withdraw`.
 
 Rules this module keeps (see docs/mapping.rst):
 
@@ -69,6 +70,7 @@ from ._operation import (
     ABANDONED,
     CANCELLING,
     COMPLETED,
+    EXPIRED,
     SUBMITTED,
     Operation,
     export,
@@ -380,7 +382,7 @@ class UringIOManager:
 
     # ------------------------------------------------ the operation lifecycle
     def withdraw(self, op: Operation) -> bool:
-        """Take back ``op``: the one place that decides how an operation is cancelled.
+        """Take back ``op``: the one cancellation path, which decides how an operation is cancelled.
 
         If the kernel has not consumed its SQE, the SQE becomes a NOP, the
         operation completes without having happened (its memory is released) and
@@ -404,7 +406,7 @@ class UringIOManager:
             op.retire()
             return True
         if op.state != CANCELLING:
-            op.state = CANCELLING
+            op.cancelling()
             self._cancel(op.user_data)
         return False
 
@@ -450,7 +452,6 @@ class UringIOManager:
                 # A recycled record that was cancelled, closed or linked: forget that.
                 op.raise_cancel = None
                 op.closing = False
-                op.expired = False
                 op.link_pos = -1
                 op.sqe = None
         # With the ring extension, an SQE whose ``buf`` is a buffer offset (or NULL)
@@ -485,8 +486,7 @@ class UringIOManager:
                     if length > MAX_RW_COUNT:
                         length = MAX_RW_COUNT
                 if addr < 0 or length < 0 or addr + length > size:
-                    op.state = COMPLETED
-                    op.release()
+                    op.retire()
                     raise ValueError(
                         f"the SQE's buffer range [{addr}, {addr + length}) lies outside "
                         f"the {size}-byte buffer"
@@ -498,10 +498,7 @@ class UringIOManager:
             fast = False
         ud = self._next_ud
         self._next_ud = ud + 1
-        op.user_data = ud
-        op.task = _run_context.task if waiter else None
-        op.state = SUBMITTED
-        op.keep = keep
+        op.start(ud, _run_context.task if waiter else None, keep)
         if fast:
             # The ring extension's prep (the same tu_prep): base + addr, or addr.
             try:
@@ -516,8 +513,7 @@ class UringIOManager:
                         buf_index, file_index, ioprio, base,
                     )  # fmt: skip
             except BaseException:
-                op.state = COMPLETED
-                op.release()
+                op.retire()
                 raise
             op.sq_pos = pos
         elif deadline == inf:
@@ -534,8 +530,7 @@ class UringIOManager:
                         ud,
                     )  # fmt: skip
                 except BaseException:
-                    op.state = COMPLETED
-                    op.release()
+                    op.retire()
                     raise
             op.sq_pos = pos
         else:
@@ -543,8 +538,7 @@ class UringIOManager:
             try:
                 self._submit_linked(op, deadline)
             except BaseException:
-                op.state = COMPLETED
-                op.release()
+                op.retire()
                 raise
         self._ops[ud] = op
         if opcode == _SPLICE:
@@ -554,7 +548,7 @@ class UringIOManager:
                 listed = self._fd_index(fd_in)
                 listed.append(op)
                 if len(listed) > 64:
-                    listed[:] = [o for o in listed if o.state == SUBMITTED or o.state == CANCELLING]
+                    listed[:] = [o for o in listed if SUBMITTED <= o.state <= EXPIRED]
         elif op.fd_in >= 0:
             op.fd_in = -1
         if fd >= 0 and not op.sticky:  # (AT_FDCWD, -1: not an fd anyone closes)
@@ -566,9 +560,7 @@ class UringIOManager:
             if not ud & 63:
                 # Finished operations stay listed until here (or notify_closing):
                 # dropping them in bulk is cheaper than removing each at completion.
-                same_fd[:] = [
-                    o for o in same_fd if o.state == SUBMITTED or o.state == CANCELLING or o.sticky
-                ]
+                same_fd[:] = [o for o in same_fd if SUBMITTED <= o.state <= EXPIRED or o.sticky]
         if self._guest:
             self._submit_now()
         return op
@@ -606,7 +598,7 @@ class UringIOManager:
         their final CQE still comes and completes them.
         """
         if not self._closed and op.state == SUBMITTED:
-            op.state = CANCELLING
+            op.cancelling()
             self._cancel(op.user_data)
 
     def linked_timeout_expired(self, op: Operation) -> None:
@@ -615,12 +607,13 @@ class UringIOManager:
         trio stays authoritative: the task stays parked; if trio aborts the wait,
         it gets ``Cancelled``; else the next loop tick resubmits the operation.
         """
-        op.expired = True
+        op.expire()
         self._linked_timeouts_fired += 1
         self._expired.append(op)
 
     def forget_expired(self, op: Operation) -> None:
-        op.expired = False
+        """``op`` is ``EXPIRED`` and will not be started again (trio cancelled it, or its fd
+        was closed): drop it from the list the next loop tick resubmits."""
         with contextlib.suppress(ValueError):
             self._expired.remove(op)
 
@@ -906,9 +899,7 @@ class UringIOManager:
             same_fd.clear()
             live = False
             for op in on_fd:
-                if (op.fd == fd or op.fd_in == fd) and (
-                    op.state == SUBMITTED or op.state == CANCELLING
-                ):
+                if (op.fd == fd or op.fd_in == fd) and SUBMITTED <= op.state <= EXPIRED:
                     live = True
                     op.on_closing()
             if live and not self._closed and lib.tu_unsubmitted(self._r):
@@ -931,7 +922,7 @@ class UringIOManager:
     ) -> int:
         """Submit one operation and wait for its result (``cqe->res``, >= 0).
 
-        This is the one cancellation path for every completion-based operation:
+        How it is cancelled (by :meth:`withdraw`, through ``Operation.abort``):
 
         * aborted before the kernel saw it: dropped, no cancel SQE; raises ``Cancelled``;
         * aborted after: ``ASYNC_CANCEL`` is submitted and the task stays parked
@@ -1016,9 +1007,9 @@ class UringIOManager:
         """Operations our linked timeout ended but trio did not cancel: start them again."""
         expired, self._expired = self._expired, []
         for op in expired:
-            if not op.expired or op.task is None:
+            if op.state != EXPIRED or op.task is None:
                 continue
-            op.expired = False
+            op.restart()
             deadline = _trio_compat.task_deadline(op.task)
             self._ops[op.user_data] = op
             if deadline != inf:

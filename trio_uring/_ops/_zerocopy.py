@@ -71,7 +71,7 @@ from .._core._constants import (
     SEND_ZC_REPORT_USAGE,
 )
 from .._core._manager import current_manager
-from .._core._operation import ABANDONED, COMPLETED, Operation
+from .._core._operation import COMPLETED, EXPIRED, Operation
 from .._core._ring_cffi import lib
 from .._core._trio_compat import READY, ki_protect
 
@@ -134,10 +134,9 @@ class ZcSendOp(Operation):
                 self._abort_connection()  # cancelled while sending: don't wait for the peer
             return
         task = self.task
+        self.detach()  # ABANDONED: nobody waits; the bytes object stays referenced
         if task is not None:
-            self.task = None
             self.manager.reschedule(task, READY)
-        self.state = ABANDONED  # nobody waits; the bytes object stays referenced
 
     def _abort_connection(self) -> None:
         """Reset the connection so the kernel lets go of the pages now.
@@ -170,7 +169,7 @@ class ZcSendOp(Operation):
         """
         if self.closing:
             return
-        if self.expired or (not self.got_result and self.task is not None):
+        if self.state == EXPIRED or (not self.got_result and self.task is not None):
             super().on_closing()  # withdrawn at once, or cancelled (CANCELLING)
             if self.state == COMPLETED:
                 return  # never reached the kernel: nothing to reset
