@@ -196,7 +196,7 @@ class _RecvOp(Operation):
                     self._check_hung_up()
                 if s._rq_bytes >= RECEIVE_HIGH_WATER and not self.stopping:
                     self.stopping = True
-                    self.manager.cancel(self)
+                    self.manager.async_cancel(self)
                 task = s._r_waiter
                 if task is not None:
                     s._r_waiter = None
@@ -258,7 +258,7 @@ class _RecvOp(Operation):
                 return
         if not self.stopping:
             self.stopping = True
-            self.manager.cancel(self)
+            self.manager.async_cancel(self)
 
     def on_closing(self) -> None:
         s = self.stream
@@ -588,7 +588,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         op = self._s_op
                         if op is None:
                             op = self._s_op = manager.recycled_operation(fd)
-                        manager.submit(_sqe.send(fd, n, _SEND_FLAGS, sent), None, op, inf, buf)
+                        manager.submit(_sqe.send(fd, n, _SEND_FLAGS, sent), op=op, buffer=buf)
                         await _park(self._s_trap)  # as `await op`, with a trap made once
                         res = op.res
                         sent += res if res >= 0 else op.result()
@@ -839,7 +839,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
         ring = self._ring
         assert manager is not None and ring is not None
         op = _RecvOp(self, manager, ring)
-        manager.submit(_sqe.recv_multishot(self.socket.fileno(), ring.bgid), ring, op, waiter=False)
+        manager.submit(
+            _sqe.recv_multishot(self.socket.fileno(), ring.bgid), keep=ring, op=op, waiter=False
+        )
         self._recv_op = op
 
     def _wake_receiver_closed(self) -> None:
@@ -947,7 +949,7 @@ class _AcceptOp(Operation):
                 if len(lst._queue) >= ACCEPT_QUEUE_MAX and not self.stopping:
                     # Backpressure: stop accepting; the kernel's backlog holds the rest.
                     self.stopping = True
-                    self.manager.cancel(self)
+                    self.manager.async_cancel(self)
         elif res != _ECANCELED and -res not in _ignorable_accept_errnos:
             if res == _EINVAL and not self.accepted:
                 lst._multishot = False  # this listener takes one ACCEPT per call instead

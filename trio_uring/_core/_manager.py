@@ -356,8 +356,9 @@ class UringIOManager:
         with self._reap_lock:  # guest mode: the worker thread may be reaping too
             self._stash.append(self._reap_locked())
 
-    def _cancel(self, target: int) -> None:
-        """Submit ``IORING_OP_ASYNC_CANCEL`` for ``target``; its own CQE is ignored."""
+    def _write_async_cancel(self, target: int) -> None:
+        """Write an ``IORING_OP_ASYNC_CANCEL`` SQE for the user_data ``target``; its own CQE
+        is ignored.  (Only the SQE: :meth:`withdraw` and :meth:`async_cancel` decide.)"""
         self._async_cancels += 1
         pos = lib.tu_prep_u64(
             self._r, Op.ASYNC_CANCEL, self._skip_flag, -1, 0, target, 0, 0, _UD_IGNORE
@@ -407,18 +408,18 @@ class UringIOManager:
             return True
         if op.state != CANCELLING:
             op.cancelling()
-            self._cancel(op.user_data)
+            self._write_async_cancel(op.user_data)
         return False
 
     def submit(
         self,
         sqe: Sqe,
+        *,
         keep: object = None,
         op: Operation | None = None,
         deadline: float = inf,
         buffer: object = None,
         writable: bool = False,
-        *,
         waiter: bool = True,
     ) -> Operation:
         """Start one operation: the one place that writes an operation's SQE and tracks it.
@@ -435,13 +436,16 @@ class UringIOManager:
         ``buffer``: a caller's buffer the kernel reads (or, ``writable``, writes);
         the operation exports it and releases the export at completion.  Then the
         SQE's ``buf`` is a byte offset into it and a negative length means "the
-        rest of it".  A buffer of the wrong type raises ``TypeError`` before
-        anything is submitted.  ``keep``: other memory the kernel touches, held
-        until completion.
+        rest of it"; the address and length are taken from that one export, in
+        this call, and a range outside it raises ``ValueError``.  A buffer of the
+        wrong type raises ``TypeError`` before anything is submitted.  ``keep``:
+        other memory the kernel touches, held until completion.
 
         ``op`` is a record of an :class:`Operation` subclass, or one the caller
         recycles (a stream's send slot); it must not be in flight.  ``waiter``: the
-        current task waits for it (False for operations nobody parks on).
+        current task waits for it (False for operations nobody parks on).  If this
+        raises, ``op`` is ``COMPLETED`` and its memory released: nothing reached the
+        kernel.
         """
         opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = sqe
         if op is None:
@@ -454,54 +458,52 @@ class UringIOManager:
                 op.closing = False
                 op.link_pos = -1
                 op.sqe = None
-        # With the ring extension, an SQE whose ``buf`` is a buffer offset (or NULL)
-        # is written by its ``prep``: ``base`` is the extension's export (or None).
-        base: object = None
-        fast = _ext_prep is not None and deadline == inf
-        if buffer is not None:
-            # Operation.export(), inlined: this is every send's and receive's path.
-            try:
-                if fast:
-                    cbuf = base = _ext_export(buffer, writable)
-                elif writable:
-                    cbuf = _from_buffer(buffer, require_writable=True)
-                else:
-                    cbuf = _from_buffer(buffer)
-            except (TypeError, BufferError):
-                export(buffer, writable)  # raises the stdlib's TypeError for it
-                raise
-            held = op.exports
-            if held is None:
-                op.exports = cbuf
-            elif type(held) is list:
-                held.append(cbuf)
-            else:
-                op.exports = [held, cbuf]
-            if not fast:
-                # The address and the length come from this one export, checked here
-                # (the ring extension's prep checks the same in C).
-                size = len(cbuf)
-                if length < 0:
-                    length = size - addr
-                    if length > MAX_RW_COUNT:
-                        length = MAX_RW_COUNT
-                if addr < 0 or length < 0 or addr + length > size:
-                    op.retire()
-                    raise ValueError(
-                        f"the SQE's buffer range [{addr}, {addr + length}) lies outside "
-                        f"the {size}-byte buffer"
-                    )
-                addr = cbuf + addr if addr else cbuf
-        elif fast and addr is _NULL:
-            addr = 0
-        else:
-            fast = False
         ud = self._next_ud
         self._next_ud = ud + 1
-        op.start(ud, _run_context.task if waiter else None, keep)
-        if fast:
-            # The ring extension's prep (the same tu_prep): base + addr, or addr.
-            try:
+        try:
+            # With the ring extension, an SQE whose ``buf`` is a buffer offset (or NULL)
+            # is written by its ``prep``, which checks the range in C: ``base`` is the
+            # extension's export (or None).
+            base: object = None
+            fast = _ext_prep is not None and deadline == inf
+            if buffer is not None:
+                # Operation.export(), inlined: this is every send's and receive's path.
+                try:
+                    if fast:
+                        cbuf = base = _ext_export(buffer, writable)
+                    elif writable:
+                        cbuf = _from_buffer(buffer, require_writable=True)
+                    else:
+                        cbuf = _from_buffer(buffer)
+                except (TypeError, BufferError):
+                    export(buffer, writable)  # raises the stdlib's TypeError for it
+                    raise
+                held = op.exports
+                if held is None:
+                    op.exports = cbuf
+                elif type(held) is list:
+                    held.append(cbuf)
+                else:
+                    op.exports = [held, cbuf]
+                if not fast:
+                    # The address and the length come from this one export, checked here.
+                    size = len(cbuf)
+                    if length < 0:
+                        length = size - addr
+                        if length > MAX_RW_COUNT:
+                            length = MAX_RW_COUNT
+                    if addr < 0 or length < 0 or addr + length > size:
+                        raise ValueError(
+                            f"the SQE's buffer range [{addr}, {addr + length}) lies outside "
+                            f"the {size}-byte buffer"
+                        )
+                    addr = cbuf + addr if addr else cbuf
+            elif fast and addr is _NULL:
+                addr = 0
+            else:
+                fast = False
+            op.start(ud, _run_context.task if waiter else None, keep)
+            if fast:
                 pos: int = _ext_prep(
                     self._r_addr, opcode, sqe_flags, fd, off, addr, length, op_flags, ud,
                     buf_index, file_index, ioprio, base,
@@ -512,34 +514,26 @@ class UringIOManager:
                         self._r_addr, opcode, sqe_flags, fd, off, addr, length, op_flags, ud,
                         buf_index, file_index, ioprio, base,
                     )  # fmt: skip
-            except BaseException:
-                op.retire()
-                raise
-            op.sq_pos = pos
-        elif deadline == inf:
-            # _prep(), inlined: this is every operation's path.
-            pos = _tu_prep(
-                self._r, opcode, sqe_flags, fd, off, addr, length, op_flags, ud, buf_index,
-                file_index, ioprio,
-            )  # fmt: skip
-            if pos < 0:
-                try:
-                    pos = self._prep(
-                        (opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index,
-                         file_index, ioprio),
-                        ud,
+                op.sq_pos = pos
+            elif deadline == inf:
+                # _prep(), inlined: this is every operation's path without the extension.
+                pos = _tu_prep(
+                    self._r, opcode, sqe_flags, fd, off, addr, length, op_flags, ud, buf_index,
+                    file_index, ioprio,
+                )  # fmt: skip
+                while pos < 0:
+                    self._make_room(pos)
+                    pos = _tu_prep(
+                        self._r, opcode, sqe_flags, fd, off, addr, length, op_flags, ud,
+                        buf_index, file_index, ioprio,
                     )  # fmt: skip
-                except BaseException:
-                    op.retire()
-                    raise
-            op.sq_pos = pos
-        else:
-            op.sqe = (opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)  # fmt: skip
-            try:
+                op.sq_pos = pos
+            else:
+                op.sqe = (opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)  # fmt: skip
                 self._submit_linked(op, deadline)
-            except BaseException:
-                op.retire()
-                raise
+        except BaseException:
+            op.retire()  # the one rollback: nothing reached the kernel
+            raise
         self._ops[ud] = op
         if opcode == _SPLICE:
             # A splice uses two fds: notify_closing of either must reach it.
@@ -591,15 +585,17 @@ class UringIOManager:
         fd_ops.extend([] for _ in range(fd + 1 - len(fd_ops)))
         return fd_ops[fd]
 
-    def cancel(self, op: Operation) -> None:
-        """Ask the kernel to end ``op`` (``ASYNC_CANCEL``) without withdrawing a waiter.
+    def async_cancel(self, op: Operation) -> None:
+        """Ask the kernel to end ``op`` (``ASYNC_CANCEL``), which must have no waiter.
 
         For operations nobody parks on (a multishot receive that should stop);
-        their final CQE still comes and completes them.
+        their final CQE still comes and completes them.  Unlike :meth:`withdraw`
+        (a waiter's cancel), it never turns the SQE into a NOP and never wakes or
+        forgets anyone.
         """
         if not self._closed and op.state == SUBMITTED:
             op.cancelling()
-            self._cancel(op.user_data)
+            self._write_async_cancel(op.user_data)
 
     def linked_timeout_expired(self, op: Operation) -> None:
         """``op``'s linked timeout ended it, but trio has not cancelled its task (yet).
@@ -964,7 +960,9 @@ class UringIOManager:
                 # The task is already cancelled; its SQE is dropped before submission.
                 deadline = inf
         try:
-            started = self.submit(sqe, keep, op, deadline, buffer, writable)
+            started = self.submit(
+                sqe, keep=keep, op=op, deadline=deadline, buffer=buffer, writable=writable
+            )
         except TypeError:
             await checkpoint()  # a buffer of the wrong type: still a checkpoint, as in trio
             raise
@@ -1113,14 +1111,14 @@ _trio_compat.ki_protect(
     UringIOManager.submit,
     UringIOManager.perform,
     UringIOManager.withdraw,
-    UringIOManager.cancel,
+    UringIOManager.async_cancel,
     UringIOManager.notify_closing,
     UringIOManager.wait_readable,
     UringIOManager.wait_writable,
     UringIOManager._wait_poll,
     UringIOManager._prep,
     UringIOManager._make_room,
-    UringIOManager._cancel,
+    UringIOManager._write_async_cancel,
     UringIOManager._unsubmit,
     UringIOManager._submit_linked,
     UringIOManager._submit_now,

@@ -57,7 +57,6 @@ never released early (a ``bytearray`` stays unresizable until then).
 from __future__ import annotations
 
 import errno
-from math import inf
 from typing import TYPE_CHECKING, Any, Final, Protocol, SupportsIndex
 
 import trio
@@ -201,7 +200,7 @@ def submit_zc(
     op = ZcSendOp(manager, fd, wait_notif)
     # Usage reports (6.2): without them a 6.0/6.1 kernel refuses the flag (EINVAL).
     report = SEND_ZC_REPORT_USAGE if manager.ring.has(_kernels.ZC_REPORT_USAGE) else 0
-    manager.submit(_sqe.send_zc(fd, length, flags, offset, report), None, op, inf, data)
+    manager.submit(_sqe.send_zc(fd, length, flags, offset, report), op=op, buffer=data)
     manager.zerocopy_sends += 1
     return op
 
