@@ -23,6 +23,7 @@ from typing import Final
 HOT: Final = (
     "trio_uring._core._operation",
     "trio_uring._core._manager",
+    "trio_uring._core._readiness",
     "trio_uring._core._sqe",
     "trio_uring._core._trio_fast",
     "trio_uring._streams",

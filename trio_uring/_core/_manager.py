@@ -28,15 +28,11 @@ Rules this module keeps (see docs/mapping.rst):
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import ctypes
 import errno
 import os
 import struct
 import threading
-import warnings
-import weakref
 from collections.abc import Callable
 from math import inf
 from time import perf_counter
@@ -44,17 +40,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 import attrs
 import trio
-from mypy_extensions import mypyc_attr
 from trio import current_effective_deadline
 from trio.lowlevel import (
-    Abort,
     checkpoint,
     checkpoint_if_cancelled,
-    current_task,
     reschedule,
 )
 
-from . import _kernels, _sqe, _trio_compat
+from . import _kernels, _readiness, _shutdown, _sqe, _trio_compat
 from ._constants import (
     CQE_F_MORE,
     FEAT_CQE_SKIP,
@@ -69,7 +62,6 @@ from ._constants import (
 from ._operation import (
     ABANDONED,
     CANCELLING,
-    COMPLETED,
     EXPIRED,
     SUBMITTED,
     Operation,
@@ -77,18 +69,14 @@ from ._operation import (
 )
 from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring, ext
 from ._ring_cffi import ffi, lib
+from ._shutdown import lingering as lingering  # (re-exported: tests and tools read it here)
 from ._sqe import Sqe, restartable
-from ._trio_compat import READY, WaitTaskRescheduled, park
+from ._trio_compat import READY
 
 if TYPE_CHECKING:
-    from trio.lowlevel import Task
-
     RaiseCancel = Callable[[], object]
 
 _POLLIN: Final = 0x001
-_POLLOUT: Final = 0x004
-_POLLERR_HUP_NVAL: Final = 0x008 | 0x010 | 0x020
-_ECANCELED: Final = -errno.ECANCELED
 _EINTR: Final = -errno.EINTR
 _ETIME: Final = -errno.ETIME
 _SPLICE: Final = int(Op.SPLICE)
@@ -158,54 +146,6 @@ class _WakeupOp(Operation):
             self.manager._arm_wakeup()
 
 
-class _PollOp(Operation):
-    """``wait_readable`` / ``wait_writable``: a one-shot POLL_ADD.
-
-    A readiness wait has nothing to lose, so its abort always succeeds at once:
-    the poll is withdrawn, or cancelled and left ``ABANDONED`` until its CQE.
-    """
-
-    __slots__ = ("mask", "waiters")
-
-    mask: int
-    waiters: dict[int, _PollOp]
-
-    def on_cqe(self, res: int, flags: int) -> None:
-        task = self.task
-        if task is None:
-            self.complete()
-            return
-        if res >= 0 and not res & (self.mask | _POLLERR_HUP_NVAL):
-            # The kernel reports the wake-up's key, which need not include what we
-            # asked for (AF_UNIX wakes writers with other bits).  epoll would not
-            # report it; wait again under a fresh user_data.
-            self.manager.submit(_sqe.poll_add(self.fd, self.mask), op=self, waiter=False)
-            self.task = task  # (submit ran outside the task: it keeps its waiter)
-            return
-        if self.waiters.get(self.fd) is self:
-            del self.waiters[self.fd]
-        self.res = res
-        self.complete()
-
-    def leave(self) -> None:
-        """Stop waiting: free the fd's waiter slot, withdraw the poll or leave it ``ABANDONED``."""
-        if self.waiters.get(self.fd) is self:
-            del self.waiters[self.fd]
-        if not self.manager.withdraw(self):
-            task = self.task
-            self.detach()
-            self.task = task  # (the caller decides how the waiter wakes)
-
-    def abort(self, _: RaiseCancel) -> Abort:
-        self.leave()
-        self.task = None
-        return Abort.SUCCEEDED
-
-    def on_closing(self) -> None:
-        self.leave()
-        self.wake_closed("fd")
-
-
 class UringIOManager:
     """trio's I/O manager protocol, driven by one io_uring instance."""
 
@@ -225,7 +165,7 @@ class UringIOManager:
         self._closed = True
         self._draining = False
         self._forked_from: int | None = None
-        _reap_lingering()
+        _shutdown.reap_lingering()
         self._ring = Ring(sq_entries or self.sq_entries, cq_factor or self.cq_factor)
         self._r = self._ring.handle
         #: The ring's C state as an address, for the ring extension (kept boxed).
@@ -248,8 +188,7 @@ class UringIOManager:
         #: prunes its fd's list) or when the fd is closed.  No hashing or removal on
         #: the hot path.
         self._fd_ops: list[list[Operation]] = []
-        self._readers: dict[int, _PollOp] = {}
-        self._writers: dict[int, _PollOp] = {}
+        self._readiness = _readiness.Readiness(self)
         self._expired: list[Operation] = []
         self._stash: list[bytes] = []
         #: Guest mode reaps in the worker thread; a full SQ may make the trio thread reap.
@@ -279,9 +218,7 @@ class UringIOManager:
         self._wakeup = _WakeupOp(self, self._wakefd)
         self._wakeup.user_data = _UD_WAKEUP
         self._arm_wakeup()
-        # (a mypyc-compiled class has no weak references: the set holds a handle)
-        self._fork_handle = _ForkHandle(self)
-        _live_managers.add(self._fork_handle)
+        self._fork_handle = _shutdown.track(self)
 
     # ------------------------------------------------------------------ ring
     @property
@@ -722,8 +659,8 @@ class UringIOManager:
         r = self._r
         ops = self._ops
         return UringStatistics(
-            tasks_waiting_read=len(self._readers),
-            tasks_waiting_write=len(self._writers),
+            tasks_waiting_read=len(self._readiness.readers),
+            tasks_waiting_write=len(self._readiness.writers),
             operations_in_flight=len(ops) - (1 if _UD_WAKEUP in ops else 0),
             sqes_submitted=r.sqes_prepared - lib.tu_unsubmitted(r)
             if not self._closed
@@ -745,120 +682,18 @@ class UringIOManager:
         Waits at most :attr:`drain_timeout` for cancelled requests to end, and never
         for zero-copy notifications: whatever the kernel still holds then stays
         referenced, with the ring, until it lets go (see :func:`lingering`), and a
-        ``ResourceWarning`` says how much.
+        ``ResourceWarning`` says how much (:mod:`trio_uring._core._shutdown`).
         """
-        if self._closed:
-            return
-        _live_managers.discard(self._fork_handle)
-        if self._forked_from is not None:
-            self._closed = True
-            return
-        leftover = 0
-        self._draining = True
-        try:
-            self._drain()
-        except BaseException:  # close() must never raise: it would poison the thread
-            pass
-        finally:
-            self._closed = True
-            self._readers.clear()
-            self._writers.clear()
-            self._expired.clear()
-            for op in self._ops.values():
-                op.detach()
-            leftover = len(self._ops)
-            try:
-                if leftover:
-                    _lingering.append(self)  # the ring stays open until the kernel lets go
-                else:
-                    self._ring.close()
-            finally:
-                try:
-                    os.close(self._wakefd)
-                except OSError:
-                    pass
-        if leftover:
-            nbytes = sum(op.pinned_bytes() for op in self._ops.values())
-            with contextlib.suppress(Warning):
-                warnings.warn(
-                    f"trio_uring: the run ended with {leftover} request(s) the kernel still "
-                    f"holds ({nbytes} bytes of buffers, e.g. zero-copy sends waiting for the "
-                    "peer's ACK); they stay referenced until the kernel lets go",
-                    ResourceWarning,
-                    stacklevel=2,
-                )
-
-    def _drain(self) -> None:
-        """Withdraw or cancel every request; wait a little for the cancellations to land."""
-        self._ops.pop(_UD_WAKEUP, None)
-        self._guest = False
-        ops = self._ops
-        if not ops:
-            return
-        for op in list(ops.values()):
-            if op.cancellable():  # (not: a zero-copy send waiting for its notification)
-                self.withdraw(op)
-        lib.tu_submit(self._r)
-        end = perf_counter() + self.drain_timeout
-        while any(op.cancellable() for op in ops.values()):
-            left = end - perf_counter()
-            if left <= 0:
-                break
-            lib.tu_wait(self._r, 1, 1, int(min(left, 0.05) * 1e9))
-            self._finish_quietly(self._reap())
-        self._finish_quietly(self._reap())
-
-    def _finish_quietly(self, events: bytes) -> None:
-        """Dispatch CQEs after the run: nobody is woken; memory is released at final CQEs."""
-        ops = self._ops
-        for user_data, res, flags in _unpack_cqes(events):
-            op = ops.get(user_data) if flags & CQE_F_MORE else ops.pop(user_data, None)
-            if op is not None:
-                op.detach()
-                op.on_cqe(res, flags)
-                if not flags & CQE_F_MORE and op.state != COMPLETED:
-                    op.retire()  # (whatever its kind would have waited for next)
-
-    def _poll_lingering(self) -> bool:
-        """Reap a closed ring's late CQEs; True once the kernel let go of everything."""
-        if self._forked_from is not None:
-            return True
-        self._finish_quietly(self._reap())
-        if self._ops:
-            return False
-        self._ring.close()
-        return True
+        _shutdown.close(self)
 
     # ---------------------------------------------------- readiness waits
     async def wait_readable(self, fd: int | _trio_compat.HasFileno) -> None:
         """Block until ``fd`` is readable.  Same contract as ``trio.lowlevel.wait_readable``."""
-        await self._wait_poll(fd, self._readers, _POLLIN)
+        await self._readiness.wait(fd, False)
 
     async def wait_writable(self, fd: int | _trio_compat.HasFileno) -> None:
         """Block until ``fd`` is writable.  Same contract as ``trio.lowlevel.wait_writable``."""
-        await self._wait_poll(fd, self._writers, _POLLOUT)
-
-    async def _wait_poll(
-        self, fd: int | _trio_compat.HasFileno, waiters: dict[int, _PollOp], mask: int
-    ) -> None:
-        if not isinstance(fd, int):
-            fd = fd.fileno()
-        if fd in waiters:
-            raise trio.BusyResourceError("another task is already reading / writing this fd")
-        if self._guest is None:
-            self._bind_run()
-        log = self.readiness_waits
-        if log is not None:
-            log[fd] = log.get(fd, 0) + 1
-        op = _PollOp(self, fd)
-        op.waiters = waiters
-        op.mask = mask
-        self.submit(_sqe.poll_add(fd, mask), op=op)
-        waiters[fd] = op
-        await park(WaitTaskRescheduled(op.abort))
-        res = op.res
-        if res < 0 and res != _ECANCELED:
-            raise OSError(-res, os.strerror(-res))
+        await self._readiness.wait(fd, True)
 
     def notify_closing(self, fd: int | _trio_compat.HasFileno) -> None:
         """Wake every task using ``fd`` with ``ClosedResourceError``; call before closing it.
@@ -874,21 +709,7 @@ class UringIOManager:
             fd = fd.fileno()
         if self._forked_from is not None:
             self._check_owner()
-        raise_at_end = False
-        if self._readers or self._writers:
-            try:
-                me: Task | None = current_task()
-            except RuntimeError:
-                me = None
-            for waiters in (self._readers, self._writers):
-                poll = waiters.get(fd)
-                if poll is not None:
-                    if poll.task is me and me is not None:
-                        raise_at_end = True
-                        poll.leave()
-                        poll.task = None
-                    else:
-                        poll.on_closing()
+        raise_at_end = self._readiness.notify_closing(fd)
         same_fd = self._fd_ops[fd] if 0 <= fd < len(self._fd_ops) else None
         if same_fd:
             on_fd = same_fd[:]
@@ -1017,78 +838,6 @@ class UringIOManager:
                 op.sq_pos = self._prep_sqe(op)
 
 
-#: Managers alive in this process (the fork handler must find them).
-_live_managers: weakref.WeakSet[_ForkHandle] = weakref.WeakSet()
-
-
-@mypyc_attr(native_class=False)
-class _ForkHandle:
-    """Stands for a manager in ``_live_managers``; dies with it (they form a cycle)."""
-
-    def __init__(self, manager: UringIOManager) -> None:
-        self.manager = manager
-
-
-#: Closed managers whose ring still has requests the kernel holds (zero-copy
-#: notifications waiting for a peer's ACK, requests that ignored the cancel).
-#: Their memory stays referenced and their ring open until the kernel lets go;
-#: every new or closing manager reaps them without waiting.
-_lingering: list[UringIOManager] = []
-
-
-def _reap_lingering() -> None:
-    if _lingering:
-        _lingering[:] = [m for m in _lingering if not m._poll_lingering()]
-
-
-def _keep_lingering_at_exit() -> None:
-    """At interpreter exit, never free what the kernel may still read or write.
-
-    Finalization clears module globals, which would free the lingering managers'
-    operations and with them the buffers a zero-copy send's pinned pages or a
-    request that ignored its cancel still reference, while Python goes on running
-    (and reusing that memory) until the process ends.  Whatever still lingers is
-    given one reference that is never dropped: the process's exit, not Python,
-    ends it (the kernel tears the ring down then).
-    """
-    _reap_lingering()
-    if _lingering:
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(list(_lingering)))
-
-
-atexit.register(_keep_lingering_at_exit)
-
-
-def lingering() -> int:
-    """How many requests of closed runs the kernel still holds (their memory stays referenced)."""
-    _reap_lingering()
-    return sum(len(m._ops) for m in _lingering)
-
-
-def _after_fork_in_child() -> None:
-    """A forked child has none of the parent's rings (they are MADV_DONTFORK).
-
-    Mark every manager so that touching it raises ``RuntimeError`` instead of
-    reading unmapped memory, close the child's copies of their fds, and forget the
-    lingering rings (the parent still owns their memory).
-    """
-    parent = os.getppid()
-    for manager in [h.manager for h in _live_managers] + _lingering:
-        manager._forked_from = parent
-        manager._closed = True
-        lib.tu_forget(manager._r)
-        with contextlib.suppress(OSError):
-            os.close(manager._wakefd)
-        manager._ops.clear()
-        manager._fd_ops.clear()
-        manager._expired.clear()
-    _live_managers.clear()
-    _lingering.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def current_manager() -> UringIOManager:
     """The io_uring manager of the current run.
 
@@ -1115,7 +864,6 @@ _trio_compat.ki_protect(
     UringIOManager.notify_closing,
     UringIOManager.wait_readable,
     UringIOManager.wait_writable,
-    UringIOManager._wait_poll,
     UringIOManager._prep,
     UringIOManager._make_room,
     UringIOManager._write_async_cancel,

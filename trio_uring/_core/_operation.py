@@ -66,7 +66,6 @@ import outcome
 import trio
 from trio.lowlevel import Abort
 
-from ._constants import Op
 from ._ring import ext
 from ._ring_cffi import ffi
 from ._trio_compat import READY, WaitTaskRescheduled, ki_protect
@@ -117,33 +116,6 @@ RESTART_CODES: Final = frozenset({-512, -513, -514, -516})
 #: Releases an export: the ring extension's (which also takes cffi's), else cffi's.
 _release: Final = ffi.release if ext is None else ext.release
 _READY: Final = READY
-
-#: The op table: opcodes that may be linked to an ``IORING_OP_LINK_TIMEOUT`` and so
-#: resubmitted when that timeout fired but trio did not cancel the task (its
-#: deadline moved, a shield).  Only requests for which ``-ECANCELED`` means
-#: "nothing happened, and doing it again is the same request" belong here.  Not:
-#: ``CONNECT`` (a second connect gives ``EALREADY``), ``OPENAT``/``CLOSE``/
-#: ``SHUTDOWN``/``TIMEOUT`` (side effects, or nothing to gain), ``SEND_ZC``
-#: (two completions).  Reads, writes and splices at the file position are never
-#: linked either: :func:`trio_uring._core._sqe.restartable` applies both rules.
-RESTARTABLE: Final = frozenset(
-    int(op)
-    for op in (
-        Op.RECV,
-        Op.SEND,
-        Op.RECVMSG,
-        Op.SENDMSG,
-        Op.ACCEPT,
-        Op.READ,
-        Op.WRITE,
-        Op.READ_FIXED,
-        Op.WRITE_FIXED,
-        Op.POLL_ADD,
-        Op.STATX,
-        Op.FSYNC,
-        Op.SPLICE,
-    )
-)
 
 
 def export(obj: object, writable: bool = False) -> Any:
