@@ -10,8 +10,8 @@
 # trio_uring/_hot__mypyc.*.so).  TRIO_URING_COMPILE=0 at install time builds pure;
 # TRIO_URING_PURE=1 at run time imports the .py files instead.  If mypyc or the C
 # compiler fails on them, the install warns and goes on pure.
-import ast
 import os
+import runpy
 import sys
 import warnings
 from pathlib import Path
@@ -23,16 +23,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def _hot_modules() -> list[str]:
-    """The one HOT list, read (not imported) from trio_uring/_pure.py."""
-    tree = ast.parse((HERE / "trio_uring" / "_pure.py").read_text())
-    for node in tree.body:
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and node.target.id == "HOT"
-        ):
-            return list(ast.literal_eval(node.value))
-    raise RuntimeError("trio_uring/_pure.py has no HOT list")
+    """The one HOT list, from trio_uring/_pure.py run as a script (as the Makefile runs it:
+    it needs only the standard library, not the package's dependencies)."""
+    return list(runpy.run_path(str(HERE / "trio_uring" / "_pure.py"))["HOT"])
 
 
 def _warn(message: str) -> None:

@@ -8,6 +8,9 @@ functions do.
 from __future__ import annotations
 
 import ast
+import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "trio_uring"
@@ -136,3 +139,21 @@ def test_no_core_module_is_too_long() -> None:
         if (n := len(path.read_text().splitlines())) > LONG_MODULES.get(path.name, 620)
     }
     assert long == {}
+
+
+def test_one_hot_list_read_by_running_pure() -> None:
+    """setup.py and the Makefile run trio_uring/_pure.py to read HOT: with the standard
+    library only, printing source files that exist."""
+    from trio_uring._pure import HOT
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "trio_uring/_pure.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == [name.replace(".", "/") + ".py" for name in HOT]
+    assert all((root / path).is_file() for path in out)
+    assert tuple(runpy.run_path(str(root / "trio_uring" / "_pure.py"))["HOT"]) == HOT

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Final
 
-#: The modules the install compiles (setup.py parses this assignment: keep it a literal).
+#: The modules the install compiles: the one list, which setup.py and the Makefile read by
+#: running this file as a script (so it imports only the standard library).
 HOT: Final = (
     "trio_uring._core._operation",
     "trio_uring._core._manager",
@@ -100,3 +101,12 @@ def build() -> str:
 
 
 select()
+
+
+def sources() -> list[str]:
+    """The :data:`HOT` modules' source files, relative to the project's root."""
+    return [name.replace(".", "/") + ".py" for name in HOT]
+
+
+if __name__ == "__main__":  # the Makefile's HOT_SOURCES
+    print(" ".join(sources()))

@@ -57,6 +57,7 @@ from ._core import _kernels, _sqe
 from ._core._constants import (
     CQE_F_MORE,
     CQE_F_SOCK_NONEMPTY,
+    MSG_NOSIGNAL,
     Op,
 )
 from ._core._manager import UringIOManager, current_manager
@@ -112,8 +113,7 @@ RECEIVE_LOW_WATER: Final = 64 * 1024
 #: A stream's first ``send_all`` below this size tries the syscall first.
 _FIRST_SEND_MAX: Final = ZEROCOPY_THRESHOLD
 _MSG_WAITALL: Final = 0x100
-_MSG_NOSIGNAL: Final = 0x4000
-_SEND_FLAGS: Final = _MSG_WAITALL | _MSG_NOSIGNAL
+_SEND_FLAGS: Final = _MSG_WAITALL | MSG_NOSIGNAL
 # (Final: a compiled build keeps them in C statics, not a module-dict lookup per use.)
 _park: Final = park
 _completed_checkpoint: Final = completed_checkpoint

@@ -53,6 +53,7 @@ from ._constants import (
     FEAT_CQE_SKIP,
     IOSQE_CQE_SKIP_SUCCESS,
     IOSQE_IO_LINK,
+    MAX_RW_COUNT,
     POLL_ADD_MULTI,
     SQ_CQ_OVERFLOW,
     SQ_TASKRUN,
@@ -102,9 +103,6 @@ _READY: Final = READY
 #: trio thread with the run context set (before any task has run).  Used to set
 #: per-run state such as trio's custom socket factory.
 run_start_hooks: list[Callable[[UringIOManager], None]] = []
-
-#: The kernel never transfers more than this in one request (MAX_RW_COUNT).
-MAX_RW_COUNT: Final = 0x7FFFF000
 
 
 @attrs.frozen

@@ -69,6 +69,9 @@ from .._core._constants import (
     NOTIF_USAGE_ZC_COPIED,
     SEND_ZC_REPORT_USAGE,
 )
+from .._core._constants import (
+    MSG_NOSIGNAL as _MSG_NOSIGNAL,
+)
 from .._core._manager import current_manager
 from .._core._operation import COMPLETED, EXPIRED, Operation
 from .._core._ring_cffi import lib
@@ -81,7 +84,6 @@ if TYPE_CHECKING:
 
 
 _ECANCELED: Final = -errno.ECANCELED
-_MSG_NOSIGNAL: Final = 0x4000
 
 
 class _ZcOwner(Protocol):
