@@ -9,8 +9,8 @@ STAMP := $(VENV)/.installed
 
 # The install compiles the hot path (trio_uring/_pure.py's HOT modules) with mypyc: an edit
 # to one of them needs a new install, or the extension module built before it keeps running.
-HOT_SOURCES := $(shell sed -n 's/^ *"\(trio_uring\.[a-z_.]*\)",$$/\1/p' trio_uring/_pure.py \
-	| tr . / | sed 's/$$/.py/')
+# (trio_uring/_pure.py run as a script prints them: setup.py runs the same file.)
+HOT_SOURCES := $(shell $(PYTHON) trio_uring/_pure.py)
 
 $(STAMP): pyproject.toml setup.py buildsys/trio_uring_backend.py trio_uring/_core/_build_ring.py trio_uring/_core/_ringext.c \
 		trio_uring/_pure.py $(HOT_SOURCES)

@@ -17,9 +17,9 @@
 # the compiled build (mypyc type-checks and translates the hot modules, then the C
 # compiler builds them), 6 s with TRIO_URING_COMPILE=0.  The build requirements (mypy only
 # when compiling) come from the in-tree backend, buildsys/trio_uring_backend.py.
-import ast
 import json
 import os
+import runpy
 import sys
 import warnings
 from pathlib import Path
@@ -32,16 +32,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def _hot_modules() -> list[str]:
-    """The one HOT list, read (not imported) from trio_uring/_pure.py."""
-    tree = ast.parse((HERE / "trio_uring" / "_pure.py").read_text())
-    for node in tree.body:
-        if (
-            isinstance(node, ast.AnnAssign)
-            and isinstance(node.target, ast.Name)
-            and node.target.id == "HOT"
-        ):
-            return list(ast.literal_eval(node.value))
-    raise RuntimeError("trio_uring/_pure.py has no HOT list")
+    """The one HOT list, from trio_uring/_pure.py run as a script (as the Makefile runs it:
+    it needs only the standard library, not the package's dependencies)."""
+    return list(runpy.run_path(str(HERE / "trio_uring" / "_pure.py"))["HOT"])
 
 
 #: What this build made, and why not more: written into the package as

@@ -59,6 +59,36 @@ async def test_submit_takes_the_whole_rest_of_the_export() -> None:
         assert a.recv(100) == b"cdefXYZ"
 
 
+@pytest.mark.parametrize("what", ["wrong type", "outside"])
+async def test_a_refused_submit_releases_what_the_operation_held(what: str) -> None:
+    """One rollback for every way ``submit`` can fail: the record the caller handed in is
+    ``COMPLETED`` with every export released (its earlier ones too)."""
+    manager = current_manager()
+    a, b = socket.socketpair()
+    with a, b:
+        earlier = bytearray(8)
+        op = Operation(manager, a.fileno())
+        op.export(earlier, writable=True)
+        buf: object = "not a buffer" if what == "wrong type" else bytearray(4)
+        with pytest.raises(TypeError if what == "wrong type" else ValueError):
+            manager.submit(_sqe.recv(a.fileno(), 8, 0, 0), op=op, buffer=buf, writable=True)
+        assert op.state == COMPLETED
+        assert op.exports is None
+        earlier.extend(b"x")  # not exported any more: resizable
+        await trio.lowlevel.checkpoint()
+
+
+async def test_submit_takes_only_the_sqe_positionally() -> None:
+    manager = current_manager()
+    a, b = socket.socketpair()
+    with a, b:
+        before = manager.statistics().operations_in_flight
+        with pytest.raises(TypeError):
+            manager.submit(_sqe.poll_add(a.fileno(), 1), None)  # type: ignore[misc]
+        assert manager.statistics().operations_in_flight == before
+        await trio.lowlevel.checkpoint()
+
+
 @pytest.mark.skipif(ext is None, reason="the ring extension is not in use")
 def test_ring_extension_prep_takes_only_ints() -> None:
     class Sneaky:

@@ -280,7 +280,9 @@ def test_close_drains_in_flight_requests() -> None:
     a, b = socket.socketpair()
     with a, b:
         keep = bytearray(16)
-        ops = [manager.submit(_sqe.poll_add(a.fileno(), 1), keep, waiter=False) for _ in range(5)]
+        ops = [
+            manager.submit(_sqe.poll_add(a.fileno(), 1), keep=keep, waiter=False) for _ in range(5)
+        ]
         manager.get_events(0)  # submitted: the kernel holds five polls
         assert manager.statistics().operations_in_flight == 5
         manager.close()

@@ -24,7 +24,9 @@ import trio
 import trio.testing
 
 import trio_uring
+from tests.conftest import assert_idle
 from trio_uring import AsyncBinaryFile
+from trio_uring import lowlevel as ll
 from trio_uring._ops import _files as fdops
 
 RD_NB = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
@@ -480,3 +482,98 @@ async def test_thread_open_owner_race(tmp_path: Path) -> None:
     release.set()
     assert scope.cancelled_caught
     assert opener._fd == -1 and opener._abandoned
+
+
+# ---------------------------------------------------------------------------
+# Moved from test_lifecycle_regressions.py (its findings 7 and 8): blocking opens.
+# ---------------------------------------------------------------------------
+async def test_open_file_of_a_fifo_cancelled_is_a_cancellation(fifo: Path) -> None:
+    """Finding 7: ``open_file(fifo, "wb")`` with no reader blocks in the kernel; cancelled
+    by ``move_on_after(0.2)`` it must end as a cancellation the scope catches, not as
+    ``OSError(512)`` (``ERESTARTSYS`` leaking out of the interrupted io-wq worker), and
+    leak no fd.  A watchdog opens a reader after 8 s so a stuck open fails the test."""
+    watchdog_fired = False
+
+    async def watchdog() -> None:
+        nonlocal watchdog_fired
+        await trio.sleep(8)
+        watchdog_fired = True
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            await trio.sleep(1)
+        finally:
+            os.close(fd)
+
+    opened: list[object] = []
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watchdog)
+            start = trio.current_time()
+            with trio.move_on_after(0.2) as scope:
+                opened.append(await trio_uring.open_file(fifo, "wb"))
+            elapsed = trio.current_time() - start
+            nursery.cancel_scope.cancel()
+    for f in opened:  # pragma: no cover - only if the open was not cancelled
+        await f.aclose()  # type: ignore[attr-defined]
+    assert not watchdog_fired
+    assert scope.cancelled_caught
+    assert opened == []
+    assert elapsed < 5, elapsed
+    await assert_idle()
+
+
+async def test_lowlevel_openat_for_writing_waits_for_a_reader(fifo: Path) -> None:
+    """Finding 8: ``lowlevel.openat(fifo, O_WRONLY)`` behaves like ``os.open``: it waits
+    for a reader instead of failing with ``ENXIO`` (what an ``O_NONBLOCK`` open gives,
+    which io_uring tries first), and the fd it returns is blocking."""
+    got: list[int] = []
+    reader = -1
+
+    async def opener() -> None:
+        got.append(await ll.openat(fifo, os.O_WRONLY))
+
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(opener)
+                await trio.testing.wait_all_tasks_blocked()
+                assert got == []
+                reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the reader opens later
+        [writer] = got
+        assert not fcntl.fcntl(writer, fcntl.F_GETFL) & os.O_NONBLOCK
+        os.write(writer, b"through the fifo")
+        assert os.read(reader, 100) == b"through the fifo"
+    finally:
+        for fd in [*got, reader]:
+            if fd >= 0:
+                os.close(fd)
+
+
+async def test_lowlevel_openat_for_reading_waits_for_a_writer(fifo: Path) -> None:
+    """Finding 8: ``lowlevel.openat(fifo, O_RDONLY)`` does not return before a writer
+    opens (as ``os.open``; io_uring's first, non-blocking attempt returns at once),
+    and the fd it returns is blocking."""
+    got: list[int] = []
+    writer = -1
+
+    async def opener() -> None:
+        got.append(await ll.openat(fifo, os.O_RDONLY))
+
+    try:
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(opener)
+                await trio.testing.wait_all_tasks_blocked()
+                assert got == [], "the read-only open returned before any writer opened"
+                # A blocking open for writing returns once our reader is in the kernel's open.
+                writer = await trio.to_thread.run_sync(
+                    os.open, fifo, os.O_WRONLY, abandon_on_cancel=True
+                )
+        [reader] = got
+        assert not fcntl.fcntl(reader, fcntl.F_GETFL) & os.O_NONBLOCK
+        os.write(writer, b"data")
+        assert os.read(reader, 100) == b"data"
+    finally:
+        for fd in [*got, writer]:
+            if fd >= 0:
+                os.close(fd)

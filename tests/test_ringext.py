@@ -310,3 +310,64 @@ def test_enter_outside_a_task() -> None:
 
     assert _trio_fast.enter() is None
     assert _trio_fast.current_task() is None
+
+
+# ------------------------------------------------ one declaration of the C ABI
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _c_params(decl: str) -> list[str]:
+    """A C parameter list's types, names dropped and whitespace normalised; the ring
+    extension does not know ``tu_ring`` and ``tu_pbuf`` and says ``void *``."""
+    import re
+
+    types = []
+    for param in decl.split(","):
+        param = re.sub(r"\s+", " ", param.replace("*", " * ")).strip()
+        words = param.split(" ")
+        if words[-1] not in ("*",) and len(words) > 1:
+            words = words[:-1]  # the parameter's name
+        kind = " ".join(words).replace(" *", "*")
+        types.append(re.sub(r"^tu_(ring|pbuf)\*$", "void*", kind))
+    return types
+
+
+def _declarations() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    import re
+
+    from trio_uring._core import _build_ring
+
+    with open(os.path.join(_ROOT, "trio_uring", "_core", "_ringext.c")) as f:
+        ringext = f.read()
+    cdef = {
+        name: _c_params(params)
+        for name, params in re.findall(r"\b(tu_\w+)\(([^)]*)\);", _build_ring.CDEF)
+    }
+    typedefs = {
+        name: _c_params(params)
+        for name, params in re.findall(r"typedef [\w ]+?\s*\(\*(tu_\w+)_fn\)\(([^)]*)\);", ringext)
+    }
+    return cdef, typedefs
+
+
+def test_ring_extension_declares_the_cffi_functions_alike() -> None:
+    """The extension calls ``tu_prep``, ``tu_pbuf_give`` and ``tu_nop_if_unsubmitted``
+    through pointers: their types must be the cffi cdef's (the one declaration, which
+    the C compiler checks against the definitions in ``_build_ring.C_SOURCE``)."""
+    cdef, typedefs = _declarations()
+    assert set(typedefs) == {"tu_prep", "tu_pbuf_give", "tu_nop"}
+    assert typedefs["tu_nop"] == cdef["tu_nop_if_unsubmitted"]
+    assert typedefs["tu_prep"] == cdef["tu_prep"]
+    assert typedefs["tu_pbuf_give"] == cdef["tu_pbuf_give"]
+
+
+def test_ring_extension_max_rw_count_is_the_kernel_constant() -> None:
+    import re
+
+    from trio_uring._core._constants import MAX_RW_COUNT
+
+    with open(os.path.join(_ROOT, "trio_uring", "_core", "_ringext.c")) as f:
+        (value,) = re.findall(r"#define TU_MAX_RW_COUNT (0x[0-9A-Fa-f]+)LL", f.read())
+    assert int(value, 16) == MAX_RW_COUNT
+    if ext is not None:
+        assert ext.MAX_RW_COUNT == MAX_RW_COUNT

@@ -26,10 +26,12 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Final
 
-#: The modules the install compiles (setup.py parses this assignment: keep it a literal).
+#: The modules the install compiles: the one list, which setup.py and the Makefile read by
+#: running this file as a script (so it imports only the standard library).
 HOT: Final = (
     "trio_uring._core._operation",
     "trio_uring._core._manager",
+    "trio_uring._core._readiness",
     "trio_uring._core._sqe",
     "trio_uring._core._trio_fast",
     "trio_uring._streams",
@@ -155,5 +157,13 @@ def build() -> str:
     return result
 
 
-select()
-_warn_if_the_build_failed()
+def sources() -> list[str]:
+    """The :data:`HOT` modules' source files, relative to the project's root."""
+    return [name.replace(".", "/") + ".py" for name in HOT]
+
+
+if __name__ == "__main__":  # the Makefile's HOT_SOURCES
+    print(" ".join(sources()))
+elif __name__ == "trio_uring._pure":  # (not when setup.py reads HOT with runpy)
+    select()
+    _warn_if_the_build_failed()

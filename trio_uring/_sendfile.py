@@ -48,7 +48,7 @@ import trio
 from trio.lowlevel import RunVar, checkpoint
 
 from ._core import _sqe
-from ._core._constants import Op
+from ._core._constants import MAX_RW_COUNT, MSG_NOSIGNAL, Op
 from ._core._operation import COMPLETED, PREPARED, Operation
 from ._core._ring_cffi import lib
 from ._core._trio_compat import ki_protect
@@ -78,8 +78,6 @@ _F_SETPIPE_SZ: Final = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _F_GETPIPE_SZ: Final = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 _SPLICE_F_NONBLOCK: Final = 2
 _U64: Final = (1 << 64) - 1
-_MAX_RW: Final = 0x7FFFF000
-_MSG_NOSIGNAL: Final = getattr(_stdlib_socket, "MSG_NOSIGNAL", 0x4000)
 #: Errors of ``sendfile``/``splice`` into the socket that mean the connection (not the
 #: file) failed: translated as ``send_all`` translates them.
 _SOCKET_ERRNOS: Final = frozenset(
@@ -483,7 +481,7 @@ async def _sendfile_path(
         source.check()
         _check_open(stream, sock_fd)
         try:
-            k = os.sendfile(sock_fd, fd, offset + sent, min(count - sent, _MAX_RW))
+            k = os.sendfile(sock_fd, fd, offset + sent, min(count - sent, MAX_RW_COUNT))
         except BlockingIOError:
             await trio.lowlevel.wait_writable(sock_fd)
             waited = True
@@ -531,7 +529,7 @@ async def _read_path(
         while pos < len(view):
             _check_open(stream, sock_fd)
             try:
-                pos += await sock.send(view[pos:], _MSG_NOSIGNAL)
+                pos += await sock.send(view[pos:], MSG_NOSIGNAL)
             except OSError as exc:
                 raise _translate(exc)  # noqa: B904 - chained as trio chains it
         sent += len(data)

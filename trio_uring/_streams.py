@@ -57,6 +57,7 @@ from ._core import _kernels, _sqe
 from ._core._constants import (
     CQE_F_MORE,
     CQE_F_SOCK_NONEMPTY,
+    MSG_NOSIGNAL,
     Op,
 )
 from ._core._manager import UringIOManager, current_manager
@@ -115,8 +116,7 @@ RECEIVE_LOW_WATER: Final = 64 * 1024
 #: A stream's first ``send_all`` below this size tries the syscall first.
 _FIRST_SEND_MAX: Final = ZEROCOPY_THRESHOLD
 _MSG_WAITALL: Final = 0x100
-_MSG_NOSIGNAL: Final = 0x4000
-_SEND_FLAGS: Final = _MSG_WAITALL | _MSG_NOSIGNAL
+_SEND_FLAGS: Final = _MSG_WAITALL | MSG_NOSIGNAL
 # (Final: a compiled build keeps them in C statics, not a module-dict lookup per use.)
 _park: Final = park
 _completed_checkpoint: Final = completed_checkpoint
@@ -210,7 +210,7 @@ class _RecvOp(Operation):
                     self._check_hung_up()
                 if s._rq_bytes >= RECEIVE_HIGH_WATER and not self.stopping:
                     self.stopping = True
-                    self.manager.cancel(self)
+                    self.manager.async_cancel(self)
                 task = s._r_waiter
                 if task is not None:
                     s._r_waiter = None
@@ -272,7 +272,7 @@ class _RecvOp(Operation):
                 return
         if not self.stopping:
             self.stopping = True
-            self.manager.cancel(self)
+            self.manager.async_cancel(self)
 
     def on_closing(self) -> None:
         s = self.stream
@@ -645,7 +645,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
                         trap = self._s_trap
                         if trap is None:  # (made before the SQE: nothing runs between)
                             trap = self._s_trap = WaitTaskRescheduled(self._abort_send)
-                        manager.submit(_sqe.send(fd, n, _SEND_FLAGS, sent), None, op, inf, buf)
+                        manager.submit(_sqe.send(fd, n, _SEND_FLAGS, sent), op=op, buffer=buf)
                         await _park(trap)  # as `await op`, with a trap made once
                         res = op.res
                         sent += res if res >= 0 else op.result()
@@ -908,7 +908,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
         ring = self._ring
         assert manager is not None and ring is not None
         op = _RecvOp(self, manager, ring)
-        manager.submit(_sqe.recv_multishot(self.socket.fileno(), ring.bgid), ring, op, waiter=False)
+        manager.submit(
+            _sqe.recv_multishot(self.socket.fileno(), ring.bgid), keep=ring, op=op, waiter=False
+        )
         self._recv_op = op
 
     def _wake_receiver_closed(self) -> None:
@@ -1016,7 +1018,7 @@ class _AcceptOp(Operation):
                 if len(lst._queue) >= ACCEPT_QUEUE_MAX and not self.stopping:
                     # Backpressure: stop accepting; the kernel's backlog holds the rest.
                     self.stopping = True
-                    self.manager.cancel(self)
+                    self.manager.async_cancel(self)
         elif res != _ECANCELED and -res not in _ignorable_accept_errnos:
             if res == _EINVAL and not self.accepted:
                 lst._multishot = False  # this listener takes one ACCEPT per call instead

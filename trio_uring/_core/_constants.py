@@ -6,6 +6,7 @@ Values are from ``include/uapi/linux/io_uring.h`` (Linux 6.18).
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 
 class Op(enum.IntEnum):
@@ -161,3 +162,13 @@ UNREGISTER_PBUF_RING = 23
 # sq ring flags
 SQ_CQ_OVERFLOW = 1 << 1
 SQ_TASKRUN = 1 << 2
+
+# The kernel's limits and the flags every request of a kind carries.  The one home of
+# each: the modules above import them from here; the ring extension's C copy
+# (TU_MAX_RW_COUNT in _ringext.c) is checked against this by tests/test_ringext.py.
+#: The kernel never transfers more than this in one request (``MAX_RW_COUNT``).
+MAX_RW_COUNT: Final = 0x7FFFF000
+#: ``MSG_NOSIGNAL``: a send to a closed peer fails with EPIPE instead of raising SIGPIPE.
+MSG_NOSIGNAL: Final = 0x4000
+#: ``IORING_REGISTER_PBUF_STATUS`` (Linux 6.8): where a provided-buffer ring's head is.
+REGISTER_PBUF_STATUS: Final = 26

@@ -55,6 +55,7 @@ from ._constants import (
     RECVSEND_POLL_FIRST,
     REGISTER_BUFFERS,
     REGISTER_PBUF_RING,
+    REGISTER_PBUF_STATUS,
     REGISTER_PROBE,
     SEND_ZC_REPORT_USAGE,
     SETUP_CLAMP,
@@ -311,7 +312,7 @@ TABLE: Final[tuple[Entry, ...]] = (
         "one RECV per receive_some call", _REGISTER,
     ),
     Entry(
-        REGISTER, "IORING_REGISTER_PBUF_STATUS", 26, (6, 8),
+        REGISTER, "IORING_REGISTER_PBUF_STATUS", REGISTER_PBUF_STATUS, (6, 8),
         "tests only: how many provided buffers the kernel still holds", "", _REGISTER,
     ),
 )

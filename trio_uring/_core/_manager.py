@@ -2,8 +2,9 @@
 
 trio's Runner calls ``get_events``/``process_events`` once per loop tick and the
 ``wait_readable``/``wait_writable``/``notify_closing`` trio API dispatches here.
-Completion-based operations (``trio_uring.lowlevel``) are submitted through
-:meth:`UringIOManager.perform`, the one cancellation path for every operation.
+Completion-based operations (``trio_uring.lowlevel``) are started by
+:meth:`UringIOManager.submit` (waited for by ``perform``) and taken back by
+:meth:`UringIOManager.withdraw`.
 
 Rules this module keeps (see docs/mapping.rst):
 
@@ -27,15 +28,11 @@ Rules this module keeps (see docs/mapping.rst):
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import ctypes
 import errno
 import os
 import struct
 import threading
-import warnings
-import weakref
 from collections.abc import Callable
 from math import inf
 from time import perf_counter
@@ -43,22 +40,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
 import attrs
 import trio
-from mypy_extensions import mypyc_attr
 from trio import current_effective_deadline
 from trio.lowlevel import (
-    Abort,
     checkpoint,
     checkpoint_if_cancelled,
-    current_task,
     reschedule,
 )
 
-from . import _kernels, _sqe, _trio_compat
+from . import _kernels, _readiness, _shutdown, _sqe, _trio_compat
 from ._constants import (
     CQE_F_MORE,
     FEAT_CQE_SKIP,
     IOSQE_CQE_SKIP_SUCCESS,
     IOSQE_IO_LINK,
+    MAX_RW_COUNT,
     POLL_ADD_MULTI,
     SQ_CQ_OVERFLOW,
     SQ_TASKRUN,
@@ -68,25 +63,21 @@ from ._constants import (
 from ._operation import (
     ABANDONED,
     CANCELLING,
-    COMPLETED,
+    EXPIRED,
     SUBMITTED,
     Operation,
     export,
 )
 from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring, ext
 from ._ring_cffi import ffi, lib
+from ._shutdown import lingering as lingering  # (re-exported: tests and tools read it here)
 from ._sqe import Sqe, restartable
-from ._trio_compat import READY, WaitTaskRescheduled, park
+from ._trio_compat import READY
 
 if TYPE_CHECKING:
-    from trio.lowlevel import Task
-
     RaiseCancel = Callable[[], object]
 
 _POLLIN: Final = 0x001
-_POLLOUT: Final = 0x004
-_POLLERR_HUP_NVAL: Final = 0x008 | 0x010 | 0x020
-_ECANCELED: Final = -errno.ECANCELED
 _EINTR: Final = -errno.EINTR
 _ETIME: Final = -errno.ETIME
 _SPLICE: Final = int(Op.SPLICE)
@@ -112,9 +103,6 @@ _READY: Final = READY
 #: trio thread with the run context set (before any task has run).  Used to set
 #: per-run state such as trio's custom socket factory.
 run_start_hooks: list[Callable[[UringIOManager], None]] = []
-
-#: The kernel never transfers more than this in one request (MAX_RW_COUNT).
-MAX_RW_COUNT: Final = 0x7FFFF000
 
 
 @attrs.frozen
@@ -176,54 +164,6 @@ class _WakeupOp(Operation):
             self.manager._arm_wakeup()
 
 
-class _PollOp(Operation):
-    """``wait_readable`` / ``wait_writable``: a one-shot POLL_ADD.
-
-    A readiness wait has nothing to lose, so its abort always succeeds at once:
-    the poll is withdrawn, or cancelled and left ``ABANDONED`` until its CQE.
-    """
-
-    __slots__ = ("mask", "waiters")
-
-    mask: int
-    waiters: dict[int, _PollOp]
-
-    def on_cqe(self, res: int, flags: int) -> None:
-        task = self.task
-        if task is None:
-            self.complete()
-            return
-        if res >= 0 and not res & (self.mask | _POLLERR_HUP_NVAL):
-            # The kernel reports the wake-up's key, which need not include what we
-            # asked for (AF_UNIX wakes writers with other bits).  epoll would not
-            # report it; wait again under a fresh user_data.
-            self.manager.submit(_sqe.poll_add(self.fd, self.mask), op=self, waiter=False)
-            self.task = task  # (submit ran outside the task: it keeps its waiter)
-            return
-        if self.waiters.get(self.fd) is self:
-            del self.waiters[self.fd]
-        self.res = res
-        self.complete()
-
-    def leave(self) -> None:
-        """Stop waiting: free the fd's waiter slot, withdraw the poll or leave it ``ABANDONED``."""
-        if self.waiters.get(self.fd) is self:
-            del self.waiters[self.fd]
-        if not self.manager.withdraw(self):
-            task = self.task
-            self.detach()
-            self.task = task  # (the caller decides how the waiter wakes)
-
-    def abort(self, _: RaiseCancel) -> Abort:
-        self.leave()
-        self.task = None
-        return Abort.SUCCEEDED
-
-    def on_closing(self) -> None:
-        self.leave()
-        self.wake_closed("fd")
-
-
 class UringIOManager:
     """trio's I/O manager protocol, driven by one io_uring instance."""
 
@@ -244,7 +184,7 @@ class UringIOManager:
         self._closed = True
         self._draining = False
         self._forked_from: int | None = None
-        _reap_lingering()
+        _shutdown.reap_lingering()
         self._ring = Ring(sq_entries or self.sq_entries, cq_factor or self.cq_factor)
         self._r = self._ring.handle
         #: The ring's C state as an address, for the ring extension (kept boxed).
@@ -267,8 +207,7 @@ class UringIOManager:
         #: prunes its fd's list) or when the fd is closed.  No hashing or removal on
         #: the hot path.
         self._fd_ops: list[list[Operation]] = []
-        self._readers: dict[int, _PollOp] = {}
-        self._writers: dict[int, _PollOp] = {}
+        self._readiness = _readiness.Readiness(self)
         self._expired: list[Operation] = []
         self._stash: list[bytes] = []
         #: Guest mode reaps in the worker thread; a full SQ may make the trio thread reap.
@@ -303,9 +242,7 @@ class UringIOManager:
         self._wakeup = _WakeupOp(self, self._wakefd)
         self._wakeup.user_data = _UD_WAKEUP
         self._arm_wakeup()
-        # (a mypyc-compiled class has no weak references: the set holds a handle)
-        self._fork_handle = _ForkHandle(self)
-        _live_managers.add(self._fork_handle)
+        self._fork_handle = _shutdown.track(self)
 
     # ------------------------------------------------------------------ ring
     @property
@@ -382,8 +319,9 @@ class UringIOManager:
         with self._reap_lock:  # guest mode: the worker thread may be reaping too
             self._stash.append(self._reap_locked())
 
-    def _cancel(self, target: int) -> None:
-        """Submit ``IORING_OP_ASYNC_CANCEL`` for ``target``; its own CQE is ignored."""
+    def _write_async_cancel(self, target: int) -> None:
+        """Write an ``IORING_OP_ASYNC_CANCEL`` SQE for the user_data ``target``; its own CQE
+        is ignored.  (Only the SQE: :meth:`withdraw` and :meth:`async_cancel` decide.)"""
         self._async_cancels += 1
         pos = lib.tu_prep_u64(
             self._r, Op.ASYNC_CANCEL, self._skip_flag, -1, 0, target, 0, 0, _UD_IGNORE
@@ -408,7 +346,7 @@ class UringIOManager:
 
     # ------------------------------------------------ the operation lifecycle
     def withdraw(self, op: Operation) -> bool:
-        """Take back ``op``: the one place that decides how an operation is cancelled.
+        """Take back ``op``: the one cancellation path, which decides how an operation is cancelled.
 
         If the kernel has not consumed its SQE, the SQE becomes a NOP, the
         operation completes without having happened (its memory is released) and
@@ -432,19 +370,19 @@ class UringIOManager:
             op.retire()
             return True
         if op.state != CANCELLING:
-            op.state = CANCELLING
-            self._cancel(op.user_data)
+            op.cancelling()
+            self._write_async_cancel(op.user_data)
         return False
 
     def submit(
         self,
         sqe: Sqe,
+        *,
         keep: object = None,
         op: Operation | None = None,
         deadline: float = inf,
         buffer: object = None,
         writable: bool = False,
-        *,
         waiter: bool = True,
     ) -> Operation:
         """Start one operation: the one place that writes an operation's SQE and tracks it.
@@ -461,14 +399,16 @@ class UringIOManager:
         ``buffer``: a caller's buffer the kernel reads (or, ``writable``, writes);
         the operation exports it and releases the export at completion.  Then the
         SQE's ``buf`` is a byte offset into it and a negative length means "the
-        rest of it".  A buffer of the wrong type raises ``TypeError`` before
-        anything is submitted.  ``keep``: other memory the kernel touches, held
-        until completion.
+        rest of it"; the address and length are taken from that one export, in
+        this call, and a range outside it raises ``ValueError``.  A buffer of the
+        wrong type raises ``TypeError`` before anything is submitted.  ``keep``:
+        other memory the kernel touches, held until completion.
 
         ``op`` is a record of an :class:`~trio_uring._core._operation.Operation`
         subclass, or one the caller recycles (a stream's send slot); it must not be
         in flight.  ``waiter``: the current task waits for it (False for operations
-        nobody parks on).
+        nobody parks on).  If this raises, ``op`` is ``COMPLETED`` and its memory
+        released: nothing reached the kernel.
         """
         opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio = sqe
         if op is None:
@@ -479,61 +419,54 @@ class UringIOManager:
                 # A recycled record that was cancelled, closed or linked: forget that.
                 op.raise_cancel = None
                 op.closing = False
-                op.expired = False
                 op.link_pos = -1
                 op.sqe = None
-        # With the ring extension, an SQE whose ``buf`` is a buffer offset (or NULL)
-        # is written by its ``prep``: ``base`` is the extension's export (or None).
-        base: object = None
-        fast = _ext_prep is not None and deadline == inf
-        if buffer is not None:
-            # Operation.export(), inlined: this is every send's and receive's path.
-            try:
-                if fast:
-                    cbuf = base = _ext_export(buffer, writable)
-                elif writable:
-                    cbuf = _from_buffer(buffer, require_writable=True)
-                else:
-                    cbuf = _from_buffer(buffer)
-            except (TypeError, BufferError):
-                export(buffer, writable)  # raises the stdlib's TypeError for it
-                raise
-            held = op.exports
-            if held is None:
-                op.exports = cbuf
-            elif type(held) is list:
-                held.append(cbuf)
-            else:
-                op.exports = [held, cbuf]
-            if not fast:
-                # The address and the length come from this one export, checked here
-                # (the ring extension's prep checks the same in C).
-                size = len(cbuf)
-                if length < 0:
-                    length = size - addr
-                    if length > MAX_RW_COUNT:
-                        length = MAX_RW_COUNT
-                if addr < 0 or length < 0 or addr + length > size:
-                    op.state = COMPLETED
-                    op.release()
-                    raise ValueError(
-                        f"the SQE's buffer range [{addr}, {addr + length}) lies outside "
-                        f"the {size}-byte buffer"
-                    )
-                addr = cbuf + addr if addr else cbuf
-        elif fast and addr is _NULL:
-            addr = 0
-        else:
-            fast = False
         ud = self._next_ud
         self._next_ud = ud + 1
-        op.user_data = ud
-        op.task = _run_context.task if waiter else None
-        op.state = SUBMITTED
-        op.keep = keep
-        if fast:
-            # The ring extension's prep (the same tu_prep): base + addr, or addr.
-            try:
+        try:
+            # With the ring extension, an SQE whose ``buf`` is a buffer offset (or NULL)
+            # is written by its ``prep``, which checks the range in C: ``base`` is the
+            # extension's export (or None).
+            base: object = None
+            fast = _ext_prep is not None and deadline == inf
+            if buffer is not None:
+                # Operation.export(), inlined: this is every send's and receive's path.
+                try:
+                    if fast:
+                        cbuf = base = _ext_export(buffer, writable)
+                    elif writable:
+                        cbuf = _from_buffer(buffer, require_writable=True)
+                    else:
+                        cbuf = _from_buffer(buffer)
+                except (TypeError, BufferError):
+                    export(buffer, writable)  # raises the stdlib's TypeError for it
+                    raise
+                held = op.exports
+                if held is None:
+                    op.exports = cbuf
+                elif type(held) is list:
+                    held.append(cbuf)
+                else:
+                    op.exports = [held, cbuf]
+                if not fast:
+                    # The address and the length come from this one export, checked here.
+                    size = len(cbuf)
+                    if length < 0:
+                        length = size - addr
+                        if length > MAX_RW_COUNT:
+                            length = MAX_RW_COUNT
+                    if addr < 0 or length < 0 or addr + length > size:
+                        raise ValueError(
+                            f"the SQE's buffer range [{addr}, {addr + length}) lies outside "
+                            f"the {size}-byte buffer"
+                        )
+                    addr = cbuf + addr if addr else cbuf
+            elif fast and addr is _NULL:
+                addr = 0
+            else:
+                fast = False
+            op.start(ud, _run_context.task if waiter else None, keep)
+            if fast:
                 pos: int = _ext_prep(
                     self._r_addr, opcode, sqe_flags, fd, off, addr, length, op_flags, ud,
                     buf_index, file_index, ioprio, base,
@@ -544,37 +477,26 @@ class UringIOManager:
                         self._r_addr, opcode, sqe_flags, fd, off, addr, length, op_flags, ud,
                         buf_index, file_index, ioprio, base,
                     )  # fmt: skip
-            except BaseException:
-                op.state = COMPLETED
-                op.release()
-                raise
-            op.sq_pos = pos
-        elif deadline == inf:
-            # _prep(), inlined: this is every operation's path.
-            pos = _tu_prep(
-                self._r, opcode, sqe_flags, fd, off, addr, length, op_flags, ud, buf_index,
-                file_index, ioprio,
-            )  # fmt: skip
-            if pos < 0:
-                try:
-                    pos = self._prep(
-                        (opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index,
-                         file_index, ioprio),
-                        ud,
+                op.sq_pos = pos
+            elif deadline == inf:
+                # _prep(), inlined: this is every operation's path without the extension.
+                pos = _tu_prep(
+                    self._r, opcode, sqe_flags, fd, off, addr, length, op_flags, ud, buf_index,
+                    file_index, ioprio,
+                )  # fmt: skip
+                while pos < 0:
+                    self._make_room(pos)
+                    pos = _tu_prep(
+                        self._r, opcode, sqe_flags, fd, off, addr, length, op_flags, ud,
+                        buf_index, file_index, ioprio,
                     )  # fmt: skip
-                except BaseException:
-                    op.state = COMPLETED
-                    op.release()
-                    raise
-            op.sq_pos = pos
-        else:
-            op.sqe = (opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)  # fmt: skip
-            try:
+                op.sq_pos = pos
+            else:
+                op.sqe = (opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)  # fmt: skip
                 self._submit_linked(op, deadline)
-            except BaseException:
-                op.state = COMPLETED
-                op.release()
-                raise
+        except BaseException:
+            op.retire()  # the one rollback: nothing reached the kernel
+            raise
         self._ops[ud] = op
         if opcode == _SPLICE:
             # A splice uses two fds: notify_closing of either must reach it.
@@ -583,7 +505,7 @@ class UringIOManager:
                 listed = self._fd_index(fd_in)
                 listed.append(op)
                 if len(listed) > 64:
-                    listed[:] = [o for o in listed if o.state == SUBMITTED or o.state == CANCELLING]
+                    listed[:] = [o for o in listed if SUBMITTED <= o.state <= EXPIRED]
         elif op.fd_in >= 0:
             op.fd_in = -1
         if fd >= 0 and not op.sticky:  # (AT_FDCWD, -1: not an fd anyone closes)
@@ -595,9 +517,7 @@ class UringIOManager:
             if not ud & 63:
                 # Finished operations stay listed until here (or notify_closing):
                 # dropping them in bulk is cheaper than removing each at completion.
-                same_fd[:] = [
-                    o for o in same_fd if o.state == SUBMITTED or o.state == CANCELLING or o.sticky
-                ]
+                same_fd[:] = [o for o in same_fd if SUBMITTED <= o.state <= EXPIRED or o.sticky]
         if self._guest:
             self._submit_now()
         return op
@@ -628,15 +548,17 @@ class UringIOManager:
         fd_ops.extend([] for _ in range(fd + 1 - len(fd_ops)))
         return fd_ops[fd]
 
-    def cancel(self, op: Operation) -> None:
-        """Ask the kernel to end ``op`` (``ASYNC_CANCEL``) without withdrawing a waiter.
+    def async_cancel(self, op: Operation) -> None:
+        """Ask the kernel to end ``op`` (``ASYNC_CANCEL``), which must have no waiter.
 
         For operations nobody parks on (a multishot receive that should stop);
-        their final CQE still comes and completes them.
+        their final CQE still comes and completes them.  Unlike :meth:`withdraw`
+        (a waiter's cancel), it never turns the SQE into a NOP and never wakes or
+        forgets anyone.
         """
         if not self._closed and op.state == SUBMITTED:
-            op.state = CANCELLING
-            self._cancel(op.user_data)
+            op.cancelling()
+            self._write_async_cancel(op.user_data)
 
     def linked_timeout_expired(self, op: Operation) -> None:
         """``op``'s linked timeout ended it, but trio has not cancelled its task (yet).
@@ -644,14 +566,13 @@ class UringIOManager:
         trio stays authoritative: the task stays parked; if trio aborts the wait,
         it gets ``Cancelled``; else the next loop tick resubmits the operation.
         """
-        op.expired = True
+        op.expire()
         self._linked_timeouts_fired += 1
         self._expired.append(op)
 
     def forget_expired(self, op: Operation) -> None:
-        """Undo :meth:`linked_timeout_expired` for ``op``: its wait ended otherwise
-        (cancelled, or its fd closed), so it is not resubmitted."""
-        op.expired = False
+        """``op`` is ``EXPIRED`` and will not be started again (trio cancelled it, or its fd
+        was closed): drop it from the list the next loop tick resubmits."""
         with contextlib.suppress(ValueError):
             self._expired.remove(op)
 
@@ -766,8 +687,8 @@ class UringIOManager:
         r = self._r
         ops = self._ops
         return UringStatistics(
-            tasks_waiting_read=len(self._readers),
-            tasks_waiting_write=len(self._writers),
+            tasks_waiting_read=len(self._readiness.readers),
+            tasks_waiting_write=len(self._readiness.writers),
             operations_in_flight=len(ops) - (1 if _UD_WAKEUP in ops else 0),
             sqes_submitted=r.sqes_prepared - lib.tu_unsubmitted(r)
             if not self._closed
@@ -789,121 +710,19 @@ class UringIOManager:
         Waits at most :attr:`drain_timeout` for cancelled requests to end, and never
         for zero-copy notifications: whatever the kernel still holds then stays
         referenced, with the ring, until it lets go (see
-        ``trio_uring._core._manager.lingering()``), and a
-        ``ResourceWarning`` says how much.
+        ``trio_uring._core._manager.lingering()``), and a ``ResourceWarning`` says how
+        much (``trio_uring._core._shutdown``).
         """
-        if self._closed:
-            return
-        _live_managers.discard(self._fork_handle)
-        if self._forked_from is not None:
-            self._closed = True
-            return
-        leftover = 0
-        self._draining = True
-        try:
-            self._drain()
-        except BaseException:  # close() must never raise: it would poison the thread
-            pass
-        finally:
-            self._closed = True
-            self._readers.clear()
-            self._writers.clear()
-            self._expired.clear()
-            for op in self._ops.values():
-                op.detach()
-            leftover = len(self._ops)
-            try:
-                if leftover:
-                    _lingering.append(self)  # the ring stays open until the kernel lets go
-                else:
-                    self._ring.close()
-            finally:
-                try:
-                    os.close(self._wakefd)
-                except OSError:
-                    pass
-        if leftover:
-            nbytes = sum(op.pinned_bytes() for op in self._ops.values())
-            with contextlib.suppress(Warning):
-                warnings.warn(
-                    f"trio_uring: the run ended with {leftover} request(s) the kernel still "
-                    f"holds ({nbytes} bytes of buffers, e.g. zero-copy sends waiting for the "
-                    "peer's ACK); they stay referenced until the kernel lets go",
-                    ResourceWarning,
-                    stacklevel=2,
-                )
-
-    def _drain(self) -> None:
-        """Withdraw or cancel every request; wait a little for the cancellations to land."""
-        self._ops.pop(_UD_WAKEUP, None)
-        self._guest = False
-        ops = self._ops
-        if not ops:
-            return
-        for op in list(ops.values()):
-            if op.cancellable():  # (not: a zero-copy send waiting for its notification)
-                self.withdraw(op)
-        lib.tu_submit(self._r)
-        end = perf_counter() + self.drain_timeout
-        while any(op.cancellable() for op in ops.values()):
-            left = end - perf_counter()
-            if left <= 0:
-                break
-            lib.tu_wait(self._r, 1, 1, int(min(left, 0.05) * 1e9))
-            self._finish_quietly(self._reap())
-        self._finish_quietly(self._reap())
-
-    def _finish_quietly(self, events: bytes) -> None:
-        """Dispatch CQEs after the run: nobody is woken; memory is released at final CQEs."""
-        ops = self._ops
-        for user_data, res, flags in _unpack_cqes(events):
-            op = ops.get(user_data) if flags & CQE_F_MORE else ops.pop(user_data, None)
-            if op is not None:
-                op.detach()
-                op.on_cqe(res, flags)
-                if not flags & CQE_F_MORE and op.state != COMPLETED:
-                    op.retire()  # (whatever its kind would have waited for next)
-
-    def _poll_lingering(self) -> bool:
-        """Reap a closed ring's late CQEs; True once the kernel let go of everything."""
-        if self._forked_from is not None:
-            return True
-        self._finish_quietly(self._reap())
-        if self._ops:
-            return False
-        self._ring.close()
-        return True
+        _shutdown.close(self)
 
     # ---------------------------------------------------- readiness waits
     async def wait_readable(self, fd: int | _trio_compat.HasFileno) -> None:
         """Block until ``fd`` is readable.  Same contract as ``trio.lowlevel.wait_readable``."""
-        await self._wait_poll(fd, self._readers, _POLLIN)
+        await self._readiness.wait(fd, False)
 
     async def wait_writable(self, fd: int | _trio_compat.HasFileno) -> None:
         """Block until ``fd`` is writable.  Same contract as ``trio.lowlevel.wait_writable``."""
-        await self._wait_poll(fd, self._writers, _POLLOUT)
-
-    async def _wait_poll(
-        self, fd: int | _trio_compat.HasFileno, waiters: dict[int, _PollOp], mask: int
-    ) -> None:
-        if not isinstance(fd, int):
-            fd = fd.fileno()
-        if fd in waiters:
-            raise trio.BusyResourceError("another task is already reading / writing this fd")
-        if self._guest is None:
-            self._bind_run()
-        log = self.readiness_waits
-        if log is not None:
-            log[fd] = log.get(fd, 0) + 1
-        op = _PollOp(self, fd)
-        op.waiters = waiters
-        op.mask = mask
-        self.submit(_sqe.poll_add(fd, mask), op=op)
-        waiters[fd] = op
-        await park(WaitTaskRescheduled(op.abort))
-        res = op.res
-        if res < 0 and res != _ECANCELED:
-            raise OSError(-res, os.strerror(-res))
+        await self._readiness.wait(fd, True)
 
     def notify_closing(self, fd: int | _trio_compat.HasFileno) -> None:
         """Wake every task using ``fd`` with ``ClosedResourceError``; call before closing it.
@@ -919,30 +738,14 @@ class UringIOManager:
             fd = fd.fileno()
         if self._forked_from is not None:
             self._check_owner()
-        raise_at_end = False
-        if self._readers or self._writers:
-            try:
-                me: Task | None = current_task()
-            except RuntimeError:
-                me = None
-            for waiters in (self._readers, self._writers):
-                poll = waiters.get(fd)
-                if poll is not None:
-                    if poll.task is me and me is not None:
-                        raise_at_end = True
-                        poll.leave()
-                        poll.task = None
-                    else:
-                        poll.on_closing()
+        raise_at_end = self._readiness.notify_closing(fd)
         same_fd = self._fd_ops[fd] if 0 <= fd < len(self._fd_ops) else None
         if same_fd:
             on_fd = same_fd[:]
             same_fd.clear()
             live = False
             for op in on_fd:
-                if (op.fd == fd or op.fd_in == fd) and (
-                    op.state == SUBMITTED or op.state == CANCELLING
-                ):
+                if (op.fd == fd or op.fd_in == fd) and SUBMITTED <= op.state <= EXPIRED:
                     live = True
                     op.on_closing()
             if live and not self._closed and lib.tu_unsubmitted(self._r):
@@ -965,7 +768,11 @@ class UringIOManager:
     ) -> int:
         """Submit one operation and wait for its result (``cqe->res``, >= 0).
 
-        This is the one cancellation path for every completion-based operation:
+        Internal, like :meth:`submit`: for trio_uring's own operation modules (the
+        ``sqe`` comes from the private :mod:`trio_uring._core._sqe`); the public
+        operations are :mod:`trio_uring.lowlevel`'s functions.
+
+        How it is cancelled (by :meth:`withdraw`, through ``Operation.abort``):
 
         * aborted before the kernel saw it: dropped, no cancel SQE; raises ``Cancelled``;
         * aborted after: ``ASYNC_CANCEL`` is submitted and the task stays parked
@@ -1008,7 +815,9 @@ class UringIOManager:
                 # The task is already cancelled; its SQE is dropped before submission.
                 deadline = inf
         try:
-            started = self.submit(sqe, keep, op, deadline, buffer, writable)
+            started = self.submit(
+                sqe, keep=keep, op=op, deadline=deadline, buffer=buffer, writable=writable
+            )
         except TypeError:
             await checkpoint()  # a buffer of the wrong type: still a checkpoint, as in trio
             raise
@@ -1051,9 +860,9 @@ class UringIOManager:
         """Operations our linked timeout ended but trio did not cancel: start them again."""
         expired, self._expired = self._expired, []
         for op in expired:
-            if not op.expired or op.task is None:
+            if op.state != EXPIRED or op.task is None:
                 continue
-            op.expired = False
+            op.restart()
             deadline = _trio_compat.task_deadline(op.task)
             self._ops[op.user_data] = op
             if deadline != inf:
@@ -1061,78 +870,6 @@ class UringIOManager:
             else:
                 op.link_pos = -1
                 op.sq_pos = self._prep_sqe(op)
-
-
-#: Managers alive in this process (the fork handler must find them).
-_live_managers: weakref.WeakSet[_ForkHandle] = weakref.WeakSet()
-
-
-@mypyc_attr(native_class=False)
-class _ForkHandle:
-    """Stands for a manager in ``_live_managers``; dies with it (they form a cycle)."""
-
-    def __init__(self, manager: UringIOManager) -> None:
-        self.manager = manager
-
-
-#: Closed managers whose ring still has requests the kernel holds (zero-copy
-#: notifications waiting for a peer's ACK, requests that ignored the cancel).
-#: Their memory stays referenced and their ring open until the kernel lets go;
-#: every new or closing manager reaps them without waiting.
-_lingering: list[UringIOManager] = []
-
-
-def _reap_lingering() -> None:
-    if _lingering:
-        _lingering[:] = [m for m in _lingering if not m._poll_lingering()]
-
-
-def _keep_lingering_at_exit() -> None:
-    """At interpreter exit, never free what the kernel may still read or write.
-
-    Finalization clears module globals, which would free the lingering managers'
-    operations and with them the buffers a zero-copy send's pinned pages or a
-    request that ignored its cancel still reference, while Python goes on running
-    (and reusing that memory) until the process ends.  Whatever still lingers is
-    given one reference that is never dropped: the process's exit, not Python,
-    ends it (the kernel tears the ring down then).
-    """
-    _reap_lingering()
-    if _lingering:
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(list(_lingering)))
-
-
-atexit.register(_keep_lingering_at_exit)
-
-
-def lingering() -> int:
-    """How many requests of closed runs the kernel still holds (their memory stays referenced)."""
-    _reap_lingering()
-    return sum(len(m._ops) for m in _lingering)
-
-
-def _after_fork_in_child() -> None:
-    """A forked child has none of the parent's rings (they are MADV_DONTFORK).
-
-    Mark every manager so that touching it raises ``RuntimeError`` instead of
-    reading unmapped memory, close the child's copies of their fds, and forget the
-    lingering rings (the parent still owns their memory).
-    """
-    parent = os.getppid()
-    for manager in [h.manager for h in _live_managers] + _lingering:
-        manager._forked_from = parent
-        manager._closed = True
-        lib.tu_forget(manager._r)
-        with contextlib.suppress(OSError):
-            os.close(manager._wakefd)
-        manager._ops.clear()
-        manager._fd_ops.clear()
-        manager._expired.clear()
-    _live_managers.clear()
-    _lingering.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def current_manager() -> UringIOManager:
@@ -1157,14 +894,13 @@ _trio_compat.ki_protect(
     UringIOManager.submit,
     UringIOManager.perform,
     UringIOManager.withdraw,
-    UringIOManager.cancel,
+    UringIOManager.async_cancel,
     UringIOManager.notify_closing,
     UringIOManager.wait_readable,
     UringIOManager.wait_writable,
-    UringIOManager._wait_poll,
     UringIOManager._prep,
     UringIOManager._make_room,
-    UringIOManager._cancel,
+    UringIOManager._write_async_cancel,
     UringIOManager._unsubmit,
     UringIOManager._submit_linked,
     UringIOManager._submit_now,

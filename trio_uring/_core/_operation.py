@@ -5,30 +5,44 @@ tokio-uring's ``op.rs`` plays).  The manager (:mod:`trio_uring._core._manager`)
 starts, cancels and completes operations; the modules above only say how to
 fill an SQE and how to read its CQE(s), through the manager's public methods.
 
-States (``Operation.state``)::
+States (``Operation.state``) and the transitions between them, one method each
+(the diagram is :data:`TRANSITIONS`, checked by ``tests/test_operation.py``)::
 
-    PREPARED ──start──▶ SUBMITTED ──final CQE──▶ COMPLETED ──(recycled)──▶ PREPARED
-                           │   ▲                      ▲
-             cancel (the   │   │ linked timeout        │ final CQE
-             kernel has    ▼   │ fired, trio did not   │
-             it already)  CANCELLING ─────────────────┘
-                           │
-             the waiter    ▼
-             left          ABANDONED ──final CQE──▶ COMPLETED
+    PREPARED   ──start────────▶ SUBMITTED    the manager wrote its SQE
+    COMPLETED  ──start────────▶ SUBMITTED    a recycled record starts again
+    SUBMITTED  ──start────────▶ SUBMITTED    a poll re-arms under a fresh user_data
+    SUBMITTED  ──cancelling───▶ CANCELLING   IORING_OP_ASYNC_CANCEL submitted
+    SUBMITTED  ──expire───────▶ EXPIRED      its linked timeout fired, trio did not cancel
+    EXPIRED    ──restart──────▶ SUBMITTED    the next loop tick writes the SQE again
+    SUBMITTED  ──detach───────▶ ABANDONED    the waiter left for good
+    CANCELLING ──detach───────▶ ABANDONED    the waiter left for good
+    SUBMITTED  ──retire───────▶ COMPLETED    final CQE, or withdrawn before the kernel saw it
+    CANCELLING ──retire───────▶ COMPLETED    final CQE (the real result, or -ECANCELED)
+    EXPIRED    ──retire───────▶ COMPLETED    trio cancelled it, or its fd was closed
+    ABANDONED  ──retire───────▶ COMPLETED    final CQE
+    PREPARED   ──retire───────▶ COMPLETED    the SQE could not be written (nothing happened)
 
-* ``PREPARED``: a record with no SQE in flight (new, or recycled after completion).
+* ``PREPARED``: a new record, no SQE in flight.
 * ``SUBMITTED``: its SQE is written (maybe not yet consumed by the kernel); a
   task may be parked on it (``op.task``).
 * ``CANCELLING``: ``IORING_OP_ASYNC_CANCEL`` was submitted; the waiter stays
   parked until the final CQE, which carries the real result if the operation
   completed anyway (trio's IOCP ``wait_overlapped`` pattern).
+* ``EXPIRED``: the final CQE of a linked operation was the ``-ECANCELED`` of its
+  ``IORING_OP_LINK_TIMEOUT``, but trio has not cancelled the task: the kernel is
+  done with it, the task stays parked, and the manager starts it again (trio
+  stays authoritative for deadlines).
 * ``ABANDONED``: nobody waits any more (a readiness wait that was cancelled, a
   zero-copy send of ``bytes`` whose notification is pending, a run that
   closed), but the kernel may still touch the operation's memory: the record
   keeps it referenced until the final CQE.
 * ``COMPLETED``: the final CQE arrived (or the SQE was withdrawn before the
   kernel saw it: then it never happened).  Only here are the buffer exports
-  released, exactly once.
+  released, exactly once.  A recycled record (a stream's send slot) starts again
+  from here.
+
+Only the methods named in the diagram assign ``state`` (``grep "\\.state = "``
+finds them all in this module).
 
 The buffer rule: a caller's buffer is exported to C only by the operation
 (:meth:`Operation.export`), and released in :meth:`Operation.release` when the
@@ -52,7 +66,6 @@ import outcome
 import trio
 from trio.lowlevel import Abort
 
-from ._constants import Op
 from ._ring import ext
 from ._ring_cffi import ffi
 from ._trio_compat import READY, WaitTaskRescheduled, ki_protect
@@ -67,10 +80,30 @@ if TYPE_CHECKING:
 PREPARED: Final = 0
 SUBMITTED: Final = 1
 CANCELLING: Final = 2
-ABANDONED: Final = 3
-COMPLETED: Final = 4
+EXPIRED: Final = 3
+ABANDONED: Final = 4
+COMPLETED: Final = 5
 
-STATE_NAMES: Final = ("PREPARED", "SUBMITTED", "CANCELLING", "ABANDONED", "COMPLETED")
+STATE_NAMES: Final = ("PREPARED", "SUBMITTED", "CANCELLING", "EXPIRED", "ABANDONED", "COMPLETED")
+
+#: The state diagram: (state, transition) -> the state it leads to.  Each transition is
+#: the :class:`Operation` method of that name; the module docstring draws this table
+#: (``tests/test_operation.py`` checks that they agree, and with docs/contributing.rst).
+TRANSITIONS: Final[dict[tuple[str, str], str]] = {
+    ("PREPARED", "start"): "SUBMITTED",
+    ("COMPLETED", "start"): "SUBMITTED",
+    ("SUBMITTED", "start"): "SUBMITTED",
+    ("SUBMITTED", "cancelling"): "CANCELLING",
+    ("SUBMITTED", "expire"): "EXPIRED",
+    ("EXPIRED", "restart"): "SUBMITTED",
+    ("SUBMITTED", "detach"): "ABANDONED",
+    ("CANCELLING", "detach"): "ABANDONED",
+    ("SUBMITTED", "retire"): "COMPLETED",
+    ("CANCELLING", "retire"): "COMPLETED",
+    ("EXPIRED", "retire"): "COMPLETED",
+    ("ABANDONED", "retire"): "COMPLETED",
+    ("PREPARED", "retire"): "COMPLETED",
+}
 
 _ECANCELED: Final = -errno.ECANCELED
 _EINTR: Final = -errno.EINTR
@@ -83,33 +116,6 @@ RESTART_CODES: Final = frozenset({-512, -513, -514, -516})
 #: Releases an export: the ring extension's (which also takes cffi's), else cffi's.
 _release: Final = ffi.release if ext is None else ext.release
 _READY: Final = READY
-
-#: The op table: opcodes that may be linked to an ``IORING_OP_LINK_TIMEOUT`` and so
-#: resubmitted when that timeout fired but trio did not cancel the task (its
-#: deadline moved, a shield).  Only requests for which ``-ECANCELED`` means
-#: "nothing happened, and doing it again is the same request" belong here.  Not:
-#: ``CONNECT`` (a second connect gives ``EALREADY``), ``OPENAT``/``CLOSE``/
-#: ``SHUTDOWN``/``TIMEOUT`` (side effects, or nothing to gain), ``SEND_ZC``
-#: (two completions).  Reads, writes and splices at the file position are never
-#: linked either: :func:`trio_uring._core._sqe.restartable` applies both rules.
-RESTARTABLE: Final = frozenset(
-    int(op)
-    for op in (
-        Op.RECV,
-        Op.SEND,
-        Op.RECVMSG,
-        Op.SENDMSG,
-        Op.ACCEPT,
-        Op.READ,
-        Op.WRITE,
-        Op.READ_FIXED,
-        Op.WRITE_FIXED,
-        Op.POLL_ADD,
-        Op.STATX,
-        Op.FSYNC,
-        Op.SPLICE,
-    )
-)
 
 
 def export(obj: object, writable: bool = False) -> Any:
@@ -160,7 +166,6 @@ class Operation:
 
     __slots__ = (
         "closing",
-        "expired",
         "exports",
         "fd",
         "fd_in",
@@ -198,12 +203,55 @@ class Operation:
         self.exports: Any = None
         self.raise_cancel: RaiseCancel | None = None
         self.closing = False
-        self.expired = False
         #: The SQE's fields, kept to resubmit after a linked timeout (None: not linked).
         self.sqe: tuple[Any, ...] | None = None  # an _sqe.Sqe, kept to write it again
         #: A recycled record that stays in the manager's notify_closing index between
         #: operations (see ``UringIOManager.recycled_operation``).
         self.sticky = False
+
+    # ------------------------------------------------------- transitions
+    # The only code that assigns ``state`` (see the module docstring's diagram;
+    # on_cqe's inlined retire is the one copy, for speed).
+    def start(self, user_data: int, task: Task | None, keep: object) -> None:
+        """``SUBMITTED`` under ``user_data``: the manager is writing its SQE.
+
+        ``task`` parks on it (None: nobody does); ``keep`` is memory the kernel
+        touches, held until completion.
+        """
+        self.user_data = user_data
+        self.task = task
+        self.state = SUBMITTED
+        self.keep = keep
+
+    def cancelling(self) -> None:
+        """``CANCELLING``: the manager submitted ``IORING_OP_ASYNC_CANCEL`` for it."""
+        self.state = CANCELLING
+
+    def expire(self) -> None:
+        """``EXPIRED``: its linked timeout ended it in the kernel, trio did not cancel it."""
+        self.state = EXPIRED
+
+    def restart(self) -> None:
+        """``SUBMITTED`` again after ``EXPIRED``: the manager writes the same SQE again."""
+        self.state = SUBMITTED
+
+    def detach(self) -> None:
+        """The waiter leaves for good: nobody is woken; memory stays held until the final CQE.
+
+        ``SUBMITTED`` or ``CANCELLING`` become ``ABANDONED``; any other state stays.
+        """
+        self.task = None
+        if self.state == SUBMITTED or self.state == CANCELLING:
+            self.state = ABANDONED
+
+    def retire(self) -> None:
+        """``COMPLETED`` without waking anyone; its memory is released.  Idempotent.
+
+        Only once the kernel is done with it: its final CQE arrived, its SQE was
+        withdrawn before the kernel saw it, or it was never written.
+        """
+        self.state = COMPLETED
+        self.release()
 
     # ------------------------------------------------------------ memory
     def export(self, obj: object, writable: bool = False) -> Any:
@@ -250,6 +298,7 @@ class Operation:
             self.manager.linked_timeout_expired(self)
             return
         # complete() (retire() + wake), inlined: this is every one-shot operation's path.
+        # (the one assignment of ``state`` outside the transition methods above)
         self.state = COMPLETED
         held = self.exports
         if held is not None:
@@ -273,11 +322,6 @@ class Operation:
             self.task = None
             self.manager.reschedule(task, _READY)
 
-    def retire(self) -> None:
-        """``COMPLETED`` without waking anyone; its memory is released."""
-        self.state = COMPLETED
-        self.release()
-
     # ------------------------------------------------------------- wait
     def __await__(self) -> Generator[Any, Any, int]:
         """Park until the final CQE; return ``cqe->res`` or raise (see :meth:`result`)."""
@@ -291,7 +335,7 @@ class Operation:
         return res if res >= 0 else self.result()
 
     def abort(self, raise_cancel: RaiseCancel) -> Abort:
-        """trio's abort function for a parked waiter: the one cancel.
+        """trio's abort function for a parked waiter (the manager's ``withdraw`` decides).
 
         Before the kernel saw the SQE: it becomes a NOP, the operation never
         happened, ``Abort.SUCCEEDED``.  After: ``ASYNC_CANCEL``, ``Abort.FAILED``;
@@ -299,7 +343,7 @@ class Operation:
         the real result).
         """
         manager = self.manager
-        if self.expired:
+        if self.state == EXPIRED:
             # The linked timeout already ended it in the kernel: nothing to cancel.
             manager.forget_expired(self)
             self.task = None
@@ -318,7 +362,7 @@ class Operation:
             return
         self.closing = True
         manager = self.manager
-        if self.expired:
+        if self.state == EXPIRED:
             manager.forget_expired(self)
             self.retire()
             self.wake_closed()
@@ -345,12 +389,6 @@ class Operation:
         if type(held) is list:
             return sum(len(c) for c in held)
         return len(held)
-
-    def detach(self) -> None:
-        """The waiter leaves for good: nobody is woken; memory stays held until the final CQE."""
-        self.task = None
-        if self.state == SUBMITTED or self.state == CANCELLING:
-            self.state = ABANDONED
 
     def result(self) -> int:
         """Turn the final CQE into the operation's result, or raise.
@@ -387,5 +425,9 @@ ki_protect(
     Operation.retire,
     Operation.wake_closed,
     Operation.detach,
+    Operation.start,
+    Operation.cancelling,
+    Operation.expire,
+    Operation.restart,
     Operation.result,
 )

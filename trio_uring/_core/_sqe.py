@@ -9,7 +9,7 @@ and return an :data:`Sqe`, the fields in the order the C part writes them
 (``tu_prep``).  :meth:`UringIOManager.submit` and :meth:`~UringIOManager.perform`
 take an :data:`Sqe` and nothing else describes an SQE, so adding an operation
 means adding one function here (and, if it may be linked to a timeout and
-resubmitted, its opcode to :data:`~trio_uring._core._operation.RESTARTABLE`).
+resubmitted, its opcode to :data:`RESTARTABLE`).
 
 ``buf`` arguments: a C pointer the operation keeps alive (``keep=``), or, when the
 caller hands the manager a Python buffer to export (``buffer=``), the byte
@@ -36,7 +36,6 @@ from ._constants import (
     RECV_MULTISHOT,
     Op,
 )
-from ._operation import RESTARTABLE
 from ._ring_cffi import ffi
 
 #: ``(opcode, sqe_flags, fd, off, addr, len, op_flags, buf_index, file_index, ioprio)``:
@@ -54,6 +53,34 @@ _READ: Final = int(Op.READ)
 _WRITE: Final = int(Op.WRITE)
 _SPLICE: Final = int(Op.SPLICE)
 _AT_POSITION: Final = frozenset((_READ, _WRITE, int(Op.READ_FIXED), int(Op.WRITE_FIXED)))
+
+
+#: The op table: opcodes that may be linked to an ``IORING_OP_LINK_TIMEOUT`` and so
+#: resubmitted when that timeout fired but trio did not cancel the task (its
+#: deadline moved, a shield).  Only requests for which ``-ECANCELED`` means
+#: "nothing happened, and doing it again is the same request" belong here.  Not:
+#: ``CONNECT`` (a second connect gives ``EALREADY``), ``OPENAT``/``CLOSE``/
+#: ``SHUTDOWN``/``TIMEOUT`` (side effects, or nothing to gain), ``SEND_ZC``
+#: (two completions).  Reads, writes and splices at the file position are never
+#: linked either: :func:`restartable` applies both rules.
+RESTARTABLE: Final = frozenset(
+    int(op)
+    for op in (
+        Op.RECV,
+        Op.SEND,
+        Op.RECVMSG,
+        Op.SENDMSG,
+        Op.ACCEPT,
+        Op.READ,
+        Op.WRITE,
+        Op.READ_FIXED,
+        Op.WRITE_FIXED,
+        Op.POLL_ADD,
+        Op.STATX,
+        Op.FSYNC,
+        Op.SPLICE,
+    )
+)
 
 
 def file_offset(offset: int) -> int:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, SupportsIndex, TypeVar
 import trio
 
 from .._core import _sqe
-from .._core._constants import Op
+from .._core._constants import MAX_RW_COUNT, Op
 from .._core._ring_cffi import ffi
 from .._core._trio_compat import ki_protect
 
@@ -57,8 +57,6 @@ STATX_BASIC_STATS: Final = 0x07FF
 _U64: Final = (1 << 64) - 1
 _INT_MIN: Final = -(1 << 31)
 _INT_MAX: Final = (1 << 31) - 1
-#: The kernel never transfers more than this in one read/write (MAX_RW_COUNT).
-MAX_RW_COUNT: Final = 0x7FFFF000
 
 # struct statx (include/uapi/linux/stat.h): 256 bytes.
 _STATX = struct.Struct("=IIQIIIHHQQQQ" + "qIi" * 4 + "IIII")

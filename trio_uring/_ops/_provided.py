@@ -34,6 +34,7 @@ from .._core._constants import (
     CQE_BUFFER_SHIFT,
     CQE_F_BUFFER,
     REGISTER_PBUF_RING,
+    REGISTER_PBUF_STATUS,
     UNREGISTER_PBUF_RING,
 )
 from .._core._operation import Operation
@@ -50,7 +51,6 @@ DEFAULT_BUFFER_SIZE: Final = 4096
 #: Buffer-group id of the streams' shared ring (one per manager).
 STREAM_GROUP: Final = 0x7475  # "tu"
 
-_REGISTER_PBUF_STATUS: Final = 26
 _ENOBUFS: Final = errno.ENOBUFS
 _give: Final = lib.tu_pbuf_give
 #: The ring extension's copy-out-and-give-back (None: a slice of the mmap, then ``_give``).
@@ -139,7 +139,7 @@ class BufferRing:
         """Buffers the kernel may still pick (``IORING_REGISTER_PBUF_STATUS``, Linux 6.8)."""
         status = bytearray(40)  # struct io_uring_buf_status {u32 buf_group; u32 head; u32 resv[8]}
         struct.pack_into("<I", status, 0, self.bgid)
-        rc = manager.register(_REGISTER_PBUF_STATUS, ffi.from_buffer(status), 1)
+        rc = manager.register(REGISTER_PBUF_STATUS, ffi.from_buffer(status), 1)
         if rc < 0:
             raise OSError(-rc, "IORING_REGISTER_PBUF_STATUS failed")
         head: int = struct.unpack_from("<I", status, 4)[0]

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, SupportsIndex
 import trio
 
 from .._core import _sqe, _trio_compat
+from .._core._constants import MAX_RW_COUNT, MSG_NOSIGNAL
 from .._core._manager import current_manager
 from .._core._operation import Operation, buffer_nbytes, export
 from .._core._ring_cffi import ffi
@@ -49,9 +50,9 @@ if TYPE_CHECKING:
     AncData = list[tuple[int, int, bytes]]
 
 #: The kernel moves at most this many bytes per request (``MAX_RW_COUNT``).
-MAX_IO: Final = 0x7FFFF000
+MAX_IO: Final = MAX_RW_COUNT
 
-_MSG_NOSIGNAL: Final = int(socket.MSG_NOSIGNAL)
+_MSG_NOSIGNAL: Final = MSG_NOSIGNAL
 _ACCEPT_FLAGS: Final = int(socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
 _POLL_DONE: Final = 0x008 | 0x010 | 0x020  # POLLERR | POLLHUP | POLLNVAL always end a poll
 

@@ -57,7 +57,6 @@ never released early (a ``bytearray`` stays unresizable until then).
 from __future__ import annotations
 
 import errno
-from math import inf
 from typing import TYPE_CHECKING, Any, Final, Protocol, SupportsIndex
 
 import trio
@@ -70,8 +69,11 @@ from .._core._constants import (
     NOTIF_USAGE_ZC_COPIED,
     SEND_ZC_REPORT_USAGE,
 )
+from .._core._constants import (
+    MSG_NOSIGNAL as _MSG_NOSIGNAL,
+)
 from .._core._manager import current_manager
-from .._core._operation import ABANDONED, COMPLETED, Operation
+from .._core._operation import COMPLETED, EXPIRED, Operation
 from .._core._ring_cffi import lib
 from .._core._trio_compat import READY, ki_protect
 
@@ -82,7 +84,6 @@ if TYPE_CHECKING:
 
 
 _ECANCELED: Final = -errno.ECANCELED
-_MSG_NOSIGNAL: Final = 0x4000
 
 
 class _ZcOwner(Protocol):
@@ -134,10 +135,9 @@ class ZcSendOp(Operation):
                 self._abort_connection()  # cancelled while sending: don't wait for the peer
             return
         task = self.task
+        self.detach()  # ABANDONED: nobody waits; the bytes object stays referenced
         if task is not None:
-            self.task = None
             self.manager.reschedule(task, READY)
-        self.state = ABANDONED  # nobody waits; the bytes object stays referenced
 
     def _abort_connection(self) -> None:
         """Reset the connection so the kernel lets go of the pages now.
@@ -170,7 +170,7 @@ class ZcSendOp(Operation):
         """
         if self.closing:
             return
-        if self.expired or (not self.got_result and self.task is not None):
+        if self.state == EXPIRED or (not self.got_result and self.task is not None):
             super().on_closing()  # withdrawn at once, or cancelled (CANCELLING)
             if self.state == COMPLETED:
                 return  # never reached the kernel: nothing to reset
@@ -202,7 +202,7 @@ def submit_zc(
     op = ZcSendOp(manager, fd, wait_notif)
     # Usage reports (6.2): without them a 6.0/6.1 kernel refuses the flag (EINVAL).
     report = SEND_ZC_REPORT_USAGE if manager.ring.has(_kernels.ZC_REPORT_USAGE) else 0
-    manager.submit(_sqe.send_zc(fd, length, flags, offset, report), None, op, inf, data)
+    manager.submit(_sqe.send_zc(fd, length, flags, offset, report), op=op, buffer=data)
     manager.zerocopy_sends += 1
     return op
 
