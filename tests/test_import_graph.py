@@ -26,6 +26,8 @@ CORE_LAYERS = (
     "_ring_cffi",
     "_ring",
     "_trio_compat",
+    "_public_generated",
+    "_public",
     "_trio_fast",
     "_sqe",
     "_operation",
@@ -126,8 +128,9 @@ def test_core_has_no_import_circle() -> None:
 #: Modules allowed past ~600 lines, with the reason (docs/contributing.rst says it too).
 LONG_MODULES = {
     # trio's I/O manager protocol, the one submit/withdraw, and still the linked
-    # timeouts and the statistics: those two could move out next (issue 22).
-    "_manager.py": 900,
+    # timeouts and the statistics (those two could move out next), and the
+    # docstrings every public method of trio's I/O manager protocol carries.
+    "_manager.py": 940,
 }
 
 

@@ -769,7 +769,7 @@ class UringIOManager:
         """Submit one operation and wait for its result (``cqe->res``, >= 0).
 
         Internal, like :meth:`submit`: for trio_uring's own operation modules (the
-        ``sqe`` comes from the private :mod:`trio_uring._core._sqe`); the public
+        ``sqe`` comes from the private ``trio_uring._core._sqe``); the public
         operations are :mod:`trio_uring.lowlevel`'s functions.
 
         How it is cancelled (by :meth:`withdraw`, through ``Operation.abort``):
