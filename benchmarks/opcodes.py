@@ -90,7 +90,7 @@ def main() -> int:
     async def serve() -> None:
         echo: Any = {"echo": trio_echo, "req": http_keepalive, "conn": http_once}[args.mode]
         if args.variant == "uring-streams":
-            from trio_uring._highlevel import serve_tcp
+            from trio_uring._net._highlevel import serve_tcp
         else:
             serve_tcp = trio.serve_tcp
             if args.variant == "uring-lowlevel":

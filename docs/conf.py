@@ -44,7 +44,7 @@ REFERENCE_ALIASES = {
     "trio._highlevel_serve_listeners.ListenerT": "trio.abc.Listener",
     "trio._highlevel_serve_listeners.StreamT": "trio.abc.Stream",
     "trio_uring._core._trio_compat.HasFileno": "HasFileno",
-    "trio_uring._sendfile.HasFileno": "HasFileno",
+    "trio_uring._net._sendfile.HasFileno": "HasFileno",
 }
 
 

@@ -60,8 +60,8 @@ import trio_uring
 from trio_uring import lowlevel
 from trio_uring._core import _manager
 from trio_uring._core._trio_compat import GLOBAL_RUN_CONTEXT
+from trio_uring._net._streams import SocketStream
 from trio_uring._ops import _provided
-from trio_uring._streams import SocketStream
 
 PKG_DIR = os.path.dirname(trio_uring.__file__) + os.sep
 THIS_FILE = os.path.abspath(__file__)

@@ -6,7 +6,7 @@ import socket
 
 from trio import socket as tsocket
 
-from trio_uring._streams import SocketStream, ZeroCopyPolicy
+from trio_uring._net._streams import SocketStream, ZeroCopyPolicy
 
 Pair = tuple[socket.socket, socket.socket]
 

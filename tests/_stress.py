@@ -61,7 +61,7 @@ import trio.testing
 
 import trio_uring
 from trio_uring import lowlevel as ll
-from trio_uring._streams import SocketStream
+from trio_uring._net._streams import SocketStream
 
 #: Returned by :meth:`Harness.call` when the operation raised ``Cancelled``.
 CANCELLED: Any = object()

@@ -1,4 +1,4 @@
-"""``trio_uring.AsyncBinaryFile`` (trio_uring/_binary_file.py).
+"""``trio_uring.AsyncBinaryFile`` (trio_uring/_files/_binary_file.py).
 
 The comparison tests run the same body against ``trio.open_file`` (see
 tests/_against_trio.py); the tests after them are io_uring-only: pread/pwrite

@@ -1,4 +1,4 @@
-"""What every file object shares (trio_uring/_file_base.py).
+"""What every file object shares (trio_uring/_files/_file_base.py).
 
 The closed error, the checkpoint of every call, and one task at a time on a
 file's buffers.

@@ -1,4 +1,4 @@
-"""trio's high-level networking helpers on trio_uring's streams (``trio_uring/_highlevel.py``)."""
+"""trio's high-level networking helpers on trio_uring's streams (``trio_uring/_net/_highlevel.py``)."""
 
 from __future__ import annotations
 

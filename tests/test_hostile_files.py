@@ -24,8 +24,8 @@ import trio.testing
 import trio_uring
 from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle
-from trio_uring import _sendfile
-from trio_uring._streams import SocketStream
+from trio_uring._net import _sendfile
+from trio_uring._net._streams import SocketStream
 from trio_uring.lowlevel import current_manager
 
 MiB = 1 << 20
@@ -588,11 +588,12 @@ def test_index_like_arguments_cannot_move_the_buffer(tmp_path: Path) -> None:
 _KI_FILES = r"""
 import gc, os, signal, socket, sys
 import trio, trio.testing, trio_uring
-from trio_uring import lowlevel as ll, _sendfile
+from trio_uring import lowlevel as ll
+from trio_uring._net import _sendfile
 from trio_uring._core import _manager
 from trio_uring._core._operation import SUBMITTED, CANCELLING
 from trio_uring._ops._registered import read_fixed, register_buffers
-from trio_uring._streams import SocketStream
+from trio_uring._net._streams import SocketStream
 
 PKG = os.path.dirname(trio_uring.__file__) + os.sep
 if MODE == "lines":

@@ -400,7 +400,7 @@ def test_lowlevel_sendmsg_hostile_arguments() -> None:
 
 # -------------------------------------------------------------- trio sockets
 TRIO_SOCKETS_KIT = r"""
-import trio_uring._trio_sockets as ts
+import trio_uring._net._trio_sockets as ts
 
 
 def state_of(t):
@@ -527,7 +527,7 @@ def test_trio_socket_methods_hostile_index(try_first: str) -> None:
 
 
 CONCURRENT = r"""
-import trio_uring._trio_sockets as ts
+import trio_uring._net._trio_sockets as ts
 
 
 def fill_up(sock):
@@ -625,7 +625,7 @@ def test_buffer_held_while_the_kernel_may_touch_it() -> None:
 # ------------------------------------------------------- KeyboardInterrupt
 KI_INJECTOR = r"""
 import os, signal, threading
-import trio_uring._trio_sockets as ts
+import trio_uring._net._trio_sockets as ts
 from trio_uring._core import _manager
 from trio_uring._core._operation import SUBMITTED, CANCELLING
 
@@ -1028,7 +1028,7 @@ def test_fd_reuse_after_another_task_closed_the_socket() -> None:
 
 
 INT_SUBCLASS_FLAGS = r"""
-import trio_uring._trio_sockets as ts
+import trio_uring._net._trio_sockets as ts
 
 ATTACKS = []
 

@@ -27,7 +27,12 @@ import trio_uring
 from tests._child import run_child
 from tests._pairs import tcp_socketpair, tcp_stream_pair
 from tests.conftest import assert_idle, run_on_epoll
-from trio_uring._streams import ZEROCOPY_THRESHOLD, SocketListener, SocketStream, ZeroCopyPolicy
+from trio_uring._net._listener import SocketListener
+from trio_uring._net._streams import (
+    ZEROCOPY_THRESHOLD,
+    SocketStream,
+    ZeroCopyPolicy,
+)
 
 ZEROCOPY = pytest.mark.needs_kernel("IORING_OP_SEND_ZC", "IORING_SEND_ZC_REPORT_USAGE")
 
@@ -462,7 +467,8 @@ KI_CHILD = """
 import signal, socket, sys
 import trio, trio_uring
 from trio import socket as tsocket
-from trio_uring._streams import SocketListener, SocketStream
+from trio_uring._net._listener import SocketListener
+from trio_uring._net._streams import SocketStream
 from trio_uring._core import _manager
 
 mode, zerocopy, size = sys.argv[1], sys.argv[2], int(sys.argv[3])

@@ -1,4 +1,4 @@
-"""Putting the io_uring manager under trio (``trio_uring/_install.py``): ``run``,
+"""Putting the io_uring manager under trio (``trio_uring/_run/_install.py``): ``run``,
 ``start_guest_run``, ``install``/``uninstall``, the epoll fallback and
 ``TRIO_URING_REQUIRE``/``TRIO_URING_DISABLE``, and ``current_manager``."""
 

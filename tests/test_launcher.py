@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from trio_uring._install import SITE_DIR, install_in_children
-from trio_uring._launcher import Program, parse
+from trio_uring._run._install import SITE_DIR, install_in_children
+from trio_uring._run._launcher import Program, parse
 
 URING = "UringIOManager"
 EPOLL = "EpollIOManager"

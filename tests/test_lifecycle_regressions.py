@@ -34,7 +34,7 @@ from tests._child import run_child
 from tests._pairs import tcp_socketpair, tcp_stream_pair
 from tests.conftest import assert_idle, run_on_epoll
 from trio_uring import lowlevel as ll
-from trio_uring._streams import SocketStream
+from trio_uring._net._streams import SocketStream
 
 
 def sqes_submitted() -> int:

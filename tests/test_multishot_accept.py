@@ -20,8 +20,11 @@ from tests._child import run_child
 from tests._pairs import tcp_stream_pair
 from tests.conftest import _ring_has, assert_idle, open_fds
 from trio_uring._core import _kernels
-from trio_uring._highlevel import open_tcp_listeners
-from trio_uring._streams import ACCEPT_QUEUE_LOW, ACCEPT_QUEUE_MAX, SocketListener, SocketStream
+from trio_uring._net._highlevel import open_tcp_listeners
+from trio_uring._net._listener import ACCEPT_QUEUE_LOW, ACCEPT_QUEUE_MAX, SocketListener
+from trio_uring._net._streams import (
+    SocketStream,
+)
 from trio_uring.lowlevel import current_manager
 
 MULTISHOT_ACCEPT = pytest.mark.needs_kernel("IORING_ACCEPT_MULTISHOT")
@@ -285,7 +288,7 @@ async def test_fallback_listener_one_accept_per_call() -> None:
 EMFILE_CHILD = """
 import errno, os, resource, trio, trio_uring
 from trio import socket as tsocket
-from trio_uring._highlevel import open_tcp_listeners
+from trio_uring._net._highlevel import open_tcp_listeners
 
 async def main():
     (listener,) = await open_tcp_listeners(0, host="127.0.0.1")

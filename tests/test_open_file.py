@@ -1,4 +1,4 @@
-"""``trio_uring.open_file`` (trio_uring/_open_file.py): arguments, errors, fds, modes.
+"""``trio_uring.open_file`` (trio_uring/_files/_open_file.py): arguments, errors, fds, modes.
 
 The comparison tests run the same body against ``trio.open_file`` (see
 tests/_against_trio.py): same exceptions, and nothing created when an argument

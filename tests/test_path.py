@@ -1,4 +1,4 @@
-"""``trio_uring.Path`` and the whole-file helpers (trio_uring/_path.py), against ``trio.Path``."""
+"""``trio_uring.Path`` and the whole-file helpers (trio_uring/_files/_path.py), against ``trio.Path``."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import trio.testing
 
 from tests.conftest import assert_idle
 from tests.test_trio_sockets import counting_readiness
-from trio_uring._trio_sockets import UringSocket
+from trio_uring._net._trio_sockets import UringSocket
 from trio_uring.lowlevel import current_manager
 
 httpx = pytest.importorskip("httpx", reason="httpx is not installed (test extra)")

@@ -16,8 +16,9 @@ import trio.testing
 import trio_uring
 from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle, open_fds, run_on_epoll
-from trio_uring import _info, _sendfile
-from trio_uring._streams import SocketStream
+from trio_uring._net import _sendfile
+from trio_uring._net._streams import SocketStream
+from trio_uring._run import _info
 
 SIZE = 3 * 1024 * 1024 + 12345  # more than one pipe's worth, not a multiple of a page
 MARK = b"--MARK--"

@@ -20,19 +20,19 @@ import trio_uring.lowlevel
 from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle, run_on_epoll
 from trio_uring._core._ring_cffi import lib
-from trio_uring._highlevel import (
+from trio_uring._net._highlevel import (
     open_tcp_listeners,
     open_tcp_stream,
     open_unix_socket,
     serve_listeners,
     serve_tcp,
 )
-from trio_uring._ops import _provided as _bufring
-from trio_uring._streams import (
+from trio_uring._net._listener import SocketListener
+from trio_uring._net._streams import (
     RECEIVE_HIGH_WATER,
-    SocketListener,
     SocketStream,
 )
+from trio_uring._ops import _provided as _bufring
 from trio_uring.lowlevel import current_manager
 
 tcp_pair = tcp_stream_pair

@@ -1,4 +1,4 @@
-"""``trio_uring.AsyncTextFile`` (trio_uring/_text_file.py): decoding, newlines, cookies.
+"""``trio_uring.AsyncTextFile`` (trio_uring/_files/_text_file.py): decoding, newlines, cookies.
 
 The comparison tests run the same body against ``trio.open_file`` (see
 tests/_against_trio.py); the last test is io_uring-only (cancellation).

@@ -19,8 +19,8 @@ from tests._cancel import cancel_once_parked
 from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle, run_on_epoll
 from trio_uring import UringIOManager
+from trio_uring._net._trio_sockets import UringSocket, _current_uring, set_completion_sockets
 from trio_uring._ops import _provided
-from trio_uring._trio_sockets import UringSocket, _current_uring, set_completion_sockets
 from trio_uring.lowlevel import current_manager
 
 MULTISHOT_RECV = pytest.mark.needs_kernel("IORING_REGISTER_PBUF_RING", "IORING_RECV_MULTISHOT")

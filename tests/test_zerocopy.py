@@ -15,8 +15,8 @@ from trio import socket as tsocket
 
 from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle
+from trio_uring._net._streams import ZEROCOPY_THRESHOLD, SocketStream
 from trio_uring._ops._zerocopy import send_zc
-from trio_uring._streams import ZEROCOPY_THRESHOLD, SocketStream
 from trio_uring.lowlevel import current_manager
 
 MSG_WAITALL = 0x100
@@ -267,7 +267,7 @@ CHILD = textwrap.dedent(
     from trio import socket as tsocket
     import trio_uring
     from trio_uring.lowlevel import current_manager
-    from trio_uring._streams import SocketStream
+    from trio_uring._net._streams import SocketStream
 
     async def main():
         listener = tsocket.socket()

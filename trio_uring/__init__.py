@@ -12,18 +12,24 @@ from __future__ import annotations
 
 # First: honours TRIO_URING_PURE=1 (the hot path from its .py files, not a compiled build).
 from . import _pure  # noqa: F401
-from ._binary_file import AsyncBinaryFile
 from ._core._manager import UringIOManager, UringStatistics
 from ._core._trio_compat import TrioVersionWarning
-from ._file_base import ClosedFileError
-from ._highlevel import (
+from ._files._binary_file import AsyncBinaryFile
+from ._files._file_base import ClosedFileError
+from ._files._open_file import open_file
+from ._files._path import Path, read_bytes, read_text, stat, write_bytes, write_text
+from ._files._text_file import AsyncTextFile
+from ._net._highlevel import (
     open_tcp_listeners,
     open_tcp_stream,
     open_unix_socket,
     serve_listeners,
     serve_tcp,
 )
-from ._install import (
+from ._net._listener import SocketListener
+from ._net._streams import SocketStream, ZeroCopyPolicy
+from ._net._trio_sockets import UringSocket, completion_sockets_enabled, set_completion_sockets
+from ._run._install import (
     UringUnavailableError,
     UringUnavailableWarning,
     install,
@@ -34,11 +40,6 @@ from ._install import (
     uninstall,
     usable,
 )
-from ._open_file import open_file
-from ._path import Path, read_bytes, read_text, stat, write_bytes, write_text
-from ._streams import SocketListener, SocketStream, ZeroCopyPolicy
-from ._text_file import AsyncTextFile
-from ._trio_sockets import UringSocket, completion_sockets_enabled, set_completion_sockets
 
 __version__ = "0.1.0"
 

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     if args_in[:1] == ["run"]:
         # The program's arguments are not ours to parse: argparse would take the
         # program's options (``-m pytest -q``) for the launcher's.
-        from ._launcher import main as run_main
+        from ._run._launcher import main as run_main
 
         return run_main(args_in[1:])
     parser = argparse.ArgumentParser(prog="python -m trio_uring", description=DESCRIPTION)
@@ -64,11 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             f"unrecognized arguments: {' '.join(unknown)}"
         )
     if args.command == "info":
-        from ._info import main as info_main
+        from ._run._info import main as info_main
 
         return info_main()
     if args.command == "docs":
-        from ._docs import main as docs_main
+        from ._run._docs import main as docs_main
 
         return docs_main(args.page)
     from .bench._harness import SUITES

@@ -34,11 +34,12 @@ HOT: Final = (
     "trio_uring._core._readiness",
     "trio_uring._core._sqe",
     "trio_uring._core._trio_fast",
-    "trio_uring._streams",
+    "trio_uring._net._streams",
+    "trio_uring._net._listener",
     "trio_uring._ops._provided",
     "trio_uring._ops._zerocopy",
     "trio_uring._ops._sockets",
-    "trio_uring._trio_sockets",
+    "trio_uring._net._trio_sockets",
 )
 
 

@@ -26,166 +26,10 @@ def _2_current_manager(_body_: Any) -> Any:
     return current_manager
 
 
-def _3_accept(_body_: Any) -> Any:
-    async def accept(sock: FdLike) -> tuple[trio.socket.SocketType, Any]:
-        """Accept a connection (``IORING_OP_ACCEPT``), like trio's ``SocketType.accept``.
-
-    Returns a non-blocking, close-on-exec trio socket and the peer's address.
-    The accepted fd is never leaked: cancelled, either no connection was taken
-    from the backlog (``Cancelled``), or the connection is returned and the next
-    checkpoint raises ``Cancelled``.
-    """
-        return await _body_(sock)
-
-    return accept
+def _3_SocketListener(socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy='auto') -> None: ...
 
 
-def _4_connect(_body_: Any) -> Any:
-    async def connect(sock: FdLike, address: Any) -> None:
-        """Connect to a numeric ``address`` (``IORING_OP_CONNECT``), like trio's ``connect``.
-
-    Host names are not resolved (``socket.gaierror``): use ``trio.socket.getaddrinfo``.
-    A connect cannot be taken back: if cancelled, a socket *object* is closed (as
-    trio does) and ``Cancelled`` raised; a raw fd is left for the caller to close.
-    Failures raise ``OSError`` (e.g. ``ConnectionRefusedError``).
-    """
-        return await _body_(sock, address)
-
-    return connect
-
-
-def _5_poll(_body_: Any) -> Any:
-    async def poll(sock: FdLike, events: SupportsIndex) -> int:
-        """Wait until ``sock`` has one of the poll ``events`` (``IORING_OP_POLL_ADD``); return revents.
-
-    One-shot.  ``POLLERR``, ``POLLHUP`` and ``POLLNVAL`` are always reported.
-    Unlike ``trio.lowlevel.wait_readable``, several tasks may poll one fd at once.
-    """
-        return await _body_(sock, events)
-
-    return poll
-
-
-def _6_recv(_body_: Any) -> Any:
-    async def recv(sock: FdLike, nbytes: SupportsIndex, flags: SupportsIndex=0) -> bytes:
-        """Receive up to ``nbytes`` bytes (``IORING_OP_RECV``), like :meth:`socket.socket.recv`.
-
-    Returns ``b""`` at end of stream, and at once (a checkpoint) for ``nbytes=0``,
-    as the stdlib does.  Cancelled: either nothing was received and ``Cancelled``
-    is raised, or the data that arrived is returned.
-    """
-        return await _body_(sock, nbytes, flags)
-
-    return recv
-
-
-def _7_recv_into(_body_: Any) -> Any:
-    async def recv_into(sock: FdLike, buffer: Buffer, nbytes: SupportsIndex=0, flags: SupportsIndex=0) -> int:
-        """Receive into ``buffer`` (``IORING_OP_RECV``), like :meth:`socket.socket.recv_into`.
-
-    Reads at most ``nbytes`` bytes (0: the whole buffer) and returns how many it
-    read.  The kernel writes into ``buffer`` only while this call is running;
-    ``buffer`` is free again (resizable, releasable) when it returns or raises.
-    As in CPython, ``buffer`` is held from the start of the call: an ``nbytes``,
-    ``flags`` or ``fileno()`` that tries to resize, release or close it gets
-    ``BufferError``, and the size checked against ``nbytes`` is the size submitted.
-    """
-        return await _body_(sock, buffer, nbytes, flags)
-
-    return recv_into
-
-
-def _8_recvmsg(_body_: Any) -> Any:
-    async def recvmsg(sock: FdLike, bufsize: SupportsIndex, ancbufsize: SupportsIndex=0, flags: SupportsIndex=0) -> tuple[bytes, AncData, int, Any]:
-        """Receive data and ancillary data (``IORING_OP_RECVMSG``), like :meth:`socket.socket.recvmsg`.
-
-    Returns ``(data, ancdata, msg_flags, address)``; ``address`` is ``None`` when
-    the kernel reports none (connected stream sockets, socketpairs).  File
-    descriptors received with ``SCM_RIGHTS`` belong to the caller; a call that
-    completed is never turned into ``Cancelled``, so they cannot be lost.
-    """
-        return await _body_(sock, bufsize, ancbufsize, flags)
-
-    return recvmsg
-
-
-def _9_send(_body_: Any) -> Any:
-    async def send(sock: FdLike, data: Buffer, flags: SupportsIndex=0) -> int:
-        """Send ``data`` (``IORING_OP_SEND``), like :meth:`socket.socket.send`; returns bytes sent.
-
-    May send less than ``len(data)``.  ``MSG_NOSIGNAL`` is always added: a closed
-    peer gives ``BrokenPipeError``, never ``SIGPIPE``.  Cancelled: either nothing
-    was sent and ``Cancelled`` is raised, or the count sent is returned.
-    ``data`` is free again when this returns or raises; it is held from the start
-    of the call, as in CPython (a ``flags`` or ``fileno()`` that tries to resize it
-    gets ``BufferError``).
-    """
-        return await _body_(sock, data, flags)
-
-    return send
-
-
-def _10_sendmsg(_body_: Any) -> Any:
-    async def sendmsg(sock: FdLike, buffers: Iterable[Buffer], ancdata: Iterable[tuple[int, int, Buffer]]=(), flags: SupportsIndex=0, address: Any=None) -> int:
-        """Gather-send ``buffers`` with ancillary data (``IORING_OP_SENDMSG``); returns bytes sent.
-
-    Like :meth:`socket.socket.sendmsg`: ``ancdata`` is ``(level, type, data)``
-    items (e.g. ``(SOL_SOCKET, SCM_RIGHTS, array("i", fds))``), ``address`` a
-    numeric address for unconnected datagram sockets.  ``MSG_NOSIGNAL`` is always
-    added.  The buffers are referenced (not copied) until the request completes.
-
-    Arguments are taken in CPython's order: ``flags``, ``address``, then the
-    buffers (the iterable is read to its end first), each exported once; the
-    lengths submitted are those exports'.  Code that runs afterwards (the
-    ancillary items, ``fileno()``) cannot resize them (``BufferError``).
-    """
-        return await _body_(sock, buffers, ancdata, flags, address)
-
-    return sendmsg
-
-
-def _11_shutdown(_body_: Any) -> Any:
-    async def shutdown(sock: FdLike, how: SupportsIndex) -> None:
-        """Shut down one or both directions (``IORING_OP_SHUTDOWN``), like :meth:`socket.socket.shutdown`.
-
-    ``how`` is ``SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``; anything else gives
-    ``OSError(EINVAL)`` from the kernel.
-    """
-        return await _body_(sock, how)
-
-    return shutdown
-
-
-def _12_send_zc(_body_: Any) -> Any:
-    async def send_zc(sock: Any, data: Any, flags: SupportsIndex=0) -> int:
-        """Send ``data`` on the socket ``sock`` (fd or object with ``fileno()``) with SEND_ZC.
-
-    Returns the number of bytes sent (``flags`` are ``MSG_*`` flags, e.g.
-    ``MSG_WAITALL`` to send everything; ``MSG_NOSIGNAL`` is always added).
-    Arguments are checked like :func:`trio_uring.lowlevel.send` (``TypeError``,
-    ``OSError(EBADF)`` for a closed socket), and a bad call is still a
-    checkpoint.  Raises ``OSError`` with the CQE's errno, for example
-    ``EOPNOTSUPP`` on AF_UNIX or ``ENOMEM`` when the pinned pages exceed
-    ``RLIMIT_MEMLOCK``.
-
-    When the buffer is free again: for ``bytes``, the call returns after the
-    result and the object stays referenced until the notification; for every
-    other buffer the call returns only after the notification, so the buffer
-    may be reused or resized as soon as this returns (or raises).  Cancelled
-    while only the notification is pending, a mutable buffer's TCP connection
-    is reset (see the module docstring) and ``Cancelled`` is raised.  Counts
-    ``zerocopy_sends``, ``zerocopy_notifications`` and ``zerocopy_copied`` in
-    the manager's statistics.
-    """
-        return await _body_(sock, data, flags)
-
-    return send_zc
-
-
-def _13_SocketListener(socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy='auto') -> None: ...
-
-
-def _14_SocketListener_accept(_body_: Any) -> Any:
+def _4_SocketListener_accept(_body_: Any) -> Any:
     async def accept(self) -> SocketStream:
         """Accept a connection; routine errors (``ECONNABORTED``, ...) are skipped.
 
@@ -202,7 +46,7 @@ def _14_SocketListener_accept(_body_: Any) -> Any:
     return accept
 
 
-def _15_SocketListener_aclose(_body_: Any) -> Any:
+def _5_SocketListener_aclose(_body_: Any) -> Any:
     async def aclose(self) -> None:
         """Close the listening socket and every queued connection."""
         return await _body_(self)
@@ -210,10 +54,10 @@ def _15_SocketListener_aclose(_body_: Any) -> Any:
     return aclose
 
 
-def _16_SocketStream(socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy='auto') -> None: ...
+def _6_SocketStream(socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy='auto') -> None: ...
 
 
-def _17_SocketStream_aclose(_body_: Any) -> Any:
+def _7_SocketStream_aclose(_body_: Any) -> Any:
     async def aclose(self) -> None:
         """Close the socket.  Tasks blocked on this stream get ``ClosedResourceError``.
 
@@ -227,7 +71,7 @@ def _17_SocketStream_aclose(_body_: Any) -> Any:
     return aclose
 
 
-def _18_SocketStream_getsockopt(_body_: Any) -> Any:
+def _8_SocketStream_getsockopt(_body_: Any) -> Any:
     def getsockopt(self, level: int, option: int, buffersize: int=0) -> int | bytes:
         """Read an option of the underlying socket (:meth:`socket.socket.getsockopt`)."""
         return _body_(self, level, option, buffersize)
@@ -235,7 +79,7 @@ def _18_SocketStream_getsockopt(_body_: Any) -> Any:
     return getsockopt
 
 
-def _19_SocketStream_receive_some(_body_: Any) -> Any:
+def _9_SocketStream_receive_some(_body_: Any) -> Any:
     async def receive_some(self, max_bytes: SupportsIndex | None=None) -> bytes:
         """Return up to ``max_bytes`` bytes (default 64 KiB), ``b""`` at EOF.
 
@@ -248,7 +92,7 @@ def _19_SocketStream_receive_some(_body_: Any) -> Any:
     return receive_some
 
 
-def _20_SocketStream_send_all(_body_: Any) -> Any:
+def _10_SocketStream_send_all(_body_: Any) -> Any:
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of ``data``; see the class docstring for buffer release and cancellation.
 
@@ -264,7 +108,7 @@ def _20_SocketStream_send_all(_body_: Any) -> Any:
     return send_all
 
 
-def _21_SocketStream_send_eof(_body_: Any) -> Any:
+def _11_SocketStream_send_eof(_body_: Any) -> Any:
     async def send_eof(self) -> None:
         """Shut down the sending side (``SHUT_WR``); idempotent."""
         return await _body_(self)
@@ -272,7 +116,7 @@ def _21_SocketStream_send_eof(_body_: Any) -> Any:
     return send_eof
 
 
-def _22_SocketStream_send_file(_body_: Any) -> Any:
+def _12_SocketStream_send_file(_body_: Any) -> Any:
     async def send_file(self, file: int | _sendfile.HasFileno, *, offset: SupportsIndex=0, count: SupportsIndex | None=None) -> int:
         """Send ``count`` bytes of ``file`` from ``offset`` (``None``: to its end), zero-copy.
 
@@ -316,7 +160,7 @@ def _22_SocketStream_send_file(_body_: Any) -> Any:
     return send_file
 
 
-def _23_SocketStream_setsockopt(_body_: Any) -> Any:
+def _13_SocketStream_setsockopt(_body_: Any) -> Any:
     def setsockopt(self, level: int, option: int, value: int | Buffer | None, length: int | None=None) -> None:
         """Set an option on the underlying socket (:meth:`socket.socket.setsockopt`)."""
         return _body_(self, level, option, value, length)
@@ -324,7 +168,7 @@ def _23_SocketStream_setsockopt(_body_: Any) -> Any:
     return setsockopt
 
 
-def _24_SocketStream_wait_send_all_might_not_block(_body_: Any) -> Any:
+def _14_SocketStream_wait_send_all_might_not_block(_body_: Any) -> Any:
     async def wait_send_all_might_not_block(self) -> None:
         """Block until the socket is writable (``send_all`` may then not block)."""
         return await _body_(self)
@@ -332,7 +176,7 @@ def _24_SocketStream_wait_send_all_might_not_block(_body_: Any) -> Any:
     return wait_send_all_might_not_block
 
 
-def _25_SocketStream_zerocopy(_body_: Any) -> Any:
+def _15_SocketStream_zerocopy(_body_: Any) -> Any:
     def zerocopy(self) -> bool:
         """Whether the next large ``send_all`` would use ``SEND_ZC`` (False off io_uring)."""
         return _body_.__get__(self)
@@ -342,7 +186,7 @@ def _25_SocketStream_zerocopy(_body_: Any) -> Any:
 
 
 
-def _27_UringSocket_accept(_body_: Any) -> Any:
+def _17_UringSocket_accept(_body_: Any) -> Any:
     async def accept(self) -> tuple[SocketType, Any]:
         """Like :meth:`socket.socket.accept`, but async; the new socket is a ``UringSocket``."""
         return await _body_(self)
@@ -350,14 +194,14 @@ def _27_UringSocket_accept(_body_: Any) -> Any:
     return accept
 
 
-def _28_UringSocket_connect(_body_: Any) -> Any:
+def _18_UringSocket_connect(_body_: Any) -> Any:
     async def connect(self, address: Any) -> None:
         return await _body_(self, address)
 
     return connect
 
 
-def _29_UringSocket_dup(_body_: Any) -> Any:
+def _19_UringSocket_dup(_body_: Any) -> Any:
     def dup(self) -> SocketType:
         """Same as :meth:`socket.socket.dup`."""
         return _body_(self)
@@ -365,28 +209,28 @@ def _29_UringSocket_dup(_body_: Any) -> Any:
     return dup
 
 
-def _30_UringSocket_recv(_body_: Any) -> Any:
+def _20_UringSocket_recv(_body_: Any) -> Any:
     async def recv(self, buflen: object, flags: object=0, /) -> bytes:
         return await _body_(self, buflen, flags)
 
     return recv
 
 
-def _31_UringSocket_recv_into(_body_: Any) -> Any:
+def _21_UringSocket_recv_into(_body_: Any) -> Any:
     async def recv_into(self, buffer: object, nbytes: object=0, flags: object=0) -> int:
         return await _body_(self, buffer, nbytes, flags)
 
     return recv_into
 
 
-def _32_UringSocket_send(_body_: Any) -> Any:
+def _22_UringSocket_send(_body_: Any) -> Any:
     async def send(self, data: object, flags: object=0, /) -> int:
         return await _body_(self, data, flags)
 
     return send
 
 
-def _33_completion_sockets_enabled(_body_: Any) -> Any:
+def _23_completion_sockets_enabled(_body_: Any) -> Any:
     def completion_sockets_enabled() -> bool:
         """The current :func:`set_completion_sockets` setting."""
         return _body_()
@@ -394,7 +238,7 @@ def _33_completion_sockets_enabled(_body_: Any) -> Any:
     return completion_sockets_enabled
 
 
-def _34_set_completion_sockets(_body_: Any) -> Any:
+def _24_set_completion_sockets(_body_: Any) -> Any:
     def set_completion_sockets(enabled: bool) -> bool:
         """Choose whether trio sockets created from now on use io_uring SQEs for their data.
 
@@ -406,6 +250,162 @@ def _34_set_completion_sockets(_body_: Any) -> Any:
         return _body_(enabled)
 
     return set_completion_sockets
+
+
+def _25_accept(_body_: Any) -> Any:
+    async def accept(sock: FdLike) -> tuple[trio.socket.SocketType, Any]:
+        """Accept a connection (``IORING_OP_ACCEPT``), like trio's ``SocketType.accept``.
+
+    Returns a non-blocking, close-on-exec trio socket and the peer's address.
+    The accepted fd is never leaked: cancelled, either no connection was taken
+    from the backlog (``Cancelled``), or the connection is returned and the next
+    checkpoint raises ``Cancelled``.
+    """
+        return await _body_(sock)
+
+    return accept
+
+
+def _26_connect(_body_: Any) -> Any:
+    async def connect(sock: FdLike, address: Any) -> None:
+        """Connect to a numeric ``address`` (``IORING_OP_CONNECT``), like trio's ``connect``.
+
+    Host names are not resolved (``socket.gaierror``): use ``trio.socket.getaddrinfo``.
+    A connect cannot be taken back: if cancelled, a socket *object* is closed (as
+    trio does) and ``Cancelled`` raised; a raw fd is left for the caller to close.
+    Failures raise ``OSError`` (e.g. ``ConnectionRefusedError``).
+    """
+        return await _body_(sock, address)
+
+    return connect
+
+
+def _27_poll(_body_: Any) -> Any:
+    async def poll(sock: FdLike, events: SupportsIndex) -> int:
+        """Wait until ``sock`` has one of the poll ``events`` (``IORING_OP_POLL_ADD``); return revents.
+
+    One-shot.  ``POLLERR``, ``POLLHUP`` and ``POLLNVAL`` are always reported.
+    Unlike ``trio.lowlevel.wait_readable``, several tasks may poll one fd at once.
+    """
+        return await _body_(sock, events)
+
+    return poll
+
+
+def _28_recv(_body_: Any) -> Any:
+    async def recv(sock: FdLike, nbytes: SupportsIndex, flags: SupportsIndex=0) -> bytes:
+        """Receive up to ``nbytes`` bytes (``IORING_OP_RECV``), like :meth:`socket.socket.recv`.
+
+    Returns ``b""`` at end of stream, and at once (a checkpoint) for ``nbytes=0``,
+    as the stdlib does.  Cancelled: either nothing was received and ``Cancelled``
+    is raised, or the data that arrived is returned.
+    """
+        return await _body_(sock, nbytes, flags)
+
+    return recv
+
+
+def _29_recv_into(_body_: Any) -> Any:
+    async def recv_into(sock: FdLike, buffer: Buffer, nbytes: SupportsIndex=0, flags: SupportsIndex=0) -> int:
+        """Receive into ``buffer`` (``IORING_OP_RECV``), like :meth:`socket.socket.recv_into`.
+
+    Reads at most ``nbytes`` bytes (0: the whole buffer) and returns how many it
+    read.  The kernel writes into ``buffer`` only while this call is running;
+    ``buffer`` is free again (resizable, releasable) when it returns or raises.
+    As in CPython, ``buffer`` is held from the start of the call: an ``nbytes``,
+    ``flags`` or ``fileno()`` that tries to resize, release or close it gets
+    ``BufferError``, and the size checked against ``nbytes`` is the size submitted.
+    """
+        return await _body_(sock, buffer, nbytes, flags)
+
+    return recv_into
+
+
+def _30_recvmsg(_body_: Any) -> Any:
+    async def recvmsg(sock: FdLike, bufsize: SupportsIndex, ancbufsize: SupportsIndex=0, flags: SupportsIndex=0) -> tuple[bytes, AncData, int, Any]:
+        """Receive data and ancillary data (``IORING_OP_RECVMSG``), like :meth:`socket.socket.recvmsg`.
+
+    Returns ``(data, ancdata, msg_flags, address)``; ``address`` is ``None`` when
+    the kernel reports none (connected stream sockets, socketpairs).  File
+    descriptors received with ``SCM_RIGHTS`` belong to the caller; a call that
+    completed is never turned into ``Cancelled``, so they cannot be lost.
+    """
+        return await _body_(sock, bufsize, ancbufsize, flags)
+
+    return recvmsg
+
+
+def _31_send(_body_: Any) -> Any:
+    async def send(sock: FdLike, data: Buffer, flags: SupportsIndex=0) -> int:
+        """Send ``data`` (``IORING_OP_SEND``), like :meth:`socket.socket.send`; returns bytes sent.
+
+    May send less than ``len(data)``.  ``MSG_NOSIGNAL`` is always added: a closed
+    peer gives ``BrokenPipeError``, never ``SIGPIPE``.  Cancelled: either nothing
+    was sent and ``Cancelled`` is raised, or the count sent is returned.
+    ``data`` is free again when this returns or raises; it is held from the start
+    of the call, as in CPython (a ``flags`` or ``fileno()`` that tries to resize it
+    gets ``BufferError``).
+    """
+        return await _body_(sock, data, flags)
+
+    return send
+
+
+def _32_sendmsg(_body_: Any) -> Any:
+    async def sendmsg(sock: FdLike, buffers: Iterable[Buffer], ancdata: Iterable[tuple[int, int, Buffer]]=(), flags: SupportsIndex=0, address: Any=None) -> int:
+        """Gather-send ``buffers`` with ancillary data (``IORING_OP_SENDMSG``); returns bytes sent.
+
+    Like :meth:`socket.socket.sendmsg`: ``ancdata`` is ``(level, type, data)``
+    items (e.g. ``(SOL_SOCKET, SCM_RIGHTS, array("i", fds))``), ``address`` a
+    numeric address for unconnected datagram sockets.  ``MSG_NOSIGNAL`` is always
+    added.  The buffers are referenced (not copied) until the request completes.
+
+    Arguments are taken in CPython's order: ``flags``, ``address``, then the
+    buffers (the iterable is read to its end first), each exported once; the
+    lengths submitted are those exports'.  Code that runs afterwards (the
+    ancillary items, ``fileno()``) cannot resize them (``BufferError``).
+    """
+        return await _body_(sock, buffers, ancdata, flags, address)
+
+    return sendmsg
+
+
+def _33_shutdown(_body_: Any) -> Any:
+    async def shutdown(sock: FdLike, how: SupportsIndex) -> None:
+        """Shut down one or both directions (``IORING_OP_SHUTDOWN``), like :meth:`socket.socket.shutdown`.
+
+    ``how`` is ``SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``; anything else gives
+    ``OSError(EINVAL)`` from the kernel.
+    """
+        return await _body_(sock, how)
+
+    return shutdown
+
+
+def _34_send_zc(_body_: Any) -> Any:
+    async def send_zc(sock: Any, data: Any, flags: SupportsIndex=0) -> int:
+        """Send ``data`` on the socket ``sock`` (fd or object with ``fileno()``) with SEND_ZC.
+
+    Returns the number of bytes sent (``flags`` are ``MSG_*`` flags, e.g.
+    ``MSG_WAITALL`` to send everything; ``MSG_NOSIGNAL`` is always added).
+    Arguments are checked like :func:`trio_uring.lowlevel.send` (``TypeError``,
+    ``OSError(EBADF)`` for a closed socket), and a bad call is still a
+    checkpoint.  Raises ``OSError`` with the CQE's errno, for example
+    ``EOPNOTSUPP`` on AF_UNIX or ``ENOMEM`` when the pinned pages exceed
+    ``RLIMIT_MEMLOCK``.
+
+    When the buffer is free again: for ``bytes``, the call returns after the
+    result and the object stays referenced until the notification; for every
+    other buffer the call returns only after the notification, so the buffer
+    may be reused or resized as soon as this returns (or raises).  Cancelled
+    while only the notification is pending, a mutable buffer's TCP connection
+    is reset (see the module docstring) and ``Cancelled`` is raised.  Counts
+    ``zerocopy_sends``, ``zerocopy_notifications`` and ``zerocopy_copied`` in
+    the manager's statistics.
+    """
+        return await _body_(sock, data, flags)
+
+    return send_zc
 
 
 CLASSES: dict[str, dict[str, Any]] = {
@@ -437,7 +437,7 @@ CLASSES: dict[str, dict[str, Any]] = {
       backend (str): ``"io_uring"`` (trio's epoll backend says ``"epoll"``).
     """, _1_UringStatistics, True),
     },
-    'trio_uring._streams': {
+    'trio_uring._net._listener': {
         'SocketListener': ("""A :class:`trio.abc.Listener` accepting connections as trio_uring :class:`SocketStream`.
 
     Same contract as :class:`trio.SocketListener`; it owns the listening socket.
@@ -456,7 +456,9 @@ CLASSES: dict[str, dict[str, Any]] = {
     Attributes:
       socket (trio.socket.SocketType): the listening socket the listener owns (as
           :attr:`trio.SocketListener.socket`).
-    """, _13_SocketListener, False),
+    """, _3_SocketListener, False),
+    },
+    'trio_uring._net._streams': {
         'SocketStream': ("""A :class:`trio.abc.HalfCloseableStream` over a connected ``SOCK_STREAM`` trio socket.
 
     Drop-in for :class:`trio.SocketStream` (same errors, ``TCP_NODELAY`` on,
@@ -503,9 +505,9 @@ CLASSES: dict[str, dict[str, Any]] = {
     Attributes:
       socket (trio.socket.SocketType): the socket the stream owns (as
           :attr:`trio.SocketStream.socket`).
-    """, _16_SocketStream, False),
+    """, _6_SocketStream, False),
     },
-    'trio_uring._trio_sockets': {
+    'trio_uring._net._trio_sockets': {
         'UringSocket': ("""trio's socket object, whose data operations are io_uring SQEs.
 
     A drop-in ``trio.socket.SocketType``: same methods, same exceptions, same
@@ -521,41 +523,43 @@ MEMBERS: dict[str, dict[str, Any]] = {
     'trio_uring._core._manager': {
         'current_manager': _2_current_manager,
     },
+    'trio_uring._net._listener': {
+        'SocketListener.accept': _4_SocketListener_accept,
+        'SocketListener.aclose': _5_SocketListener_aclose,
+    },
+    'trio_uring._net._streams': {
+        'SocketStream.aclose': _7_SocketStream_aclose,
+        'SocketStream.getsockopt': _8_SocketStream_getsockopt,
+        'SocketStream.receive_some': _9_SocketStream_receive_some,
+        'SocketStream.send_all': _10_SocketStream_send_all,
+        'SocketStream.send_eof': _11_SocketStream_send_eof,
+        'SocketStream.send_file': _12_SocketStream_send_file,
+        'SocketStream.setsockopt': _13_SocketStream_setsockopt,
+        'SocketStream.wait_send_all_might_not_block': _14_SocketStream_wait_send_all_might_not_block,
+        'SocketStream.zerocopy': _15_SocketStream_zerocopy,
+    },
+    'trio_uring._net._trio_sockets': {
+        'UringSocket.accept': _17_UringSocket_accept,
+        'UringSocket.connect': _18_UringSocket_connect,
+        'UringSocket.dup': _19_UringSocket_dup,
+        'UringSocket.recv': _20_UringSocket_recv,
+        'UringSocket.recv_into': _21_UringSocket_recv_into,
+        'UringSocket.send': _22_UringSocket_send,
+        'completion_sockets_enabled': _23_completion_sockets_enabled,
+        'set_completion_sockets': _24_set_completion_sockets,
+    },
     'trio_uring._ops._sockets': {
-        'accept': _3_accept,
-        'connect': _4_connect,
-        'poll': _5_poll,
-        'recv': _6_recv,
-        'recv_into': _7_recv_into,
-        'recvmsg': _8_recvmsg,
-        'send': _9_send,
-        'sendmsg': _10_sendmsg,
-        'shutdown': _11_shutdown,
+        'accept': _25_accept,
+        'connect': _26_connect,
+        'poll': _27_poll,
+        'recv': _28_recv,
+        'recv_into': _29_recv_into,
+        'recvmsg': _30_recvmsg,
+        'send': _31_send,
+        'sendmsg': _32_sendmsg,
+        'shutdown': _33_shutdown,
     },
     'trio_uring._ops._zerocopy': {
-        'send_zc': _12_send_zc,
-    },
-    'trio_uring._streams': {
-        'SocketListener.accept': _14_SocketListener_accept,
-        'SocketListener.aclose': _15_SocketListener_aclose,
-        'SocketStream.aclose': _17_SocketStream_aclose,
-        'SocketStream.getsockopt': _18_SocketStream_getsockopt,
-        'SocketStream.receive_some': _19_SocketStream_receive_some,
-        'SocketStream.send_all': _20_SocketStream_send_all,
-        'SocketStream.send_eof': _21_SocketStream_send_eof,
-        'SocketStream.send_file': _22_SocketStream_send_file,
-        'SocketStream.setsockopt': _23_SocketStream_setsockopt,
-        'SocketStream.wait_send_all_might_not_block': _24_SocketStream_wait_send_all_might_not_block,
-        'SocketStream.zerocopy': _25_SocketStream_zerocopy,
-    },
-    'trio_uring._trio_sockets': {
-        'UringSocket.accept': _27_UringSocket_accept,
-        'UringSocket.connect': _28_UringSocket_connect,
-        'UringSocket.dup': _29_UringSocket_dup,
-        'UringSocket.recv': _30_UringSocket_recv,
-        'UringSocket.recv_into': _31_UringSocket_recv_into,
-        'UringSocket.send': _32_UringSocket_send,
-        'completion_sockets_enabled': _33_completion_sockets_enabled,
-        'set_completion_sockets': _34_set_completion_sockets,
+        'send_zc': _34_send_zc,
     },
 }

@@ -146,7 +146,7 @@ TRIO_MIRRORS: Final[tuple[Mirror, ...]] = (
             "trio_uring/_core/_trio_compat.py: _completed_checkpoint",
             "trio_uring/_core/_ringext.c: completed_checkpoint (CHECKPOINT)",
             "trio_uring/_core/_trio_fast.py: shielded_checkpoint",
-            "trio_uring/_streams.py: _send_now, _receive_now (yield CancelShieldedCheckpoint)",
+            "trio_uring/_net/_streams.py: _send_now, _receive_now (yield CancelShieldedCheckpoint)",
         ),
         "fallback": "trio's own checkpoint_if_cancelled and cancel_shielded_checkpoint; "
         "no syscall-first path for sockets and streams",
@@ -160,8 +160,8 @@ TRIO_MIRRORS: Final[tuple[Mirror, ...]] = (
             "trio._socket:_SocketType.accept",
         ),
         "copies": (
-            "trio_uring/_trio_sockets.py: UringSocket.recv, recv_into, send, accept",
-            "trio_uring/_streams.py: _send_now, _receive_now",
+            "trio_uring/_net/_trio_sockets.py: UringSocket.recv, recv_into, send, accept",
+            "trio_uring/_net/_streams.py: _send_now, _receive_now",
         ),
         "fallback": "one SQE per socket call (as TRIO_URING_SOCKETS_TRY_FIRST=0); "
         "streams submit without trying the syscall first",
@@ -169,13 +169,13 @@ TRIO_MIRRORS: Final[tuple[Mirror, ...]] = (
     {
         "piece": "socket connect",
         "trio": ("trio._socket:_SocketType.connect",),
-        "copies": ("trio_uring/_trio_sockets.py: UringSocket.connect",),
+        "copies": ("trio_uring/_net/_trio_sockets.py: UringSocket.connect",),
         "fallback": "trio's own connect (non-blocking connect, then wait_writable)",
     },
     {
         "piece": "socket constructor",
         "trio": ("trio._socket:from_stdlib_socket", "trio._socket:_SocketType.__init__"),
-        "copies": ("trio_uring/_trio_sockets.py: from_stdlib_socket, UringSocket.dup",),
+        "copies": ("trio_uring/_net/_trio_sockets.py: from_stdlib_socket, UringSocket.dup",),
         "fallback": "completion sockets off by default: trio's own sockets, on io_uring readiness",
     },
     {
@@ -187,7 +187,7 @@ TRIO_MIRRORS: Final[tuple[Mirror, ...]] = (
         "copies": (
             "trio_uring/_core/_trio_compat.py: plain_trio_socket, STDLIB_SOCKET_FIELD, "
             "SHUT_WR_FIELD",
-            "trio_uring/_streams.py: SocketStream.send_all (reads them)",
+            "trio_uring/_net/_streams.py: SocketStream.send_all (reads them)",
         ),
         "fallback": "the socket's public fileno() and did_shutdown_SHUT_WR",
     },

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .._ops import _files
 from ._file_base import FileBase, as_index, as_size, closed_error
-from ._ops import _files
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

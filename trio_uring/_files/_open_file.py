@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import trio
 
+from .._ops import _files
 from ._binary_file import DEFAULT_BUFFER_SIZE, AsyncBinaryFile
-from ._ops import _files
 from ._text_file import AsyncTextFile
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._ops._files import StrOrBytesPath
+    from .._ops._files import StrOrBytesPath
 
 __all__ = ["open_file"]
 

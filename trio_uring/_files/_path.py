@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, ClassVar
 
 import trio
 
+from .._ops import _files
 from ._binary_file import AsyncBinaryFile
 from ._open_file import open_file
-from ._ops import _files
 from ._text_file import AsyncTextFile
 
 if TYPE_CHECKING:
     from typing_extensions import Buffer
 
-    from ._ops._files import StrOrBytesPath
+    from .._ops._files import StrOrBytesPath
 
 __all__ = ["Path", "read_bytes", "read_text", "stat", "write_bytes", "write_text"]
 

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 
-from ._streams import SocketListener, SocketStream
+from ._listener import SocketListener
+from ._streams import SocketStream
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -47,15 +47,15 @@ from typing import TYPE_CHECKING, Final, Protocol, SupportsIndex
 import trio
 from trio.lowlevel import RunVar, checkpoint
 
-from ._core import _sqe
-from ._core._constants import MAX_RW_COUNT, MSG_NOSIGNAL, Op
-from ._core._operation import COMPLETED, PREPARED, Operation
-from ._core._ring_cffi import lib
-from ._core._trio_compat import ki_protect
-from ._ops import _files
+from .._core import _sqe
+from .._core._constants import MAX_RW_COUNT, MSG_NOSIGNAL, Op
+from .._core._operation import COMPLETED, PREPARED, Operation
+from .._core._ring_cffi import lib
+from .._core._trio_compat import ki_protect
+from .._ops import _files
 
 if TYPE_CHECKING:
-    from ._core._manager import UringIOManager
+    from .._core._manager import UringIOManager
     from ._streams import SocketStream
 
 __all__ = ["PATHS", "HasFileno", "describe_path", "force_path", "path_for", "send_file"]

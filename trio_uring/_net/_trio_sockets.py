@@ -96,13 +96,13 @@ import trio._socket  # (compiled, UringSocket's class statement reads its base t
 from mypy_extensions import mypyc_attr
 from trio.lowlevel import checkpoint_if_cancelled
 
-from ._core import _sqe, _trio_compat
-from ._core._manager import UringIOManager, run_start_hooks
-from ._core._operation import buffer_nbytes
-from ._core._ring_cffi import ffi
-from ._core._trio_compat import TrioSocketType
-from ._core._trio_fast import CANCEL_PENDING, current_task, enter, shielded_checkpoint
-from ._ops import _provided, _sockaddr
+from .._core import _sqe, _trio_compat
+from .._core._manager import UringIOManager, run_start_hooks
+from .._core._operation import buffer_nbytes
+from .._core._ring_cffi import ffi
+from .._core._trio_compat import TrioSocketType
+from .._core._trio_fast import CANCEL_PENDING, current_task, enter, shielded_checkpoint
+from .._ops import _provided, _sockaddr
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -571,7 +571,7 @@ _trio_compat.ki_protect(
 
 # Compiled: the public objects become real coroutine functions (and get their
 # docstrings and signatures) over the compiled bodies; see _core/_public.py.
-from ._core._public import dress, like_trio  # noqa: E402
+from .._core._public import dress, like_trio  # noqa: E402
 
 dress(__name__)
 # trio's own socket methods: they read as trio's (name, docstring, signature).

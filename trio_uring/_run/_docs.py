@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+#: The package directory (``trio_uring/``), where a wheel carries the pages in ``_docs/``.
+_HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def directory() -> str | None:

@@ -13,11 +13,11 @@ from typing import Any
 
 import trio
 
-from . import _pure
-from ._core import _kernels
-from ._core._ring import Ring
+from .. import _pure
+from .._core import _kernels
+from .._core._ring import Ring
+from .._net._sendfile import describe_path
 from ._install import unavailable_reason
-from ._sendfile import describe_path
 
 #: Every opcode trio_uring uses: ``(entry, what for, what happens without it)``.
 USED_OPS: tuple[_kernels.Entry, ...] = tuple(
@@ -43,7 +43,7 @@ def fallbacks(ring: Ring) -> list[str]:
 
 def _ring_extension() -> str:
     """Whether the hot path calls the ring extension (``_core/_ringext.c``) or cffi."""
-    from ._core import _ring
+    from .._core import _ring
 
     if _ring.ext is not None:
         return "in use (SQE prep, buffer take, task wake-up in C)"
@@ -59,7 +59,7 @@ def _ring_extension() -> str:
 
 def _trio_mirrors() -> str:
     """Whether every piece of trio that trio_uring mirrors is the recorded code."""
-    from ._core import _trio_compat
+    from .._core import _trio_compat
 
     changed = [piece for piece, ok in _trio_compat.MIRRORED.items() if not ok]
     if not changed:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
-from ._core import _trio_compat
-from ._core._manager import UringIOManager
-from ._core._ring import Ring, RingUnavailable
+from .._core import _trio_compat
+from .._core._manager import UringIOManager
+from .._core._ring import Ring, RingUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
@@ -190,7 +190,7 @@ def installed() -> bool:
     return _installed
 
 
-SITE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_site")
+SITE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_site")
 """The directory whose ``sitecustomize`` installs trio_uring in a starting Python process."""
 
 

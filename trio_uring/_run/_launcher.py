@@ -4,7 +4,7 @@ Like ``python -m cProfile`` or ``coverage run``: it calls :func:`trio_uring.inst
 ``sys.argv`` and ``sys.path[0]`` as ``python script.py`` / ``python -m module`` would, and
 runs the program with :mod:`runpy` as ``__main__``.  ``--children`` makes the Python
 processes the program starts install trio_uring too
-(:func:`trio_uring._install.install_in_children`, the mechanism of ``pytest --trio-uring``).
+(:func:`trio_uring._run._install.install_in_children`, the mechanism of ``pytest --trio-uring``).
 
 The program's exit status is the launcher's; an uncaught exception is printed by
 ``sys.excepthook`` without the launcher's frames and gives status 1; an uncaught

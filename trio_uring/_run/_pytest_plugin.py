@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from ._core import _kernels
+from .._core import _kernels
 
 
 def _release(text: str) -> str:
@@ -62,11 +62,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("--trio-uring", default=False):
         return
-    import trio_uring
+    from ._install import install, install_in_children
 
-    if trio_uring.install():
-        from ._install import install_in_children
-
+    if install():
         install_in_children()
         config.stash[_installed_key] = True
 
@@ -83,11 +81,11 @@ def _emulation() -> str:
 
 def pytest_report_header(config: pytest.Config) -> Any:
     if config.getoption("--trio-uring", default=False):
-        import trio_uring
+        from ._install import unavailable_reason
 
         if config.stash.get(_installed_key, False):
             return "trio_uring: every trio run uses the io_uring I/O manager" + _emulation()
-        return f"trio_uring: io_uring unavailable ({trio_uring.unavailable_reason()}); epoll"
+        return f"trio_uring: io_uring unavailable ({unavailable_reason()}); epoll"
     if _kernels.emulated() is not None:
         return "trio_uring:" + _emulation()
     return None

@@ -1,6 +1,6 @@
 """Installs trio_uring in every Python process started with ``TRIO_URING_INSTALL=1``.
 
-``trio_uring._install.install_in_children`` (used by ``pytest --trio-uring`` and
+``trio_uring._run._install.install_in_children`` (used by ``pytest --trio-uring`` and
 ``python -m trio_uring run --children``) puts this directory first on ``PYTHONPATH``.
 The ``sitecustomize`` it shadows (a later one on ``sys.path``, e.g. a distribution's)
 still runs, first.  Under ``TRIO_URING_REQUIRE=1`` a process that cannot use io_uring

@@ -111,8 +111,8 @@ TRIO_VARIANTS: tuple[Variant, ...] = (
     ),
     Variant(
         "uring-streams",
-        "trio_uring._highlevel.serve_tcp + trio_uring SocketStream",
-        requires=("trio_uring._highlevel", "trio_uring._streams"),
+        "trio_uring._net._highlevel.serve_tcp + trio_uring SocketStream",
+        requires=("trio_uring._net._highlevel", "trio_uring._net._streams"),
         req=True,
     ),
     Variant(
@@ -285,7 +285,7 @@ def run_trio_server(variant: str, host: str, port: int, mode: str, chunk: int) -
     if variant in ("trio-uring", "trio-uring-poll"):
         trio_uring.run(_serve_trio_streams, trio.serve_tcp, host, port, mode, chunk)
     elif variant == "uring-streams":
-        from trio_uring._highlevel import serve_tcp
+        from trio_uring._net._highlevel import serve_tcp
 
         trio_uring.run(_serve_trio_streams, serve_tcp, host, port, mode, chunk)
     elif variant == "uring-lowlevel":
@@ -837,8 +837,8 @@ class Progress:
 
 
 def machine_info() -> dict[str, Any]:
-    """Kernel/feature info (``trio_uring._info.gather``), CPU model, versions."""
-    from .._info import gather
+    """Kernel/feature info (``trio_uring._run._info.gather``), CPU model, versions."""
+    from .._run._info import gather
 
     info: dict[str, Any] = {}
     try:
