@@ -1,4 +1,5 @@
-"""The import graph of ``trio_uring._core``: no circle, and nothing above ``_core`` imported.
+"""The import graph of ``trio_uring``: layers (``_core`` < ``_ops`` < ``_files``/``_net`` <
+``_run`` < the public surface < entry points), no arrow running back up, no circle.
 
 Read from the source (the ``ast``), so it holds for both builds.  Imports under
 ``if TYPE_CHECKING:`` are annotations only and do not count; imports inside
@@ -69,6 +70,124 @@ def _imports(tree: ast.AST, module: str) -> set[str]:
 
     visit(tree)
     return found
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Every ``trio_uring`` module -> the ``trio_uring`` modules it imports at run time
+    (``from x import name`` counts as importing ``x.name`` if that is a module, else ``x``)."""
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {_module_name(path) for path in paths} | {"trio_uring._core._ring_cffi"}
+    graph: dict[str, set[str]] = {}
+    for path in paths:
+        name = _module_name(path)
+        tree = ast.parse(path.read_text(), str(path))
+        found = _imports(tree, name + ".x" if path.stem == "__init__" else name)
+        graph[name] = set()
+        for imported in found:
+            while imported not in modules and "." in imported:
+                imported = imported.rpartition(".")[0]
+            if imported.startswith("trio_uring") and imported != name:
+                graph[name].add(imported)
+        # ``from .. import _pure`` also yields the bare package: not an import of its
+        # ``__init__`` unless a name of the package itself is imported.
+        if "trio_uring" in graph[name] and not _imports_package_names(tree, name):
+            graph[name].discard("trio_uring")
+    return graph
+
+
+def _imports_package_names(tree: ast.AST, module: str) -> bool:
+    """Whether ``tree`` imports ``trio_uring`` itself (``import trio_uring``, or ``from
+    trio_uring import x`` / ``from .. import x`` with ``x`` not a submodule)."""
+    submodules = {p.stem for p in PACKAGE.glob("*.py")} | {
+        p.name for p in PACKAGE.iterdir() if p.is_dir()
+    }
+    depth = module.count(".")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import) and any(a.name == "trio_uring" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom):
+            absolute = node.module == "trio_uring" and not node.level
+            relative = node.level == depth and not node.module
+            if (absolute or relative) and any(a.name not in submodules for a in node.names):
+                return True
+    return False
+
+
+#: The layers of the package, lowest first: a module imports (at run time) modules of
+#: its own layer and lower ones only.  ``_files`` and ``_net`` share a rank but do not
+#: import each other (the entry points may).  ``_pure`` uses the standard library only (setup.py runs it).
+LAYERS = {
+    "trio_uring._pure": 0,
+    "trio_uring._core": 1,
+    "trio_uring._ops": 2,
+    "trio_uring._files": 3,
+    "trio_uring._net": 3,
+    "trio_uring._run": 4,
+    "trio_uring": 5,  # the public surface: __init__.py and lowlevel.py
+    "trio_uring.lowlevel": 5,
+    "trio_uring.__main__": 6,  # entry points: python -m, the benchmarks, site start-up
+    "trio_uring.bench": 6,
+    "trio_uring._site": 6,
+}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in LAYERS:
+            return ".".join(parts[:n])
+    raise AssertionError(f"{module}: a new top-level module or package, add it to LAYERS")
+
+
+def test_package_imports_follow_the_layers() -> None:
+    upward = sorted(
+        f"{module} imports {imported}"
+        for module, imports in package_graph().items()
+        for imported in imports
+        if LAYERS[_layer(imported)] > LAYERS[_layer(module)]
+        or (
+            LAYERS[_layer(imported)] == LAYERS[_layer(module)] == LAYERS["trio_uring._net"]
+            and _layer(imported) != _layer(module)
+        )
+    )
+    assert upward == []
+
+
+def test_package_has_no_import_circle() -> None:
+    """No circle between modules, also through imports inside functions (a package's
+    ``__init__`` importing its own modules does not count)."""
+    graph = {
+        module: {i for i in imports if not (module.startswith(i + ".") or i == module)}
+        for module, imports in package_graph().items()
+        if not module.startswith("trio_uring.bench")  # (its harness split comes next)
+    }
+    done: set[str] = set()
+
+    def walk(module: str, path: tuple[str, ...]) -> None:
+        assert module not in path, " -> ".join((*path, module))
+        if module in done:
+            return
+        for imported in sorted(graph.get(module, ())):
+            walk(imported, (*path, module))
+        done.add(module)
+
+    for module in sorted(graph):
+        walk(module, ())
+
+
+def test_send_file_reaches_no_stream_internals() -> None:
+    """``_net/_sendfile.py`` works through what ``SocketStream`` offers: it imports
+    nothing of ``_streams`` (no arrow back up) and names no private stream member."""
+    assert "trio_uring._net._streams" not in package_graph()["trio_uring._net._sendfile"]
+    source = (PACKAGE / "_net" / "_sendfile.py").read_text()
+    assert "stream._" not in source
 
 
 def core_graph() -> dict[str, set[str]]:

@@ -35,7 +35,8 @@ from .._core._trio_compat import (
     ki_protect,
     park,
 )
-from ._streams import _CLOSED_ERRNOS, SocketStream, ZeroCopyPolicy, _zc_threshold
+from ._errors import CLOSED_ERRNOS as _CLOSED_ERRNOS
+from ._streams import SocketStream, ZeroCopyPolicy, _zc_threshold
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -53,12 +53,23 @@ from .._core._operation import COMPLETED, PREPARED, Operation
 from .._core._ring_cffi import lib
 from .._core._trio_compat import ki_protect
 from .._ops import _files
+from ._errors import translate as _translate
 
 if TYPE_CHECKING:
-    from .._core._manager import UringIOManager
-    from ._streams import SocketStream
+    from trio.socket import SocketType
 
-__all__ = ["PATHS", "HasFileno", "describe_path", "force_path", "path_for", "send_file"]
+    from .._core._manager import UringIOManager
+
+__all__ = [
+    "PATHS",
+    "HasFileno",
+    "Request",
+    "check_arguments",
+    "describe_path",
+    "force_path",
+    "path_for",
+    "send_file",
+]
 
 #: The paths, best first.
 PATHS: Final = ("splice", "sendfile", "read")
@@ -263,21 +274,32 @@ def _check_offset(offset: SupportsIndex) -> int:
     return value
 
 
-def _translate(exc: OSError) -> BaseException:
-    from ._streams import _translate as translate
+class Request:
+    """One call's checked arguments: the file (its fd taken now), the range, its kind."""
 
-    return translate(exc)
+    __slots__ = ("count", "offset", "seekable", "source")
+
+    def __init__(self, source: _Source, offset: int, count: int | None, seekable: bool) -> None:
+        self.source = source
+        self.offset = offset
+        #: Bytes to send; None: to the EOF of a file that is not regular (a regular
+        #: file's ``None`` is its size minus ``offset`` when the call started).
+        self.count = count
+        self.seekable = seekable
+
+    def release(self) -> None:
+        """Close the file's duplicate this call made, if no operation still uses it."""
+        self.source.release()
 
 
-# ------------------------------------------------------------------ the call
-async def send_file(
-    stream: SocketStream, file: object, offset_arg: SupportsIndex, count_arg: SupportsIndex | None
-) -> int:
-    """:meth:`SocketStream.send_file` (its docstring says what this guarantees)."""
-    if stream._sending:
-        raise trio.BusyResourceError("another task is currently sending data on this SocketStream")
+async def check_arguments(
+    file: object, offset_arg: SupportsIndex, count_arg: SupportsIndex | None
+) -> Request:
+    """``send_file``'s arguments, checked as trio checks them: ``TypeError``,
+    ``ValueError``, ``OverflowError`` or ``OSError`` (``EBADF`` for a file not open for
+    reading, ``EISDIR``), raised after a checkpoint.  Index-like arguments are read
+    first (their ``__index__`` is user code), then the fd."""
     try:
-        # Index-like arguments first (their __index__ is user code), then the fd.
         offset = _check_offset(offset_arg)
         count = _check_count(count_arg)
         source = _Source(file)
@@ -296,69 +318,64 @@ async def send_file(
     except (TypeError, ValueError, OverflowError, OSError):
         await checkpoint()  # bad arguments are still a checkpoint, as in trio
         raise
-    manager = stream._current_manager()  # (this run's: a stream outlives runs)
-    sock = stream.socket
-    if sock.did_shutdown_SHUT_WR:
-        raise trio.ClosedResourceError("can't send data after sending EOF")
-    sock_fd = sock.fileno()
-    if stream._closed or sock_fd < 0:
-        raise trio.ClosedResourceError("socket was already closed")
     if stat.S_ISREG(st.st_mode) and count is None:
         count = max(0, st.st_size - offset)  # "to EOF": the size when the call starts
-    if count == 0:
-        await checkpoint()
-        return 0
+    return Request(source, offset, count, seekable)
+
+
+# ------------------------------------------------------------------ the call
+async def send_file(
+    request: Request, manager: UringIOManager | None, sock: SocketType, sock_fd: int
+) -> int:
+    """Send ``request``'s range into ``sock`` (whose fd is ``sock_fd``), on this run's
+    ``manager`` (None: trio's own backend); :meth:`SocketStream.send_file` says what
+    this guarantees.
+
+    The stream calls it with ``request.count`` not 0, holding its send slot, inside a
+    cancel scope its ``aclose`` cancels (closing the socket wakes waits on the socket,
+    not on the file), and releases ``request`` afterwards.  Every syscall and SQE on
+    ``sock_fd`` is made only while ``sock`` still owns that number.
+    """
+    source = request.source
+    seekable = request.seekable
+    offset = request.offset
+    count = request.count
     path = path_for(manager)
     if path == "sendfile" and not seekable:
         path = "read"  # sendfile's EAGAIN could not say which side is not ready
-    stream._sending = True
     if seekable and path != "sendfile":
-        try:
+        source.own_duplicate()
+    if path == "splice":
+        assert manager is not None
+        sent, unsupported = await _splice_path(
+            sock, manager, sock_fd, source, seekable, offset, count
+        )
+    elif path == "sendfile":
+        assert count is not None
+        sent, unsupported = await _sendfile_path(sock, sock_fd, source, offset, count)
+    else:
+        sent, unsupported = 0, True
+    if unsupported:  # the kernel refused this file before any byte went
+        if seekable:
             source.own_duplicate()
-        except BaseException:
-            stream._sending = False
-            raise
-    # Closing the socket wakes waits on the socket, not on the file (an empty pipe):
-    # aclose() cancels this scope, and that cancel is the stream's ClosedResourceError.
-    closed_scope = trio.CancelScope()
-    stream._send_file_scope = closed_scope
-    try:
-        with closed_scope:
-            if path == "splice":
-                assert manager is not None
-                sent, unsupported = await _splice_path(
-                    stream, manager, sock_fd, source, seekable, offset, count
-                )
-            elif path == "sendfile":
-                assert count is not None
-                sent, unsupported = await _sendfile_path(stream, sock_fd, source, offset, count)
-            else:
-                sent, unsupported = 0, True
-            if unsupported:  # the kernel refused this file before any byte went
-                if seekable:
-                    source.own_duplicate()
-                sent = await _read_path(stream, sock_fd, source, seekable, offset, count)
-            return sent
-        raise trio.ClosedResourceError("another task closed this stream")
-    finally:
-        stream._send_file_scope = None
-        stream._sending = False
-        source.release()
+        sent = await _read_path(sock, sock_fd, source, seekable, offset, count)
+    return sent
 
 
-def _stream_owns(stream: SocketStream, sock_fd: int) -> bool:
-    """Is ``sock_fd`` still this stream's socket (not closed by ``aclose`` or ``socket.close``)?"""
-    return not stream._closed and stream.socket.fileno() == sock_fd
+def _owns(sock: SocketType, sock_fd: int) -> bool:
+    """Is ``sock_fd`` still the socket's (not closed by the stream's ``aclose`` or
+    ``socket.close``)?  (``aclose`` closes the socket as it marks the stream closed.)"""
+    return sock.fileno() == sock_fd
 
 
-def _check_open(stream: SocketStream, sock_fd: int) -> None:
+def _check_open(sock: SocketType, sock_fd: int) -> None:
     """Right before each syscall or SQE on ``sock_fd``: raise if the stream let it go."""
-    if not _stream_owns(stream, sock_fd):
+    if not _owns(sock, sock_fd):
         raise trio.ClosedResourceError("another task closed this stream")
 
 
 async def _splice_path(
-    stream: SocketStream,
+    sock: SocketType,
     manager: UringIOManager,
     sock_fd: int,
     source: _Source,
@@ -384,7 +401,7 @@ async def _splice_path(
         while count is None or sent < count:
             want = size if count is None else min(size, count - sent)
             source.check()
-            _check_open(stream, sock_fd)
+            _check_open(sock, sock_fd)
             op = Operation(manager, pipe.w)
             try:
                 n = await manager.perform(_sqe.splice(fd, off_in, pipe.w, -1, want, 0), op=op)
@@ -410,7 +427,7 @@ async def _splice_path(
             if seekable:
                 off_in += n
             while in_pipe:
-                _check_open(stream, sock_fd)
+                _check_open(sock, sock_fd)
                 try:
                     k = os.splice(pipe.r, sock_fd, in_pipe, flags=_SPLICE_F_NONBLOCK)
                 except BlockingIOError:
@@ -423,7 +440,7 @@ async def _splice_path(
         return sent, False
     except BaseException:
         if in_pipe and reusable:
-            in_pipe = _drain_or_reset(stream, pipe, sock_fd, in_pipe)
+            in_pipe = _drain_or_reset(sock, pipe, sock_fd, in_pipe)
         raise
     finally:
         if not reusable:
@@ -434,7 +451,7 @@ async def _splice_path(
             pool.give(pipe)
 
 
-def _drain_or_reset(stream: SocketStream, pipe: _Pipe, sock_fd: int, in_pipe: int) -> int:
+def _drain_or_reset(sock: SocketType, pipe: _Pipe, sock_fd: int, in_pipe: int) -> int:
     """Cancelled (or failed) with bytes in the pipe: push them out now or break the stream.
 
     The bytes already left the file for this stream; dropping them and letting
@@ -447,13 +464,13 @@ def _drain_or_reset(stream: SocketStream, pipe: _Pipe, sock_fd: int, in_pipe: in
     Returns the bytes left in the pipe.
     """
     while in_pipe:
-        if not _stream_owns(stream, sock_fd):
+        if not _owns(sock, sock_fd):
             return in_pipe
         try:
             in_pipe -= os.splice(pipe.r, sock_fd, in_pipe, flags=_SPLICE_F_NONBLOCK)
         except OSError:
             break
-    if in_pipe and _stream_owns(stream, sock_fd):
+    if in_pipe and _owns(sock, sock_fd):
         _reset(sock_fd)
     return in_pipe
 
@@ -471,7 +488,7 @@ def _reset(sock_fd: int) -> None:
 
 
 async def _sendfile_path(
-    stream: SocketStream, sock_fd: int, source: _Source, offset: int, count: int
+    sock: SocketType, sock_fd: int, source: _Source, offset: int, count: int
 ) -> tuple[int, bool]:
     await trio.lowlevel.checkpoint_if_cancelled()  # cancelled already: nothing goes
     fd = source.fd
@@ -479,7 +496,7 @@ async def _sendfile_path(
     waited = False
     while sent < count:
         source.check()
-        _check_open(stream, sock_fd)
+        _check_open(sock, sock_fd)
         try:
             k = os.sendfile(sock_fd, fd, offset + sent, min(count - sent, MAX_RW_COUNT))
         except BlockingIOError:
@@ -504,7 +521,7 @@ async def _sendfile_path(
 
 
 async def _read_path(
-    stream: SocketStream,
+    sock: SocketType,
     sock_fd: int,
     source: _Source,
     seekable: bool,
@@ -513,7 +530,6 @@ async def _read_path(
 ) -> int:
     fd = source.kernel_fd
     sent = 0
-    sock = stream.socket
     while count is None or sent < count:
         want = READ_CHUNK if count is None else min(READ_CHUNK, count - sent)
         source.check()
@@ -527,7 +543,7 @@ async def _read_path(
         view = memoryview(data)
         pos = 0
         while pos < len(view):
-            _check_open(stream, sock_fd)
+            _check_open(sock, sock_fd)
             try:
                 pos += await sock.send(view[pos:], MSG_NOSIGNAL)
             except OSError as exc:

@@ -81,6 +81,7 @@ from .._core._trio_compat import (
 from .._ops import _provided
 from .._ops._zerocopy import submit_zc
 from . import _sendfile
+from ._errors import translate as _translate
 from ._trio_sockets import UringSocket, _raw_type
 
 if TYPE_CHECKING:
@@ -128,7 +129,6 @@ _ENOBUFS: Final = -errno.ENOBUFS
 _ECANCELED: Final = -errno.ECANCELED
 _EINVAL: Final = -errno.EINVAL
 _ZC_FALLBACK_ERRNOS: Final = frozenset({errno.EOPNOTSUPP, errno.ENOMEM, errno.EINVAL})
-_CLOSED_ERRNOS: Final = frozenset({errno.EBADF, errno.ENOTSOCK})
 _SOCK_STREAM: Final = int(_stdlib_socket.SOCK_STREAM)
 _IPPROTO_TCP: Final = int(_stdlib_socket.IPPROTO_TCP)
 _TCP_NODELAY: Final = int(_stdlib_socket.TCP_NODELAY)
@@ -151,18 +151,6 @@ _CANCEL_TEST: Final = CANCEL_TEST
 #: The last manager a stream bound to (by its ring: a compiled manager has no weak
 #: references), with its zero-copy answer and stream ring.
 _bound: tuple[weakref.ref[Ring], bool, _provided.BufferRing | None] | None = None
-
-
-def _translate(exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
-    """trio's translation: ``ClosedResourceError`` (context suppressed) for a closed
-    socket, else ``BrokenResourceError`` caused by ``exc``.  Raise it without ``from``."""
-    if exc.errno in _CLOSED_ERRNOS:
-        closed = trio.ClosedResourceError("this socket was already closed")
-        closed.__suppress_context__ = True
-        return closed
-    err = trio.BrokenResourceError(f"socket connection broken: {exc}")
-    err.__cause__ = exc
-    return err
 
 
 def _zc_threshold(policy: str) -> float:
@@ -733,7 +721,33 @@ class SocketStream(trio.abc.HalfCloseableStream):
         close the stream after a cancelled call unless you can tell how much
         the peer got.
         """
-        return await _sendfile.send_file(self, file, offset, count)
+        if self._sending:
+            raise trio.BusyResourceError(
+                "another task is currently sending data on this SocketStream"
+            )
+        request = await _sendfile.check_arguments(file, offset, count)
+        manager = self._current_manager()  # (this run's: a stream outlives runs)
+        sock = self.socket
+        if sock.did_shutdown_SHUT_WR:
+            raise trio.ClosedResourceError("can't send data after sending EOF")
+        sock_fd = sock.fileno()
+        if self._closed or sock_fd < 0:
+            raise trio.ClosedResourceError("socket was already closed")
+        if request.count == 0:
+            await checkpoint()
+            return 0
+        self._sending = True
+        # Closing the socket wakes waits on the socket, not on the file (an empty pipe):
+        # aclose() cancels this scope, and that cancel is the stream's ClosedResourceError.
+        closed_scope = self._send_file_scope = trio.CancelScope()
+        try:
+            with closed_scope:
+                return await _sendfile.send_file(request, manager, sock, sock_fd)
+            raise trio.ClosedResourceError("another task closed this stream")
+        finally:
+            self._send_file_scope = None
+            self._sending = False
+            request.release()
 
     async def wait_send_all_might_not_block(self) -> None:
         """Block until the socket is writable (``send_all`` may then not block)."""
@@ -937,7 +951,7 @@ class SocketStream(trio.abc.HalfCloseableStream):
             self._wake_receiver_closed()
             scope = self._send_file_scope
             if scope is not None:
-                scope.cancel()  # send_file raises ClosedResourceError (see _sendfile)
+                scope.cancel()  # send_file raises ClosedResourceError (see send_file)
         await _close_checkpoint()
 
     # ------------------------------------------------------------- options
