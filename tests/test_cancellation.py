@@ -18,7 +18,7 @@ import trio.testing
 from tests._cancel import cancel_once_parked
 from tests._pairs import Pair
 from trio_uring import lowlevel as ll
-from trio_uring._core._manager import UringStatistics
+from trio_uring._core._statistics import UringStatistics
 from trio_uring.lowlevel import current_manager
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 # First: honours TRIO_URING_PURE=1 (the hot path from its .py files, not a compiled build).
 from . import _pure  # noqa: F401
-from ._core._manager import UringIOManager, UringStatistics
+from ._core._manager import UringIOManager
+from ._core._statistics import UringStatistics
 from ._core._trio_compat import TrioVersionWarning
 from ._files._binary_file import AsyncBinaryFile
 from ._files._file_base import ClosedFileError

@@ -32,6 +32,7 @@ HOT: Final = (
     "trio_uring._core._operation",
     "trio_uring._core._manager",
     "trio_uring._core._readiness",
+    "trio_uring._core._timeouts",
     "trio_uring._core._sqe",
     "trio_uring._core._trio_fast",
     "trio_uring._net._streams",

@@ -35,10 +35,8 @@ import struct
 import threading
 from collections.abc import Callable
 from math import inf
-from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar, Final, cast
 
-import attrs
 import trio
 from trio import current_effective_deadline
 from trio.lowlevel import (
@@ -47,17 +45,15 @@ from trio.lowlevel import (
     reschedule,
 )
 
-from . import _kernels, _readiness, _shutdown, _sqe, _trio_compat
+from . import _kernels, _readiness, _shutdown, _sqe, _timeouts, _trio_compat
 from ._constants import (
     CQE_F_MORE,
     FEAT_CQE_SKIP,
     IOSQE_CQE_SKIP_SUCCESS,
-    IOSQE_IO_LINK,
     MAX_RW_COUNT,
     POLL_ADD_MULTI,
     SQ_CQ_OVERFLOW,
     SQ_TASKRUN,
-    TIMEOUT_ABS,
     Op,
 )
 from ._operation import (
@@ -65,6 +61,9 @@ from ._operation import (
     CANCELLING,
     EXPIRED,
     SUBMITTED,
+    UD_FIRST,
+    UD_IGNORE,
+    UD_WAKEUP,
     Operation,
     export,
 )
@@ -72,6 +71,7 @@ from ._ring import CQE_SIZE, DEFAULT_ENTRIES, Ring, ext
 from ._ring_cffi import ffi, lib
 from ._shutdown import lingering as lingering  # (re-exported: tests and tools read it here)
 from ._sqe import Sqe, restartable
+from ._statistics import UringStatistics as UringStatistics  # (re-exported)
 from ._trio_compat import READY
 
 if TYPE_CHECKING:
@@ -82,10 +82,10 @@ _EINTR: Final = -errno.EINTR
 _ETIME: Final = -errno.ETIME
 _SPLICE: Final = int(Op.SPLICE)
 
-#: user_data values below this are internal; 0 is "ignore this CQE".
-_UD_IGNORE: Final = 0
-_UD_WAKEUP: Final = 1
-_UD_FIRST: Final = 16
+#: user_data values below _UD_FIRST are internal (see _operation.py).
+_UD_IGNORE: Final = UD_IGNORE
+_UD_WAKEUP: Final = UD_WAKEUP
+_UD_FIRST: Final = UD_FIRST
 
 # Final: a compiled build keeps these in C statics instead of looking them up by name.
 _unpack_cqes: Final = struct.Struct("=QiI").iter_unpack
@@ -103,51 +103,6 @@ _READY: Final = READY
 #: trio thread with the run context set (before any task has run).  Used to set
 #: per-run state such as trio's custom socket factory.
 run_start_hooks: list[Callable[[UringIOManager], None]] = []
-
-
-@attrs.frozen
-class UringStatistics:
-    """What ``trio.lowlevel.current_statistics().io_statistics`` returns under io_uring.
-
-    ``tasks_waiting_read`` / ``tasks_waiting_write`` mean what they mean for
-    trio's epoll backend.  The rest count what the ring did since the run began.
-
-    Attributes:
-      tasks_waiting_read (int): tasks in ``wait_readable`` (trio's readiness waits).
-      tasks_waiting_write (int): tasks in ``wait_writable``.
-      operations_in_flight (int): requests submitted to the kernel and not finished yet.
-      sqes_submitted (int): SQEs handed to the kernel.
-      cqes_reaped (int): CQEs read from the completion queue.
-      enter_calls (int): ``io_uring_enter`` system calls made.
-      linked_timeouts (int): requests submitted with a linked ``IORING_OP_LINK_TIMEOUT``
-          (a trio deadline close enough to arm one, see docs/semantics.rst).
-      linked_timeouts_fired (int): linked timeouts that ended their request.
-      async_cancels (int): ``IORING_OP_ASYNC_CANCEL`` requests submitted.
-      zerocopy_sends (int): ``IORING_OP_SEND_ZC`` requests submitted.
-      zerocopy_notifications (int): their notifications received (the kernel let go of
-          the buffer).
-      zerocopy_copied (int): notifications that reported the kernel copied the data
-          anyway (``IORING_NOTIF_USAGE_ZC_COPIED``: always so on loopback).
-      operations_abandoned (int): requests nobody waits for but the kernel still
-          holds (their memory stays referenced until they end).
-      backend (str): ``"io_uring"`` (trio's epoll backend says ``"epoll"``).
-    """
-
-    tasks_waiting_read: int
-    tasks_waiting_write: int
-    operations_in_flight: int
-    sqes_submitted: int
-    cqes_reaped: int
-    enter_calls: int
-    linked_timeouts: int
-    linked_timeouts_fired: int
-    async_cancels: int
-    zerocopy_sends: int
-    zerocopy_notifications: int
-    zerocopy_copied: int
-    #: Requests nobody waits for but the kernel still holds (their memory stays referenced).
-    operations_abandoned: int = 0
-    backend: str = "io_uring"
 
 
 class _WakeupOp(Operation):
@@ -194,8 +149,6 @@ class UringIOManager:
         self._owner = threading.get_ident()
         self._pid = os.getpid()
         self._guest: bool | None = None
-        self._clock_offset: float | None = None
-        self._deadlines: Any = None
         self._next_ud = _UD_FIRST
         #: The run's ``Runner.reschedule`` once bound (trio's public wrapper until then;
         #: the ring extension's equivalent where ``_trio_compat.fast_reschedule`` allows).
@@ -208,7 +161,7 @@ class UringIOManager:
         #: the hot path.
         self._fd_ops: list[list[Operation]] = []
         self._readiness = _readiness.Readiness(self)
-        self._expired: list[Operation] = []
+        self._timeouts = _timeouts.LinkedTimeouts(self)
         self._stash: list[bytes] = []
         #: Guest mode reaps in the worker thread; a full SQ may make the trio thread reap.
         self._reap_lock = threading.Lock()
@@ -219,8 +172,6 @@ class UringIOManager:
         self.linked_timeouts_enabled = self._ring.supports(Op.LINK_TIMEOUT)
         #: The ``RegisteredBuffers`` set of this ring, kept alive until unregistered.
         self.registered_buffers: Any = None
-        self._linked_timeouts = 0
-        self._linked_timeouts_fired = 0
         self._async_cancels = 0
         #: Counters of zero-copy sends (``trio_uring._ops._zerocopy`` counts them):
         #: ``IORING_OP_SEND_ZC`` requests submitted, ...
@@ -493,7 +444,7 @@ class UringIOManager:
                 op.sq_pos = pos
             else:
                 op.sqe = (opcode, sqe_flags, fd, off, addr, length, op_flags, buf_index, file_index, ioprio)  # fmt: skip
-                self._submit_linked(op, deadline)
+                self._timeouts.submit_linked(op, deadline)
         except BaseException:
             op.retire()  # the one rollback: nothing reached the kernel
             raise
@@ -566,15 +517,12 @@ class UringIOManager:
         trio stays authoritative: the task stays parked; if trio aborts the wait,
         it gets ``Cancelled``; else the next loop tick resubmits the operation.
         """
-        op.expire()
-        self._linked_timeouts_fired += 1
-        self._expired.append(op)
+        self._timeouts.expire(op)
 
     def forget_expired(self, op: Operation) -> None:
         """``op`` is ``EXPIRED`` and will not be started again (trio cancelled it, or its fd
         was closed): drop it from the list the next loop tick resubmits."""
-        with contextlib.suppress(ValueError):
-            self._expired.remove(op)
+        self._timeouts.forget(op)
 
     def _submit_now(self) -> None:
         rc = lib.tu_submit(self._r)
@@ -589,13 +537,10 @@ class UringIOManager:
         """Learn what only the running Runner knows: guest mode, its clock, its deadlines."""
         runner = _trio_compat.current_runner()
         self._guest = guest = bool(runner.is_guest)
-        self._deadlines = runner.deadlines
+        self._timeouts.bind(runner)
         _trio_compat.speed_up_instrument_checks(runner)
         # trio's Runner.reschedule, compiled by the ring extension where it can be.
         self.reschedule = _trio_compat.fast_reschedule(runner, ext)
-        clock: Any = runner.clock
-        if type(clock) is _trio_compat.SystemClock:
-            self._clock_offset = float(getattr(clock, "offset"))  # noqa: B009
         return guest
 
     # ------------------------------------------------------- trio's protocol
@@ -615,8 +560,9 @@ class UringIOManager:
             return self._reap()
         if self._forked_from is not None:
             self._check_owner()
-        if self._expired:
-            self._resubmit_expired()
+        timeouts = self._timeouts
+        if timeouts.expired:
+            timeouts.resubmit_expired()
         if timeout <= 0 or lib.tu_cq_ready(r) or self._stash:
             # Enter only to submit, to flush an overflowed CQ, or to run completions
             # the kernel left for our next entry (COOP_TASKRUN sets SQ_TASKRUN).
@@ -695,8 +641,8 @@ class UringIOManager:
             else r.sqes_prepared,
             cqes_reaped=r.cqes_reaped,
             enter_calls=r.enter_calls,
-            linked_timeouts=self._linked_timeouts,
-            linked_timeouts_fired=self._linked_timeouts_fired,
+            linked_timeouts=self._timeouts.linked,
+            linked_timeouts_fired=self._timeouts.fired,
             async_cancels=self._async_cancels,
             zerocopy_sends=self.zerocopy_sends,
             zerocopy_notifications=self.zerocopy_notifications,
@@ -804,10 +750,11 @@ class UringIOManager:
                     op.release()
                 raise
         deadline = inf
+        timeouts = self._timeouts
         if (
-            self._clock_offset is not None
+            timeouts.clock_offset is not None
             and self.linked_timeouts_enabled
-            and self._deadline_is_near()
+            and timeouts.deadline_is_near()
             and restartable(sqe)
         ):
             deadline = current_effective_deadline()
@@ -822,54 +769,6 @@ class UringIOManager:
             await checkpoint()  # a buffer of the wrong type: still a checkpoint, as in trio
             raise
         return await started
-
-    def _deadline_is_near(self) -> bool:
-        """Is any deadline of this run within :attr:`link_horizon` seconds?
-
-        A linked timeout only pays when it fires; looking up a task's effective
-        deadline walks its cancel scopes, so skip it when no deadline in the whole
-        run (the earliest entry of trio's deadline heap) is near.  An operation
-        that outlives this check is still cancelled at its deadline, by trio,
-        through ``ASYNC_CANCEL``.
-        """
-        if not _DEADLINES:
-            return False  # trio's Deadlines is not the recorded one (TRIO_MIRRORS)
-        heap = self._deadlines._heap
-        if not heap:
-            return False
-        assert self._clock_offset is not None
-        return bool(heap[0][0] - self._clock_offset - perf_counter() < self.link_horizon)
-
-    def _prep_sqe(self, op: Operation, link: int = 0) -> int:
-        """Write ``op``'s SQE again from its saved fields (``op.sqe``), with ``link`` flags."""
-        assert op.sqe is not None
-        return self._prep(op.sqe, op.user_data, link)
-
-    def _submit_linked(self, op: Operation, deadline: float) -> None:
-        assert self._clock_offset is not None
-        while (rc := lib.tu_reserve(self._r, 2)) < 0:
-            self._make_room(rc)
-        op.sq_pos = self._prep_sqe(op, IOSQE_IO_LINK)
-        ns = int((deadline - self._clock_offset) * 1e9) if deadline > -inf else 0
-        op.link_pos = lib.tu_prep_timeout(
-            self._r, Op.LINK_TIMEOUT, self._skip_flag, ns, 0, TIMEOUT_ABS, _UD_IGNORE
-        )
-        self._linked_timeouts += 1
-
-    def _resubmit_expired(self) -> None:
-        """Operations our linked timeout ended but trio did not cancel: start them again."""
-        expired, self._expired = self._expired, []
-        for op in expired:
-            if op.state != EXPIRED or op.task is None:
-                continue
-            op.restart()
-            deadline = _trio_compat.task_deadline(op.task)
-            self._ops[op.user_data] = op
-            if deadline != inf:
-                self._submit_linked(op, deadline)
-            else:
-                op.link_pos = -1
-                op.sq_pos = self._prep_sqe(op)
 
 
 def current_manager() -> UringIOManager:
@@ -902,7 +801,6 @@ _trio_compat.ki_protect(
     UringIOManager._make_room,
     UringIOManager._write_async_cancel,
     UringIOManager._unsubmit,
-    UringIOManager._submit_linked,
     UringIOManager._submit_now,
     UringIOManager.recycled_operation,
     UringIOManager._fd_index,

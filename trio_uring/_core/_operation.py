@@ -105,6 +105,12 @@ TRANSITIONS: Final[dict[tuple[str, str], str]] = {
     ("PREPARED", "retire"): "COMPLETED",
 }
 
+#: ``user_data`` values below :data:`UD_FIRST` are the manager's own; :data:`UD_IGNORE` (0)
+#: marks a CQE to ignore (a linked timeout's, an ``ASYNC_CANCEL``'s), :data:`UD_WAKEUP`
+#: the eventfd poll of ``force_wakeup``.  Operations get fresh ones from :data:`UD_FIRST` on.
+UD_IGNORE: Final = 0
+UD_WAKEUP: Final = 1
+UD_FIRST: Final = 16
 _ECANCELED: Final = -errno.ECANCELED
 _EINTR: Final = -errno.EINTR
 #: The kernel's internal "restart the syscall" codes (ERESTARTSYS, ERESTARTNOINTR,

@@ -11,10 +11,7 @@ from typing import Any
 def _0_UringIOManager(sq_entries: int | None=None, cq_factor: int | None=None) -> None: ...
 
 
-def _1_UringStatistics(tasks_waiting_read: int, tasks_waiting_write: int, operations_in_flight: int, sqes_submitted: int, cqes_reaped: int, enter_calls: int, linked_timeouts: int, linked_timeouts_fired: int, async_cancels: int, zerocopy_sends: int, zerocopy_notifications: int, zerocopy_copied: int, operations_abandoned: int = 0, backend: str = 'io_uring'): ...
-
-
-def _2_current_manager(_body_: Any) -> Any:
+def _1_current_manager(_body_: Any) -> Any:
     def current_manager() -> UringIOManager:
         """The io_uring manager of the current run.
 
@@ -26,10 +23,10 @@ def _2_current_manager(_body_: Any) -> Any:
     return current_manager
 
 
-def _3_SocketListener(socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy='auto') -> None: ...
+def _2_SocketListener(socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy='auto') -> None: ...
 
 
-def _4_SocketListener_accept(_body_: Any) -> Any:
+def _3_SocketListener_accept(_body_: Any) -> Any:
     async def accept(self) -> SocketStream:
         """Accept a connection; routine errors (``ECONNABORTED``, ...) are skipped.
 
@@ -46,7 +43,7 @@ def _4_SocketListener_accept(_body_: Any) -> Any:
     return accept
 
 
-def _5_SocketListener_aclose(_body_: Any) -> Any:
+def _4_SocketListener_aclose(_body_: Any) -> Any:
     async def aclose(self) -> None:
         """Close the listening socket and every queued connection."""
         return await _body_(self)
@@ -54,10 +51,10 @@ def _5_SocketListener_aclose(_body_: Any) -> Any:
     return aclose
 
 
-def _6_SocketStream(socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy='auto') -> None: ...
+def _5_SocketStream(socket: tsocket.SocketType, *, zerocopy: ZeroCopyPolicy='auto') -> None: ...
 
 
-def _7_SocketStream_aclose(_body_: Any) -> Any:
+def _6_SocketStream_aclose(_body_: Any) -> Any:
     async def aclose(self) -> None:
         """Close the socket.  Tasks blocked on this stream get ``ClosedResourceError``.
 
@@ -71,7 +68,7 @@ def _7_SocketStream_aclose(_body_: Any) -> Any:
     return aclose
 
 
-def _8_SocketStream_getsockopt(_body_: Any) -> Any:
+def _7_SocketStream_getsockopt(_body_: Any) -> Any:
     def getsockopt(self, level: int, option: int, buffersize: int=0) -> int | bytes:
         """Read an option of the underlying socket (:meth:`socket.socket.getsockopt`)."""
         return _body_(self, level, option, buffersize)
@@ -79,7 +76,7 @@ def _8_SocketStream_getsockopt(_body_: Any) -> Any:
     return getsockopt
 
 
-def _9_SocketStream_receive_some(_body_: Any) -> Any:
+def _8_SocketStream_receive_some(_body_: Any) -> Any:
     async def receive_some(self, max_bytes: SupportsIndex | None=None) -> bytes:
         """Return up to ``max_bytes`` bytes (default 64 KiB), ``b""`` at EOF.
 
@@ -92,7 +89,7 @@ def _9_SocketStream_receive_some(_body_: Any) -> Any:
     return receive_some
 
 
-def _10_SocketStream_send_all(_body_: Any) -> Any:
+def _9_SocketStream_send_all(_body_: Any) -> Any:
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of ``data``; see the class docstring for buffer release and cancellation.
 
@@ -108,7 +105,7 @@ def _10_SocketStream_send_all(_body_: Any) -> Any:
     return send_all
 
 
-def _11_SocketStream_send_eof(_body_: Any) -> Any:
+def _10_SocketStream_send_eof(_body_: Any) -> Any:
     async def send_eof(self) -> None:
         """Shut down the sending side (``SHUT_WR``); idempotent."""
         return await _body_(self)
@@ -116,7 +113,7 @@ def _11_SocketStream_send_eof(_body_: Any) -> Any:
     return send_eof
 
 
-def _12_SocketStream_send_file(_body_: Any) -> Any:
+def _11_SocketStream_send_file(_body_: Any) -> Any:
     async def send_file(self, file: int | _sendfile.HasFileno, *, offset: SupportsIndex=0, count: SupportsIndex | None=None) -> int:
         """Send ``count`` bytes of ``file`` from ``offset`` (``None``: to its end), zero-copy.
 
@@ -160,7 +157,7 @@ def _12_SocketStream_send_file(_body_: Any) -> Any:
     return send_file
 
 
-def _13_SocketStream_setsockopt(_body_: Any) -> Any:
+def _12_SocketStream_setsockopt(_body_: Any) -> Any:
     def setsockopt(self, level: int, option: int, value: int | Buffer | None, length: int | None=None) -> None:
         """Set an option on the underlying socket (:meth:`socket.socket.setsockopt`)."""
         return _body_(self, level, option, value, length)
@@ -168,7 +165,7 @@ def _13_SocketStream_setsockopt(_body_: Any) -> Any:
     return setsockopt
 
 
-def _14_SocketStream_wait_send_all_might_not_block(_body_: Any) -> Any:
+def _13_SocketStream_wait_send_all_might_not_block(_body_: Any) -> Any:
     async def wait_send_all_might_not_block(self) -> None:
         """Block until the socket is writable (``send_all`` may then not block)."""
         return await _body_(self)
@@ -176,7 +173,7 @@ def _14_SocketStream_wait_send_all_might_not_block(_body_: Any) -> Any:
     return wait_send_all_might_not_block
 
 
-def _15_SocketStream_zerocopy(_body_: Any) -> Any:
+def _14_SocketStream_zerocopy(_body_: Any) -> Any:
     def zerocopy(self) -> bool:
         """Whether the next large ``send_all`` would use ``SEND_ZC`` (False off io_uring)."""
         return _body_.__get__(self)
@@ -186,7 +183,7 @@ def _15_SocketStream_zerocopy(_body_: Any) -> Any:
 
 
 
-def _17_UringSocket_accept(_body_: Any) -> Any:
+def _16_UringSocket_accept(_body_: Any) -> Any:
     async def accept(self) -> tuple[SocketType, Any]:
         """Like :meth:`socket.socket.accept`, but async; the new socket is a ``UringSocket``."""
         return await _body_(self)
@@ -194,14 +191,14 @@ def _17_UringSocket_accept(_body_: Any) -> Any:
     return accept
 
 
-def _18_UringSocket_connect(_body_: Any) -> Any:
+def _17_UringSocket_connect(_body_: Any) -> Any:
     async def connect(self, address: Any) -> None:
         return await _body_(self, address)
 
     return connect
 
 
-def _19_UringSocket_dup(_body_: Any) -> Any:
+def _18_UringSocket_dup(_body_: Any) -> Any:
     def dup(self) -> SocketType:
         """Same as :meth:`socket.socket.dup`."""
         return _body_(self)
@@ -209,28 +206,28 @@ def _19_UringSocket_dup(_body_: Any) -> Any:
     return dup
 
 
-def _20_UringSocket_recv(_body_: Any) -> Any:
+def _19_UringSocket_recv(_body_: Any) -> Any:
     async def recv(self, buflen: object, flags: object=0, /) -> bytes:
         return await _body_(self, buflen, flags)
 
     return recv
 
 
-def _21_UringSocket_recv_into(_body_: Any) -> Any:
+def _20_UringSocket_recv_into(_body_: Any) -> Any:
     async def recv_into(self, buffer: object, nbytes: object=0, flags: object=0) -> int:
         return await _body_(self, buffer, nbytes, flags)
 
     return recv_into
 
 
-def _22_UringSocket_send(_body_: Any) -> Any:
+def _21_UringSocket_send(_body_: Any) -> Any:
     async def send(self, data: object, flags: object=0, /) -> int:
         return await _body_(self, data, flags)
 
     return send
 
 
-def _23_completion_sockets_enabled(_body_: Any) -> Any:
+def _22_completion_sockets_enabled(_body_: Any) -> Any:
     def completion_sockets_enabled() -> bool:
         """The current :func:`set_completion_sockets` setting."""
         return _body_()
@@ -238,7 +235,7 @@ def _23_completion_sockets_enabled(_body_: Any) -> Any:
     return completion_sockets_enabled
 
 
-def _24_set_completion_sockets(_body_: Any) -> Any:
+def _23_set_completion_sockets(_body_: Any) -> Any:
     def set_completion_sockets(enabled: bool) -> bool:
         """Choose whether trio sockets created from now on use io_uring SQEs for their data.
 
@@ -252,7 +249,7 @@ def _24_set_completion_sockets(_body_: Any) -> Any:
     return set_completion_sockets
 
 
-def _25_accept(_body_: Any) -> Any:
+def _24_accept(_body_: Any) -> Any:
     async def accept(sock: FdLike) -> tuple[trio.socket.SocketType, Any]:
         """Accept a connection (``IORING_OP_ACCEPT``), like trio's ``SocketType.accept``.
 
@@ -266,7 +263,7 @@ def _25_accept(_body_: Any) -> Any:
     return accept
 
 
-def _26_connect(_body_: Any) -> Any:
+def _25_connect(_body_: Any) -> Any:
     async def connect(sock: FdLike, address: Any) -> None:
         """Connect to a numeric ``address`` (``IORING_OP_CONNECT``), like trio's ``connect``.
 
@@ -280,7 +277,7 @@ def _26_connect(_body_: Any) -> Any:
     return connect
 
 
-def _27_poll(_body_: Any) -> Any:
+def _26_poll(_body_: Any) -> Any:
     async def poll(sock: FdLike, events: SupportsIndex) -> int:
         """Wait until ``sock`` has one of the poll ``events`` (``IORING_OP_POLL_ADD``); return revents.
 
@@ -292,7 +289,7 @@ def _27_poll(_body_: Any) -> Any:
     return poll
 
 
-def _28_recv(_body_: Any) -> Any:
+def _27_recv(_body_: Any) -> Any:
     async def recv(sock: FdLike, nbytes: SupportsIndex, flags: SupportsIndex=0) -> bytes:
         """Receive up to ``nbytes`` bytes (``IORING_OP_RECV``), like :meth:`socket.socket.recv`.
 
@@ -305,7 +302,7 @@ def _28_recv(_body_: Any) -> Any:
     return recv
 
 
-def _29_recv_into(_body_: Any) -> Any:
+def _28_recv_into(_body_: Any) -> Any:
     async def recv_into(sock: FdLike, buffer: Buffer, nbytes: SupportsIndex=0, flags: SupportsIndex=0) -> int:
         """Receive into ``buffer`` (``IORING_OP_RECV``), like :meth:`socket.socket.recv_into`.
 
@@ -321,7 +318,7 @@ def _29_recv_into(_body_: Any) -> Any:
     return recv_into
 
 
-def _30_recvmsg(_body_: Any) -> Any:
+def _29_recvmsg(_body_: Any) -> Any:
     async def recvmsg(sock: FdLike, bufsize: SupportsIndex, ancbufsize: SupportsIndex=0, flags: SupportsIndex=0) -> tuple[bytes, AncData, int, Any]:
         """Receive data and ancillary data (``IORING_OP_RECVMSG``), like :meth:`socket.socket.recvmsg`.
 
@@ -335,7 +332,7 @@ def _30_recvmsg(_body_: Any) -> Any:
     return recvmsg
 
 
-def _31_send(_body_: Any) -> Any:
+def _30_send(_body_: Any) -> Any:
     async def send(sock: FdLike, data: Buffer, flags: SupportsIndex=0) -> int:
         """Send ``data`` (``IORING_OP_SEND``), like :meth:`socket.socket.send`; returns bytes sent.
 
@@ -351,7 +348,7 @@ def _31_send(_body_: Any) -> Any:
     return send
 
 
-def _32_sendmsg(_body_: Any) -> Any:
+def _31_sendmsg(_body_: Any) -> Any:
     async def sendmsg(sock: FdLike, buffers: Iterable[Buffer], ancdata: Iterable[tuple[int, int, Buffer]]=(), flags: SupportsIndex=0, address: Any=None) -> int:
         """Gather-send ``buffers`` with ancillary data (``IORING_OP_SENDMSG``); returns bytes sent.
 
@@ -370,7 +367,7 @@ def _32_sendmsg(_body_: Any) -> Any:
     return sendmsg
 
 
-def _33_shutdown(_body_: Any) -> Any:
+def _32_shutdown(_body_: Any) -> Any:
     async def shutdown(sock: FdLike, how: SupportsIndex) -> None:
         """Shut down one or both directions (``IORING_OP_SHUTDOWN``), like :meth:`socket.socket.shutdown`.
 
@@ -382,7 +379,7 @@ def _33_shutdown(_body_: Any) -> Any:
     return shutdown
 
 
-def _34_send_zc(_body_: Any) -> Any:
+def _33_send_zc(_body_: Any) -> Any:
     async def send_zc(sock: Any, data: Any, flags: SupportsIndex=0) -> int:
         """Send ``data`` on the socket ``sock`` (fd or object with ``fileno()``) with SEND_ZC.
 
@@ -411,31 +408,6 @@ def _34_send_zc(_body_: Any) -> Any:
 CLASSES: dict[str, dict[str, Any]] = {
     'trio_uring._core._manager': {
         'UringIOManager': ("""trio's I/O manager protocol, driven by one io_uring instance.""", _0_UringIOManager, False),
-        'UringStatistics': ("""What ``trio.lowlevel.current_statistics().io_statistics`` returns under io_uring.
-
-    ``tasks_waiting_read`` / ``tasks_waiting_write`` mean what they mean for
-    trio's epoll backend.  The rest count what the ring did since the run began.
-
-    Attributes:
-      tasks_waiting_read (int): tasks in ``wait_readable`` (trio's readiness waits).
-      tasks_waiting_write (int): tasks in ``wait_writable``.
-      operations_in_flight (int): requests submitted to the kernel and not finished yet.
-      sqes_submitted (int): SQEs handed to the kernel.
-      cqes_reaped (int): CQEs read from the completion queue.
-      enter_calls (int): ``io_uring_enter`` system calls made.
-      linked_timeouts (int): requests submitted with a linked ``IORING_OP_LINK_TIMEOUT``
-          (a trio deadline close enough to arm one, see docs/semantics.rst).
-      linked_timeouts_fired (int): linked timeouts that ended their request.
-      async_cancels (int): ``IORING_OP_ASYNC_CANCEL`` requests submitted.
-      zerocopy_sends (int): ``IORING_OP_SEND_ZC`` requests submitted.
-      zerocopy_notifications (int): their notifications received (the kernel let go of
-          the buffer).
-      zerocopy_copied (int): notifications that reported the kernel copied the data
-          anyway (``IORING_NOTIF_USAGE_ZC_COPIED``: always so on loopback).
-      operations_abandoned (int): requests nobody waits for but the kernel still
-          holds (their memory stays referenced until they end).
-      backend (str): ``"io_uring"`` (trio's epoll backend says ``"epoll"``).
-    """, _1_UringStatistics, True),
     },
     'trio_uring._net._listener': {
         'SocketListener': ("""A :class:`trio.abc.Listener` accepting connections as trio_uring :class:`SocketStream`.
@@ -456,7 +428,7 @@ CLASSES: dict[str, dict[str, Any]] = {
     Attributes:
       socket (trio.socket.SocketType): the listening socket the listener owns (as
           :attr:`trio.SocketListener.socket`).
-    """, _3_SocketListener, False),
+    """, _2_SocketListener, False),
     },
     'trio_uring._net._streams': {
         'SocketStream': ("""A :class:`trio.abc.HalfCloseableStream` over a connected ``SOCK_STREAM`` trio socket.
@@ -505,7 +477,7 @@ CLASSES: dict[str, dict[str, Any]] = {
     Attributes:
       socket (trio.socket.SocketType): the socket the stream owns (as
           :attr:`trio.SocketStream.socket`).
-    """, _6_SocketStream, False),
+    """, _5_SocketStream, False),
     },
     'trio_uring._net._trio_sockets': {
         'UringSocket': ("""trio's socket object, whose data operations are io_uring SQEs.
@@ -521,45 +493,45 @@ CLASSES: dict[str, dict[str, Any]] = {
 
 MEMBERS: dict[str, dict[str, Any]] = {
     'trio_uring._core._manager': {
-        'current_manager': _2_current_manager,
+        'current_manager': _1_current_manager,
     },
     'trio_uring._net._listener': {
-        'SocketListener.accept': _4_SocketListener_accept,
-        'SocketListener.aclose': _5_SocketListener_aclose,
+        'SocketListener.accept': _3_SocketListener_accept,
+        'SocketListener.aclose': _4_SocketListener_aclose,
     },
     'trio_uring._net._streams': {
-        'SocketStream.aclose': _7_SocketStream_aclose,
-        'SocketStream.getsockopt': _8_SocketStream_getsockopt,
-        'SocketStream.receive_some': _9_SocketStream_receive_some,
-        'SocketStream.send_all': _10_SocketStream_send_all,
-        'SocketStream.send_eof': _11_SocketStream_send_eof,
-        'SocketStream.send_file': _12_SocketStream_send_file,
-        'SocketStream.setsockopt': _13_SocketStream_setsockopt,
-        'SocketStream.wait_send_all_might_not_block': _14_SocketStream_wait_send_all_might_not_block,
-        'SocketStream.zerocopy': _15_SocketStream_zerocopy,
+        'SocketStream.aclose': _6_SocketStream_aclose,
+        'SocketStream.getsockopt': _7_SocketStream_getsockopt,
+        'SocketStream.receive_some': _8_SocketStream_receive_some,
+        'SocketStream.send_all': _9_SocketStream_send_all,
+        'SocketStream.send_eof': _10_SocketStream_send_eof,
+        'SocketStream.send_file': _11_SocketStream_send_file,
+        'SocketStream.setsockopt': _12_SocketStream_setsockopt,
+        'SocketStream.wait_send_all_might_not_block': _13_SocketStream_wait_send_all_might_not_block,
+        'SocketStream.zerocopy': _14_SocketStream_zerocopy,
     },
     'trio_uring._net._trio_sockets': {
-        'UringSocket.accept': _17_UringSocket_accept,
-        'UringSocket.connect': _18_UringSocket_connect,
-        'UringSocket.dup': _19_UringSocket_dup,
-        'UringSocket.recv': _20_UringSocket_recv,
-        'UringSocket.recv_into': _21_UringSocket_recv_into,
-        'UringSocket.send': _22_UringSocket_send,
-        'completion_sockets_enabled': _23_completion_sockets_enabled,
-        'set_completion_sockets': _24_set_completion_sockets,
+        'UringSocket.accept': _16_UringSocket_accept,
+        'UringSocket.connect': _17_UringSocket_connect,
+        'UringSocket.dup': _18_UringSocket_dup,
+        'UringSocket.recv': _19_UringSocket_recv,
+        'UringSocket.recv_into': _20_UringSocket_recv_into,
+        'UringSocket.send': _21_UringSocket_send,
+        'completion_sockets_enabled': _22_completion_sockets_enabled,
+        'set_completion_sockets': _23_set_completion_sockets,
     },
     'trio_uring._ops._sockets': {
-        'accept': _25_accept,
-        'connect': _26_connect,
-        'poll': _27_poll,
-        'recv': _28_recv,
-        'recv_into': _29_recv_into,
-        'recvmsg': _30_recvmsg,
-        'send': _31_send,
-        'sendmsg': _32_sendmsg,
-        'shutdown': _33_shutdown,
+        'accept': _24_accept,
+        'connect': _25_connect,
+        'poll': _26_poll,
+        'recv': _27_recv,
+        'recv_into': _28_recv_into,
+        'recvmsg': _29_recvmsg,
+        'send': _30_send,
+        'sendmsg': _31_sendmsg,
+        'shutdown': _32_shutdown,
     },
     'trio_uring._ops._zerocopy': {
-        'send_zc': _34_send_zc,
+        'send_zc': _33_send_zc,
     },
 }

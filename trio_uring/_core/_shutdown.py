@@ -104,7 +104,7 @@ def close(manager: UringIOManager) -> None:
     finally:
         manager._closed = True
         manager._readiness.clear()
-        manager._expired.clear()
+        manager._timeouts.expired.clear()
         for op in manager._ops.values():
             op.detach()
         leftover = len(manager._ops)
@@ -208,7 +208,7 @@ def _after_fork_in_child() -> None:
             os.close(manager._wakefd)
         manager._ops.clear()
         manager._fd_ops.clear()
-        manager._expired.clear()
+        manager._timeouts.expired.clear()
     _live_managers.clear()
     _lingering.clear()
 

@@ -195,7 +195,7 @@ TRIO_MIRRORS: Final[tuple[Mirror, ...]] = (
         "piece": "deadlines",
         "trio": ("trio._core._run:Deadlines", "trio._core._run:CancelStatus.effective_deadline"),
         "copies": (
-            "trio_uring/_core/_manager.py: _deadline_is_near (Deadlines._heap[0][0])",
+            "trio_uring/_core/_timeouts.py: LinkedTimeouts.deadline_is_near (Deadlines._heap[0][0])",
             "trio_uring/_core/_trio_compat.py: task_deadline",
         ),
         "fallback": "no linked timeouts: trio cancels at a deadline through ASYNC_CANCEL",
