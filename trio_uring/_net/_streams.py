@@ -1,4 +1,4 @@
-"""``SocketStream`` and ``SocketListener`` on io_uring completions.
+"""``SocketStream`` on io_uring completions.
 
 Sending: ``send_all`` submits one ``IORING_OP_SEND`` (``MSG_WAITALL``) for the
 whole buffer, or ``IORING_OP_SEND_ZC`` at or above the stream's zero-copy
@@ -101,12 +101,8 @@ __all__ = ["SocketStream"]
 
 DEFAULT_RECEIVE_SIZE: Final = 65536
 #: Zero-copy threshold of ``zerocopy="auto"``: SEND below, SEND_ZC at or above.
-#: Published NIC numbers put the break-even at 4-16 KiB with per-request
-#: notifications (Begunkov's v4 cover letter: +12% at 4000 B, -4..-7% at
-#: <= 1000 B); the kernel's MSG_ZEROCOPY doc says ~10 KB.  Loopback always
-#: copies, so it can only show the cost: SEND_ZC ping-pong measured 7,400 vs
-#: SEND 8,549 round trips/s at 16 KiB and 5,306 vs 6,169 at 64 KiB (which is
-#: why "auto" stops after a ZC_COPIED notification).  Hence 16 KiB.
+#: Published break-even points are 4-16 KiB (docs/performance-history.rst,
+#: "Measurements once in docstrings", has the sources and the loopback figures).
 ZEROCOPY_THRESHOLD: Final = 16384
 #: Bytes queued in a stream before its multishot receive is stopped ...
 RECEIVE_HIGH_WATER: Final = 256 * 1024

@@ -46,19 +46,9 @@ the call, ``cancel_shielded_checkpoint``); only when it would block do they subm
 one ``IORING_OP_RECV``/``SEND``/``ACCEPT`` and park until its CQE, instead of
 trio's ``wait_readable`` (a ``POLL_ADD``) plus a second syscall (a busy server's
 backlog usually has a connection waiting: docs/performance.rst, "Short
-connections").  ``connect`` is always one SQE.  Measured 2026-11-22 (Linux
-6.18.44, 2-CPU VM, server pinned to CPU 0, a C epoll load generator on CPU 1, 256
-connections x 64 B ping-pong, msgs/s of the CPU-bound server, three interleaved
-runs):
-
-=====================================  ======  ======  ======  ========
-variant                                run 1   run 2   run 3   vs epoll
-=====================================  ======  ======  ======  ========
-trio on epoll                          32,651  33,816  31,793  1.00x
-trio_uring, SQE always                 33,517  25,988  25,647  0.80x
-trio_uring, try first (the default)    39,250  39,399  37,664  1.19x
-trio_uring, ``TRIO_URING_SOCKETS=0``   33,704  33,071  36,489  1.04x
-=====================================  ======  ======  ======  ========
+connections").  ``connect`` is always one SQE.  Trying first is what makes trio's
+sockets faster than on epoll at all (docs/performance-history.rst, "Measurements
+once in docstrings").
 
 A ``recv`` that waits holds no receive buffer.  On a stream socket it is one
 ``IORING_OP_RECV`` with ``IOSQE_BUFFER_SELECT``: the kernel picks a 4 KiB buffer of

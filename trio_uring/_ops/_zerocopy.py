@@ -18,14 +18,9 @@ Return policy (:func:`send_zc` and ``SocketStream.send_all``):
   result CQE; the operation record keeps the object referenced until the
   notification.  For TCP the notification waits for the peer's ACK, which
   may be a delayed ACK (~40 ms) when the peer does not answer at once, so
-  waiting for it would put an RTT (or worse) into every ``bytes`` send.
-  Measured on loopback (``examples/zerocopy_sender.py --compare``, ping-pong
-  of one ``send_all`` and a 1-byte reply, this 2-vCPU machine): 64 KiB
-  ``bytes`` 5,306 round trips/s returning after the result vs 4,924 for a
-  ``bytearray`` that waits for the notification (+8%); 16 KiB: 7,400 vs 7,207
-  (+3%).  There the peer reads at once; when it does not, loopback defers the
-  copy (and a real link the ACK) until it does, and only the early return
-  keeps the sender going.
+  waiting for it would put an RTT (or worse) into every ``bytes`` send; when
+  the peer does not read at once, only the early return keeps the sender going
+  (measured: docs/performance-history.rst, "Measurements once in docstrings").
 
 Cancellation: before submission the SQE becomes a NOP and nothing was sent.
 After submission ``IORING_OP_ASYNC_CANCEL`` is submitted and the task stays
