@@ -19,7 +19,7 @@ a separate short run per cell, so the timed runs carry no tracing overhead.
 
 Writes ``benchmarks/results/<date>.json``, ``<date>.md`` (the table, ratios
 against trio on epoll) and ``<date>.png`` (if matplotlib is importable).
-The machinery is ``trio_uring.bench._harness`` (shared with ``python -m trio_uring bench``).
+The machinery is ``trio_uring.bench`` (``_measure``, ``_report``, ...) (shared with ``python -m trio_uring bench``).
 """
 
 from __future__ import annotations

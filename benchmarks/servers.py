@@ -1,6 +1,6 @@
 """Benchmark servers: ``python benchmarks/servers.py VARIANT [--port P] [--mode echo|bulk] ...``.
 
-The trio and trio_uring variants are the package's own (``trio_uring.bench._harness``,
+The trio and trio_uring variants are the package's own (``trio_uring.bench._servers``,
 the same code ``python -m trio_uring bench`` runs); this file adds the asyncio
 ones.  Each server prints one JSON "ready" line (port, pid, backend) on stdout
 once it listens, then serves until killed.
@@ -9,7 +9,7 @@ once it listens, then serves until killed.
     bulk: every connection is sent ``--chunk``-byte chunks (send_all / write +
           drain) until the peer goes away.
 
-New variants: add a :class:`trio_uring.bench._harness.Variant` to ``ASYNCIO_VARIANTS``
+New variants: add a :class:`trio_uring.bench._variants.Variant` to ``ASYNCIO_VARIANTS``
 (or to ``TRIO_VARIANTS`` in the package) with the modules it needs in
 ``requires``; a variant whose module is missing is skipped with a note.
 """

@@ -32,6 +32,8 @@ CORE_LAYERS = (
     "_trio_fast",
     "_sqe",
     "_operation",
+    "_statistics",
+    "_timeouts",
     "_readiness",
     "_shutdown",
     "_manager",
@@ -166,7 +168,6 @@ def test_package_has_no_import_circle() -> None:
     graph = {
         module: {i for i in imports if not (module.startswith(i + ".") or i == module)}
         for module, imports in package_graph().items()
-        if not module.startswith("trio_uring.bench")  # (its harness split comes next)
     }
     done: set[str] = set()
 
@@ -244,21 +245,29 @@ def test_core_has_no_import_circle() -> None:
         walk(module, ())
 
 
-#: Modules allowed past ~600 lines, with the reason (docs/contributing.rst says it too).
+#: Modules allowed past ~600 lines (by path in the package), with the reason
+#: (docs/contributing.rst says it too).
 LONG_MODULES = {
-    # trio's I/O manager protocol, the one submit/withdraw, and still the linked
-    # timeouts and the statistics (those two could move out next), and the
-    # docstrings every public method of trio's I/O manager protocol carries.
-    "_manager.py": 940,
+    # SocketStream: trio's HalfCloseableStream with its receive queue, multishot receive
+    # and zero-copy send, one class whose hot paths inline their helpers (each call
+    # more per message shows in make bench-instr), and trio's docstrings.
+    "_net/_streams.py": 1020,
+    # Generated (tools/gen_public.py): one maker per public object of the hot modules.
+    "_core/_public_generated.py": 700,
+    # trio's I/O manager protocol, the one submit (with its inlined SQE writes: the hot
+    # path of every operation) and withdraw, and the docstrings every public method
+    # of trio's I/O manager protocol carries.
+    "_core/_manager.py": 830,
 }
 
 
-def test_no_core_module_is_too_long() -> None:
+def test_no_module_is_too_long() -> None:
     """~600 lines at most, except the modules listed with their reason."""
     long = {
-        path.name: n
-        for path in CORE.glob("*.py")
-        if (n := len(path.read_text().splitlines())) > LONG_MODULES.get(path.name, 620)
+        name: n
+        for path in PACKAGE.rglob("*.py")
+        if (n := len(path.read_text().splitlines()))
+        > LONG_MODULES.get(name := path.relative_to(PACKAGE).as_posix(), 620)
     }
     assert long == {}
 

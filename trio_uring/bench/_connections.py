@@ -8,7 +8,7 @@ clients each in a closed loop of connect, request, read to EOF, close.  So the
 figure is what a connection costs to accept, set up, serve once and tear down:
 accept, the first receive, one send, close (and with io_uring: arming and
 cancelling per-connection machinery).  Servers run in their own processes,
-pinned like the echo harness pins them (:func:`~trio_uring.bench._harness.cpu_plan`);
+pinned like the echo harness pins them (:func:`~trio_uring.bench._measure.cpu_plan`);
 the generator reads the server's utime+stime at the window edges, so ``cpu_us``
 is server CPU per connection.
 
@@ -31,21 +31,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._harness import (
-    BASELINE,
-    Loadgen,
-    Progress,
-    ServerFailed,
-    _fmt,
-    _tail,
-    cpu_plan,
-    find_loadgen,
-    machine_info,
-    pin_cpu,
-    ready_line,
-    start_server,
-    summarize,
-)
+from ._loadgen import Loadgen, find_loadgen
+from ._measure import Progress, ServerFailed, _tail, cpu_plan, machine_info, start_server, summarize
+from ._report import _fmt
+from ._servers import pin_cpu, ready_line
+from ._variants import BASELINE
 
 #: The handler's answer: a complete HTTP/1.0 response with a 13-byte body.
 RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 13\r\n\r\nHello, world!"

@@ -28,7 +28,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._harness import BASELINE, ServerFailed, machine_info, start_server
+from ._measure import ServerFailed, machine_info, start_server
+from ._variants import BASELINE
 
 CONNS = 10_000
 BATCH = 500
@@ -52,7 +53,7 @@ def server_cmd(variant: str, conns: int) -> list[str]:
     code = (
         "import sys; from trio_uring.bench._idle import raise_nofile; "
         f"raise_nofile({conns + 64}); "
-        "from trio_uring.bench._harness import serve_main; sys.exit(serve_main())"
+        "from trio_uring.bench._servers import serve_main; sys.exit(serve_main())"
     )
     return [sys.executable, "-c", code, variant]
 

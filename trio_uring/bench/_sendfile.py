@@ -37,7 +37,8 @@ import tempfile
 import time
 from typing import Any
 
-from ._harness import cpu_plan, machine_info, pin_cpu
+from ._measure import cpu_plan, machine_info
+from ._servers import pin_cpu
 
 #: The variants, baseline first.
 VARIANTS: tuple[tuple[str, str], ...] = (
