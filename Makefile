@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 # (trio_uring/_pure.py run as a script prints them: setup.py runs the same file.)
 HOT_SOURCES := $(shell $(PYTHON) trio_uring/_pure.py)
 
-$(STAMP): pyproject.toml setup.py buildsys/trio_uring_backend.py trio_uring/_core/_build_ring.py trio_uring/_core/_ringext.c \
+$(STAMP): pyproject.toml setup.py buildsys/trio_uring_backend.py trio_uring/_core/_build_ring.py trio_uring/_core/_ringext.c trio_uring/_core/_ring_api.h \
 		trio_uring/_pure.py $(HOT_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip

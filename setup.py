@@ -95,6 +95,7 @@ if os.environ.get("TRIO_URING_COMPILE", "1") != "0":
         Extension(
             RINGEXT,
             ["trio_uring/_core/_ringext.c"],
+            depends=["trio_uring/_core/_ring_api.h"],
             extra_compile_args=["-O2", "-std=gnu11"],
         )
     )

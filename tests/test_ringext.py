@@ -332,33 +332,28 @@ def _c_params(decl: str) -> list[str]:
     return types
 
 
-def _declarations() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def test_ring_extension_and_cffi_share_one_declaration() -> None:
+    """The extension calls ``tu_prep``, ``tu_pbuf_give`` and ``tu_nop_if_unsubmitted``
+    through pointers typed from ``_ring_api.h``, the header the cffi cdef reads (cffi
+    checks the definitions in ``_build_ring.C_SOURCE`` against it): no second copy."""
     import re
 
     from trio_uring._core import _build_ring
 
-    with open(os.path.join(_ROOT, "trio_uring", "_core", "_ringext.c")) as f:
+    core = os.path.join(_ROOT, "trio_uring", "_core")
+    with open(os.path.join(core, "_ringext.c")) as f:
         ringext = f.read()
-    cdef = {
-        name: _c_params(params)
-        for name, params in re.findall(r"\b(tu_\w+)\(([^)]*)\);", _build_ring.CDEF)
-    }
-    typedefs = {
-        name: _c_params(params)
-        for name, params in re.findall(r"typedef [\w ]+?\s*\(\*(tu_\w+)_fn\)\(([^)]*)\);", ringext)
-    }
-    return cdef, typedefs
-
-
-def test_ring_extension_declares_the_cffi_functions_alike() -> None:
-    """The extension calls ``tu_prep``, ``tu_pbuf_give`` and ``tu_nop_if_unsubmitted``
-    through pointers: their types must be the cffi cdef's (the one declaration, which
-    the C compiler checks against the definitions in ``_build_ring.C_SOURCE``)."""
-    cdef, typedefs = _declarations()
-    assert set(typedefs) == {"tu_prep", "tu_pbuf_give", "tu_nop"}
-    assert typedefs["tu_nop"] == cdef["tu_nop_if_unsubmitted"]
-    assert typedefs["tu_prep"] == cdef["tu_prep"]
-    assert typedefs["tu_pbuf_give"] == cdef["tu_pbuf_give"]
+    with open(os.path.join(core, "_ring_api.h")) as f:
+        header = f.read()
+    declared = set(re.findall(r"\b(tu_\w+)\(", header))
+    assert declared == {"tu_prep", "tu_nop_if_unsubmitted", "tu_pbuf_give"}
+    assert header in _build_ring.CDEF
+    assert '#include "_ring_api.h"' in ringext
+    # Neither the cdef outside the header nor the extension declares them again.
+    rest = _build_ring.CDEF.replace(header, "")
+    assert not declared & set(re.findall(r"\b(tu_\w+)\(", rest))
+    assert not re.search(r"typedef [^;]*\(\*tu_\w+", ringext)
+    assert not declared & set(re.findall(r"\b(tu_\w+)\(", ringext))
 
 
 def test_ring_extension_max_rw_count_is_the_kernel_constant() -> None:

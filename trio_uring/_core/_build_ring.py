@@ -9,6 +9,8 @@ and the project must build where no header (and no liburing) is installed.
 
 from __future__ import annotations
 
+import os
+
 from cffi import FFI
 
 CDEF = r"""
@@ -31,17 +33,12 @@ int tu_disconnect(int fd);
 int tu_hung_up(int fd);
 int tu_probe(tu_ring *r, unsigned char *supported, int n);
 int tu_register(tu_ring *r, unsigned opcode, void *arg, unsigned nr_args);
-long long tu_prep(tu_ring *r, unsigned char opcode, unsigned char sqe_flags,
-                  int fd, unsigned long long off, const void *addr,
-                  unsigned len, unsigned op_flags, unsigned long long user_data,
-                  unsigned short buf_index, unsigned file_index, unsigned short ioprio);
 long long tu_prep_u64(tu_ring *r, unsigned char opcode, unsigned char sqe_flags,
                       int fd, unsigned long long off, unsigned long long addr,
                       unsigned len, unsigned op_flags, unsigned long long user_data);
 long long tu_prep_timeout(tu_ring *r, unsigned char opcode, unsigned char sqe_flags,
                           long long nanoseconds, unsigned count, unsigned timeout_flags,
                           unsigned long long user_data);
-int tu_nop_if_unsubmitted(tu_ring *r, long long position, unsigned long long user_data);
 int tu_reserve(tu_ring *r, unsigned n);
 unsigned tu_unsubmitted(tu_ring *r);
 int tu_submit(tu_ring *r);
@@ -64,7 +61,13 @@ typedef struct {
 } tu_pbuf;
 """
 
-CDEF += PBUF_STRUCT + "void tu_pbuf_give(tu_pbuf *pb, unsigned short bid);\n"
+#: The functions the ring extension calls too (``tu_prep``, ``tu_nop_if_unsubmitted``,
+#: ``tu_pbuf_give``): declared once, in ``_ring_api.h``, which ``_ringext.c`` includes.
+RING_API_H = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ring_api.h")
+with open(RING_API_H, encoding="utf-8") as _f:
+    RING_API = _f.read()
+
+CDEF += PBUF_STRUCT + RING_API
 
 C_SOURCE = r"""
 #include <errno.h>

@@ -36,17 +36,15 @@
 
 #define TU_MAX_RW_COUNT 0x7FFFF000LL
 
-typedef long long (*tu_prep_fn)(void *r, unsigned char opcode, unsigned char sqe_flags, int fd,
-                                unsigned long long off, const void *addr, unsigned len,
-                                unsigned op_flags, unsigned long long user_data,
-                                unsigned short buf_index, unsigned file_index,
-                                unsigned short ioprio);
-typedef void (*tu_pbuf_give_fn)(void *pb, unsigned short bid);
-typedef int (*tu_nop_fn)(void *r, long long position, unsigned long long user_data);
+/* The cffi module's functions, declared once in _ring_api.h (as _build_ring.py's cdef
+ * declares them); their ring and buffer-ring structs are opaque here. */
+typedef struct tu_ring tu_ring;
+typedef struct tu_pbuf tu_pbuf;
+#include "_ring_api.h"
 
-static tu_prep_fn tu_prep;
-static tu_pbuf_give_fn tu_pbuf_give;
-static tu_nop_fn tu_nop_if_unsubmitted;
+static __typeof__(&tu_prep) prep_fn;
+static __typeof__(&tu_pbuf_give) pbuf_give_fn;
+static __typeof__(&tu_nop_if_unsubmitted) nop_fn;
 static PyObject *cffi_release; /* ffi.release */
 
 /* ------------------------------------------------------------------ exports */
@@ -170,7 +168,7 @@ static void *arg_ptr(PyObject *o) {
 /* --------------------------------------------------------------------- prep */
 static PyObject *ext_prep(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     if (check_nargs("prep", nargs, 13) < 0) return NULL;
-    if (tu_prep == NULL) {
+    if (prep_fn == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_ringext.bind() was not called");
         return NULL;
     }
@@ -216,15 +214,15 @@ static PyObject *ext_prep(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "prep(): base must be a held Export or None");
         return NULL;
     }
-    long long pos = tu_prep(ring, (unsigned char)opcode, (unsigned char)sqe_flags, (int)fd, off,
+    long long pos = prep_fn(ring, (unsigned char)opcode, (unsigned char)sqe_flags, (int)fd, off,
                             ptr, (unsigned)len, (unsigned)op_flags, user_data,
                             (unsigned short)buf_index, (unsigned)file_index,
                             (unsigned short)ioprio);
     PyObject *result = PyLong_FromLongLong(pos);
-    if (result == NULL && pos >= 0 && tu_nop_if_unsubmitted != NULL) {
+    if (result == NULL && pos >= 0 && nop_fn != NULL) {
         /* The SQE is queued but the caller will not learn its position and will
            release what it references: make it a NOP first (nothing happened). */
-        tu_nop_if_unsubmitted(ring, pos, user_data);
+        nop_fn(ring, pos, user_data);
     }
     return result;
 }
@@ -232,7 +230,7 @@ static PyObject *ext_prep(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
 /* --------------------------------------------------------------------- take */
 static PyObject *ext_take(PyObject *mod, PyObject *const *args, Py_ssize_t nargs) {
     if (check_nargs("take", nargs, 5) < 0) return NULL;
-    if (tu_pbuf_give == NULL) {
+    if (pbuf_give_fn == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "_ringext.bind() was not called");
         return NULL;
     }
@@ -245,7 +243,7 @@ static PyObject *ext_take(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
         arg_range(args[4], 0, size, &nbytes) < 0)
         return NULL;
     PyObject *data = PyBytes_FromStringAndSize(base + bid * size, (Py_ssize_t)nbytes);
-    tu_pbuf_give(pb, (unsigned short)bid); /* back to the kernel, also if the copy failed */
+    pbuf_give_fn(pb, (unsigned short)bid); /* back to the kernel, also if the copy failed */
     return data;
 }
 
@@ -258,9 +256,9 @@ static PyObject *ext_bind(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
     if (give == NULL) return NULL;
     void *nop = arg_ptr(args[3]);
     if (nop == NULL) return NULL;
-    tu_prep = (tu_prep_fn)prep;
-    tu_pbuf_give = (tu_pbuf_give_fn)give;
-    tu_nop_if_unsubmitted = (tu_nop_fn)nop;
+    prep_fn = (__typeof__(prep_fn))prep;
+    pbuf_give_fn = (__typeof__(pbuf_give_fn))give;
+    nop_fn = (__typeof__(nop_fn))nop;
     Py_INCREF(args[2]);
     Py_XSETREF(cffi_release, args[2]);
     Py_RETURN_NONE;
