@@ -242,3 +242,29 @@ def test_generated_public_objects_are_current() -> None:
         timeout=120,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_public_objects_name_the_public_module() -> None:
+    """As trio's ``fixup_module_metadata`` does for ``trio.SocketStream``: what
+    ``trio_uring.__all__`` and ``trio_uring.lowlevel.__all__`` export says it comes from
+    there (not from the private module that defines it), methods too, and pickling by
+    reference finds it (in either build)."""
+    import pickle
+
+    for package in (trio_uring, lowlevel):
+        for name in package.__all__:
+            obj = getattr(package, name)
+            module = getattr(obj, "__module__", None)
+            if module is None or type(obj).__module__ == "typing":
+                continue
+            assert not module.startswith("trio_uring._"), f"{package.__name__}.{name}: {module}"
+            if isinstance(obj, type) or callable(obj):
+                assert pickle.loads(pickle.dumps(obj)) is obj
+    assert trio_uring.SocketStream.__module__ == "trio_uring"
+    assert trio_uring.SocketStream.send_all.__module__ == "trio_uring"
+    assert lowlevel.recv.__module__ == "trio_uring.lowlevel"
+    assert repr(trio_uring.SocketListener) == "<class 'trio_uring.SocketListener'>"
+    # trio's methods that UringSocket stands in for keep trio's names (like_trio).
+    assert trio_uring.UringSocket.recv.__module__ == "trio._socket"
+    error = pickle.loads(pickle.dumps(trio_uring.UringUnavailableError("no ring")))
+    assert type(error) is trio_uring.UringUnavailableError and error.args == ("no ring",)

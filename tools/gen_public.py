@@ -41,13 +41,14 @@ def surface() -> list[tuple[str, str, str]]:
         os.environ["TRIO_URING_PURE"] = "1"
     import trio_uring
     import trio_uring.lowlevel
+    from trio_uring._core._public import defined_in
     from trio_uring._pure import HOT
 
     found: dict[tuple[str, str], str] = {}
     for package in (trio_uring, trio_uring.lowlevel):
         for name in package.__all__:
             obj = getattr(package, name)
-            module = getattr(obj, "__module__", None)
+            module = defined_in(obj)  # (``__module__`` says ``trio_uring``)
             if module not in HOT or not (inspect.isclass(obj) or inspect.isfunction(obj)):
                 continue
             if inspect.isfunction(obj):

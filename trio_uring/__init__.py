@@ -79,3 +79,10 @@ __all__ = [
     "write_bytes",
     "write_text",
 ]
+
+# Public objects say ``trio_uring`` (``trio_uring.lowlevel``), not the private module
+# that defines them, as trio's do (trio's ``fixup_module_metadata``).
+from ._core._public import fixup_module_metadata
+
+fixup_module_metadata(__name__, globals())
+del fixup_module_metadata

@@ -74,3 +74,10 @@ __all__ = [
     "write",
     "write_fixed",
 ]
+
+# Public objects say ``trio_uring`` (``trio_uring.lowlevel``), not the private module
+# that defines them, as trio's do (trio's ``fixup_module_metadata``).
+from ._core._public import fixup_module_metadata
+
+fixup_module_metadata(__name__, globals())
+del fixup_module_metadata

@@ -82,3 +82,48 @@ def like_trio(cls: type, names: tuple[str, ...]) -> None:
     base = cls.__mro__[1]
     for name in names:
         functools.update_wrapper(vars(cls)[name], getattr(base, name))
+
+
+#: Where each object :func:`fixup_module_metadata` gave a public ``__module__`` was
+#: defined (by ``id``): ``tools/gen_public.py`` reads it (see :func:`defined_in`).
+_DEFINED_IN: dict[int, str] = {}
+
+
+def defined_in(obj: Any) -> str | None:
+    """The module that defines ``obj``, also after :func:`fixup_module_metadata`."""
+    return _DEFINED_IN.get(id(obj), getattr(obj, "__module__", None))
+
+
+def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
+    """Make the public objects of ``namespace`` (the names of its ``__all__``) and their
+    methods show ``module_name`` as their ``__module__``, as trio's
+    ``fixup_module_metadata`` makes ``trio.SocketStream`` say ``trio``: reprs, tracebacks,
+    ``help()`` and the docs then name the public path, and pickling by reference finds
+    it there.  Only objects of a private ``trio_uring._...`` module are changed (the
+    methods that stand in for trio's keep trio's module, see :func:`like_trio`); objects
+    whose ``__module__`` cannot be set (compiled methods) keep theirs."""
+    seen: set[int] = set()
+
+    def fix(obj: Any) -> None:
+        if id(obj) in seen:
+            return
+        seen.add(id(obj))
+        module = getattr(obj, "__module__", None)
+        if not isinstance(module, str) or not module.startswith("trio_uring._"):
+            return
+        try:
+            obj.__module__ = module_name
+        except (AttributeError, TypeError):
+            return
+        _DEFINED_IN[id(obj)] = module
+        if isinstance(obj, type):
+            for value in list(vars(obj).values()):
+                if isinstance(value, property):
+                    value = value.fget
+                elif isinstance(value, (classmethod, staticmethod)):
+                    value = value.__func__
+                if callable(value):
+                    fix(value)
+
+    for name in namespace.get("__all__", ()):
+        fix(namespace[name])
