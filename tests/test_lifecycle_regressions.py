@@ -21,7 +21,7 @@ import os
 import select
 import socket
 import textwrap
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import trio.testing
 import trio_uring
 from tests._child import run_child
 from tests._pairs import tcp_socketpair, tcp_stream_pair
-from tests.conftest import assert_idle, run_on_epoll
+from tests.conftest import assert_idle
 from trio_uring import lowlevel as ll
 from trio_uring._net._streams import SocketStream
 
@@ -584,109 +584,6 @@ async def test_multishot_recv_einval_on_one_stream_leaves_the_others_working() -
 
 
 # ---------------------------------------------------------------------------
-# Finding 4: a cancelled zero-copy send honours its cancel scope.
-# ---------------------------------------------------------------------------
-@pytest.mark.needs_kernel("IORING_OP_SEND_ZC", "IORING_SEND_ZC_REPORT_USAGE")
-async def test_cancelled_zerocopy_send_all_returns_and_frees_the_buffer() -> None:
-    """Finding 4: ``send_all`` of a 4 MiB bytearray with ``zerocopy="always"`` to a peer
-    that never reads, in ``move_on_after(0.5)``: it returns at the deadline (not when
-    the peer finally drains the socket), the bytearray can be resized at once, and
-    the peer never receives bytes the caller wrote into the buffer after the call
-    returned.  A watchdog drains the peer after 8 s, so the bug fails instead of
-    hanging (trio cannot interrupt a task parked with ``Abort.FAILED``)."""
-    a, b = await tcp_stream_pair(zerocopy="always")
-    assert a.zerocopy
-    buf = bytearray(b"a" * (4 << 20))
-    watchdog_fired = False
-    received = bytearray()
-
-    async def watchdog() -> None:
-        nonlocal watchdog_fired
-        await trio.sleep(8)
-        watchdog_fired = True
-        while data := await b.receive_some():
-            received.extend(data)
-
-    try:
-        with trio.fail_after(20):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(watchdog)
-                start = trio.current_time()
-                with trio.move_on_after(0.5) as scope:
-                    await a.send_all(buf)
-                elapsed = trio.current_time() - start
-                nursery.cancel_scope.cancel()
-            assert not watchdog_fired, (
-                f"send_all returned only after the peer drained ({elapsed:.1f} s)"
-            )
-            assert scope.cancelled_caught
-            assert elapsed < 3, elapsed
-            buf[:] = b"Z" * len(buf)  # in place: the same memory the kernel was given
-            buf.clear()  # BufferError: the kernel (or an export) still holds the buffer
-            await a.aclose()
-            with contextlib.suppress(trio.BrokenResourceError):  # a reset is fine too
-                while data := await b.receive_some():
-                    received.extend(data)
-        assert b"Z" not in received, "the peer received bytes written after send_all returned"
-        assert set(received) <= {ord("a")}
-    finally:
-        await a.aclose()
-        await b.aclose()
-    await assert_idle()
-
-
-# ---------------------------------------------------------------------------
-# Finding 5: run exit does not stall on a pending zero-copy notification.
-# ---------------------------------------------------------------------------
-F5_CHILD = """
-import socket, time, warnings
-warnings.simplefilter("ignore", ResourceWarning)  # memory the kernel still pins: allowed
-import trio
-import trio_uring
-from trio_uring import SocketStream
-
-# The peer's window is tiny and it never reads; the sender may queue a lot unsent
-# (big SO_SNDBUF, TCP_NOTSENT_LOWAT raised over the stream's 16 KiB), so the
-# SEND_ZC's result CQE arrives while its notification waits for the peer.
-with socket.socket() as listener:
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    client = socket.socket()
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
-    client.connect(listener.getsockname())
-    peer, _ = listener.accept()
-size = min(1 << 20, client.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 4) & ~4095
-
-async def main():
-    stream = SocketStream(trio.socket.from_stdlib_socket(client), zerocopy="always")
-    stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, 64 << 20)
-    with trio.fail_after(5):
-        await stream.send_all(bytes(size))  # bytes: returns after the result CQE
-    stats = trio.lowlevel.current_statistics().io_statistics
-    await stream.aclose()
-    return stats.zerocopy_sends - stats.zerocopy_notifications
-
-start = time.monotonic()
-pending = trio_uring.run(main)
-elapsed = time.monotonic() - start
-peer.close()
-print(pending, elapsed)
-"""
-
-
-def test_run_exit_does_not_wait_for_zerocopy_notifications() -> None:
-    """Finding 5: a run whose main returns while a zero-copy ``bytes`` send still waits
-    for its notification (the peer never reads) must end promptly; the bug drains the
-    ring for ~5 s at exit.  Child process; a ResourceWarning is allowed."""
-    proc = run_child(F5_CHILD)
-    pending, elapsed = proc.stdout.split()
-    if int(pending) < 1:
-        pytest.skip("could not leave a zero-copy notification pending at run exit")
-    assert float(elapsed) < 2, f"the run took {float(elapsed):.2f} s to finish"
-
-
-# ---------------------------------------------------------------------------
 # Finding 6: a connect whose deadline moved later (or that became shielded).
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("change", ["deadline_moved_later", "shield_added"])
@@ -790,73 +687,6 @@ def test_o_direct_errors_are_the_real_error(scenario: str, tmp_path: Path) -> No
 # ---------------------------------------------------------------------------
 # Finding 11: smaller contract gaps.
 # ---------------------------------------------------------------------------
-@pytest.fixture
-def unix_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
-    a, b = socket.socketpair()
-    with a, b:
-        yield a, b
-
-
-async def _outcome(call: Callable[[], Awaitable[object]]) -> tuple[type[BaseException], Any]:
-    try:
-        await call()
-    except BaseException as exc:
-        return type(exc), getattr(exc, "errno", None)
-    pytest.fail("the call did not raise")  # pragma: no cover
-
-
-@pytest.mark.parametrize("bad", ["str_data", "fd_minus_one", "float_fd", "object_fd", "flags"])
-async def test_send_zc_bad_arguments_raise_what_send_raises(
-    bad: str, unix_pair: tuple[socket.socket, socket.socket]
-) -> None:
-    """Finding 11: ``lowlevel.send_zc`` rejects bad arguments as ``lowlevel.send`` does
-    (``TypeError`` for a str, ``OSError(EBADF)`` for fd -1 rather than
-    ``ClosedResourceError``, ``TypeError`` for a non-socket, ``OverflowError`` for
-    flags), after a checkpoint."""
-    a, _ = unix_pair
-    sock: Any = a
-    data: Any = b"data"
-    flags = 0
-    if bad == "str_data":
-        data = "text"
-    elif bad == "fd_minus_one":
-        sock = -1
-    elif bad == "float_fd":
-        sock = 1.5
-    elif bad == "object_fd":
-        sock = object()
-    else:
-        flags = 1 << 40
-    want = await _outcome(lambda: ll.send(sock, data, flags))
-    got = await _outcome(lambda: ll.send_zc(sock, data, flags))
-    assert got == want
-    with trio.testing.assert_checkpoints():
-        await _outcome(lambda: ll.send_zc(sock, data, flags))
-    if bad == "str_data":
-        with pytest.raises(TypeError, match="a bytes-like object is required, not 'str'"):
-            await ll.send_zc(sock, data, flags)
-    # Cancelled before the call: Cancelled wins over the argument error, as for send.
-    with trio.CancelScope() as scope:
-        scope.cancel()
-        got_cancelled = await _outcome(lambda: ll.send_zc(sock, data, flags))
-    assert got_cancelled[0] is trio.Cancelled
-
-
-async def test_send_zc_is_a_checkpoint() -> None:
-    """Finding 11: ``lowlevel.send_zc`` is a checkpoint (a completed call yields; a
-    call in a cancelled scope raises ``Cancelled`` and sends nothing)."""
-    a, b = tcp_socketpair()
-    with a, b:
-        with trio.testing.assert_checkpoints():
-            assert await ll.send_zc(a, b"first") == 5
-        with trio.CancelScope() as scope:
-            scope.cancel()
-            await ll.send_zc(a, b"never")
-        assert scope.cancelled_caught
-        await trio.lowlevel.wait_readable(b)
-        assert b.recv(100) == b"first"
-
-
 @pytest.mark.parametrize("kind", ["socketpair", "tcp"])
 async def test_recv_zero_bytes_returns_at_once(kind: str) -> None:
     """Finding 11: ``lowlevel.recv(sock, 0)`` returns ``b""`` at once, with no data
@@ -885,28 +715,6 @@ async def test_sleep_for_an_enormous_duration_is_cancellable() -> None:
         await ll.sleep(math.inf)
     assert scope.cancelled_caught
     await assert_idle()
-
-
-def test_stream_zerocopy_is_false_on_trios_epoll_backend() -> None:
-    """Finding 11: outside an io_uring run (trio's epoll backend) a SocketStream never
-    uses SEND_ZC, so its ``zerocopy`` property says False (before and after sending)."""
-    seen: list[bool] = []
-
-    async def main() -> None:
-        assert trio.lowlevel.current_statistics().io_statistics.backend == "epoll"
-        a, b = trio.socket.socketpair()
-        sa, sb = SocketStream(a), SocketStream(b)
-        seen.append(sa.zerocopy)
-        await sa.send_all(b"x" * 65536)
-        seen.append(sa.zerocopy)
-        got = 0
-        while got < 65536:
-            got += len(await sb.receive_some())
-        await sa.aclose()
-        await sb.aclose()
-
-    run_on_epoll(main)
-    assert seen == [False, False]
 
 
 async def test_stream_send_all_str_raises_trios_type_error() -> None:
