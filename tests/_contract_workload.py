@@ -136,9 +136,9 @@ async def paths() -> dict[str, Any]:
     """Which path each piece took in this process."""
     import trio
 
-    from trio_uring import _trio_sockets
     from trio_uring._core import _trio_compat
     from trio_uring._core._ring import ext
+    from trio_uring._net import _trio_sockets
 
     manager = _trio_compat.current_runner().io_manager
     a, b = trio.socket.socketpair()

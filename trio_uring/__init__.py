@@ -81,8 +81,10 @@ __all__ = [
 ]
 
 # Public objects say ``trio_uring`` (``trio_uring.lowlevel``), not the private module
-# that defines them, as trio's do (trio's ``fixup_module_metadata``).
+# that defines them, as trio's do (trio's ``fixup_module_metadata``).  Except
+# UringIOManager: its methods stay compiled objects (whose module cannot change), and
+# the docs read its attributes' ``#:`` comments from its own module's source.
 from ._core._public import fixup_module_metadata
 
-fixup_module_metadata(__name__, globals())
+fixup_module_metadata(__name__, globals(), keep=("UringIOManager",))
 del fixup_module_metadata

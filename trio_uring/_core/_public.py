@@ -94,14 +94,17 @@ def defined_in(obj: Any) -> str | None:
     return _DEFINED_IN.get(id(obj), getattr(obj, "__module__", None))
 
 
-def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
+def fixup_module_metadata(
+    module_name: str, namespace: dict[str, Any], keep: tuple[str, ...] = ()
+) -> None:
     """Make the public objects of ``namespace`` (the names of its ``__all__``) and their
     methods show ``module_name`` as their ``__module__``, as trio's
     ``fixup_module_metadata`` makes ``trio.SocketStream`` say ``trio``: reprs, tracebacks,
     ``help()`` and the docs then name the public path, and pickling by reference finds
     it there.  Only objects of a private ``trio_uring._...`` module are changed (the
     methods that stand in for trio's keep trio's module, see :func:`like_trio`); objects
-    whose ``__module__`` cannot be set (compiled methods) keep theirs."""
+    whose ``__module__`` cannot be set (compiled methods) keep theirs, and so do the
+    names in ``keep``."""
     seen: set[int] = set()
 
     def fix(obj: Any) -> None:
@@ -126,4 +129,5 @@ def fixup_module_metadata(module_name: str, namespace: dict[str, Any]) -> None:
                     fix(value)
 
     for name in namespace.get("__all__", ()):
-        fix(namespace[name])
+        if name not in keep:
+            fix(namespace[name])
