@@ -595,45 +595,10 @@ from trio_uring._core._operation import SUBMITTED, CANCELLING
 from trio_uring._ops._registered import read_fixed, register_buffers
 from trio_uring._net._streams import SocketStream
 
-PKG = os.path.dirname(trio_uring.__file__) + os.sep
+from tests._ki_inject import Injector, StepInjector
+
 if MODE == "lines":
     assert _sendfile.__file__.endswith(".py")
-
-
-class Injector:
-    # SIGINT at the ``at``-th line event of trio_uring's code (pure build).
-    def __init__(self, at):
-        self.at, self.count, self.armed, self.fired = at, 0, False, False
-
-    def global_trace(self, frame, event, arg):
-        if self.armed and frame.f_code.co_filename.startswith(PKG):
-            return self.local_trace
-        return None
-
-    def local_trace(self, frame, event, arg):
-        if event == "line" and self.armed:
-            self.count += 1
-            if self.count == self.at:
-                self.armed = False
-                self.fired = True
-                signal.raise_signal(signal.SIGINT)
-        return self.local_trace
-
-
-class StepInjector(trio.abc.Instrument):
-    # SIGINT at the ``at``-th scheduler event (compiled build: no frames to trace).
-    def __init__(self, at):
-        self.at, self.count, self.armed, self.fired = at, 0, False, False
-
-    def _event(self, *args):
-        if self.armed:
-            self.count += 1
-            if self.count == self.at:
-                self.armed = False
-                self.fired = True
-                signal.raise_signal(signal.SIGINT)
-
-    before_task_step = after_task_step = before_io_wait = after_io_wait = _event
 
 
 def in_flight():
