@@ -39,6 +39,7 @@ from ._path import Path, read_bytes, read_text, stat, write_bytes, write_text
 from ._streams import SocketListener, SocketStream, ZeroCopyPolicy
 from ._text_file import AsyncTextFile
 from ._trio_sockets import UringSocket, completion_sockets_enabled, set_completion_sockets
+from ._trio_streams import completion_streams_enabled, set_completion_streams
 
 __version__ = "0.1.0"
 
@@ -57,6 +58,7 @@ __all__ = [
     "UringUnavailableWarning",
     "ZeroCopyPolicy",
     "completion_sockets_enabled",
+    "completion_streams_enabled",
     "install",
     "installed",
     "open_file",
@@ -69,6 +71,7 @@ __all__ = [
     "serve_listeners",
     "serve_tcp",
     "set_completion_sockets",
+    "set_completion_streams",
     "start_guest_run",
     "stat",
     "uninstall",
