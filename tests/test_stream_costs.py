@@ -10,7 +10,6 @@ import trio
 import trio.testing
 
 import trio_uring
-
 from tests._pairs import tcp_stream_pair
 
 
