@@ -251,3 +251,34 @@ def test_install_keyword_sets_the_mode() -> None:
         assert trio_uring.completion_streams_enabled()
     finally:
         trio_uring.set_completion_streams(old)
+
+
+async def test_trio_websocket_runs_on_the_engine(mode: bool) -> None:
+    """trio-websocket (``trio.serve_tcp``/``open_tcp_stream`` inside) on the upgraded
+    streams: its receives come from multishot CQEs (more CQEs than SQEs) only then."""
+    trio_websocket = pytest.importorskip("trio_websocket")
+
+    async def handler(request: trio_websocket.WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            while True:
+                await ws.send_message(await ws.get_message())
+        except trio_websocket.ConnectionClosed:
+            pass
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(trio_websocket.serve_websocket, handler, "127.0.0.1", 0, None)
+        async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{server.port}/") as ws:
+            assert type(ws._stream) is trio.SocketStream
+            assert (_trio_streams.engine_of(ws._stream) is not None) is mode
+            before = multishot_cqes()
+            for i in range(50):
+                await ws.send_message(f"message {i}")
+                assert await ws.get_message() == f"message {i}"
+            extra = multishot_cqes() - before
+        nursery.cancel_scope.cancel()
+    if mode:
+        assert extra >= 75  # ~100 receives (both ends), nearly all from the multishots
+    else:
+        assert extra <= 5
+    await assert_idle()
