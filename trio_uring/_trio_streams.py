@@ -32,7 +32,8 @@ notification or reset the connection when closed while in flight (see
 :class:`trio_uring.SocketStream`), and gains nothing below 16 KiB or on loopback.
 Programs that want zero-copy use :class:`trio_uring.SocketStream` directly.
 
-Anywhere else (trio's epoll backend, a socket that is not a ``UringSocket``, a
+Anywhere else (trio's epoll backend, a kernel without multishot receive into a
+provided-buffer ring (before 6.0), a socket that is not a ``UringSocket``, a
 ``UringSocket`` whose ``_sock`` was swapped for something else, or with the mode
 off) ``trio.SocketStream.__init__`` is trio's own, and so are all its methods.
 ``TRIO_URING_STREAMS=0`` in the environment, or
@@ -57,6 +58,7 @@ from trio._util import ConflictDetector
 from . import _streams
 from ._core._manager import UringIOManager, run_start_hooks
 from ._core._trio_compat import STDLIB_SOCKET_FIELD
+from ._ops import _provided
 from ._trio_sockets import UringSocket, _current_uring
 
 if TYPE_CHECKING:
@@ -119,13 +121,18 @@ def engine_of(stream: object) -> _streams.SocketStream | None:
 
 
 def _upgradable(socket: object) -> bool:
-    """Whether a ``trio.SocketStream`` over ``socket`` made now gets an engine."""
-    return (
+    """Whether a ``trio.SocketStream`` over ``socket`` made now gets an engine: in a run
+    on io_uring whose kernel does multishot receive into a provided-buffer ring (without
+    it the engine would submit an SQE for every receive and send, where trio's code on a
+    ``UringSocket`` tries the syscall first)."""
+    if not (
         _enabled
         and type(socket) is UringSocket
         and type(getattr(socket, STDLIB_SOCKET_FIELD, None)) is _plain_socket
-        and _current_uring() is not None
-    )
+    ):
+        return False
+    manager = _current_uring()
+    return manager is not None and _provided.stream_ring(manager) is not None
 
 
 @functools.wraps(_trio_init)
