@@ -12,6 +12,8 @@ import errno
 import functools
 import gc
 import socket
+import subprocess
+import sys
 import weakref
 from collections.abc import Iterator
 
@@ -21,6 +23,7 @@ import trio.testing
 from trio import socket as tsocket
 
 import trio_uring
+from tests._child import child_env
 from tests.conftest import assert_idle, kernel_lacks, run_on_epoll
 from trio_uring import _trio_streams
 from trio_uring._trio_sockets import UringSocket
@@ -294,3 +297,17 @@ async def test_trio_websocket_runs_on_the_engine(mode: bool) -> None:
     else:
         assert extra <= 5
     await assert_idle()
+
+
+@pytest.mark.parametrize(("env", "says"), [("1", "stream machinery"), ("0", "trio's own code")])
+def test_info_says_which_mode(env: str, says: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "trio_uring", "info"],
+        env=child_env(TRIO_URING_STREAMS=env),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    (line,) = [line for line in out.splitlines() if line.startswith("trio streams")]
+    assert says in line

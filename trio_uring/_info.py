@@ -73,10 +73,10 @@ def _trio_streams_mode() -> str:
 
     if completion_streams_enabled():
         return (
-            "trio_uring's stream machinery (multishot receive, one SEND per chunk, "
-            "no zero-copy; TRIO_URING_STREAMS=0: trio's own)"
+            "trio.SocketStream on trio_uring's stream machinery (multishot receive, one "
+            "SEND per chunk, no zero-copy; kernel 6.0+; TRIO_URING_STREAMS=0: trio's own)"
         )
-    return "trio's own code on UringSocket (TRIO_URING_STREAMS=0 or set_completion_streams)"
+    return "trio.SocketStream runs trio's own code (TRIO_URING_STREAMS=0 or set_completion_streams)"
 
 
 def gather() -> dict[str, Any]:
@@ -138,7 +138,7 @@ def main() -> int:
         print(f"hot path         {info['hot_path']} (TRIO_URING_PURE=1: the .py files)")
     print(f"ring extension   {info['ring_extension']}")
     print(f"trio mirrors     {info['trio_mirrors']}")
-    print(f"trio.SocketStream {info['trio_streams']}")
+    print(f"trio streams     {info['trio_streams']}")
     if info["io_uring_disabled_sysctl"] is not None:
         print(f"io_uring_disabled sysctl  {info['io_uring_disabled_sysctl']}")
     if not info["usable"]:
