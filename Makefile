@@ -64,7 +64,7 @@ test-trio: $(STAMP)
 # trio's suite again with trio.SocketStream on trio's own code (TRIO_URING_STREAMS=0; test-trio
 # runs it on trio_uring's stream machinery, docs/semantics.rst), with the project's tests that
 # touch trio.SocketStream.
-STREAM_TESTS := tests/test_trio_streams.py tests/test_trio_sockets.py tests/test_highlevel.py tests/test_real_peers.py tests/test_stream_costs.py tests/test_install.py
+STREAM_TESTS := tests/test_trio_streams.py tests/test_trio_sockets.py tests/test_highlevel.py tests/test_real_peers.py tests/test_stream_costs.py tests/test_install.py tests/test_manager.py::test_serve_tcp_and_open_tcp_stream
 test-trio-streams0: $(STAMP)
 	export TRIO_URING_STREAMS=0; $(TRIO_SUITE)
 	TRIO_URING_STREAMS=0 $(PY) -X dev -X faulthandler -m pytest -q -ra $(STREAM_TESTS)
