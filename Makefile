@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-project test-project-pure test-project-noext test-project-5.11 test-project-5.15 test-trio test-trio-5.15 lint \
+.PHONY: run test test-project test-project-pure test-project-noext test-project-5.11 test-project-5.15 test-trio test-trio-streams0 test-trio-5.15 lint \
 	bench bench-instr docs docs-inventories clean test-trio-versions trio-fingerprints wheel sdist test-wheel
 
 # The install compiles the hot path (trio_uring/_pure.py's HOT modules) with mypyc: an edit
@@ -26,7 +26,7 @@ run: $(STAMP)
 
 ## make test: lint, type-check, the project's tests, trio's own suite on io_uring, the docs;
 ## the tests also on emulated older kernels (docs/kernels.rst)
-test: $(STAMP) lint test-project test-project-pure test-project-noext test-project-5.11 test-project-5.15 test-trio test-trio-5.15 docs
+test: $(STAMP) lint test-project test-project-pure test-project-noext test-project-5.11 test-project-5.15 test-trio test-trio-streams0 test-trio-5.15 docs
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -60,6 +60,14 @@ TRIO_SUITE := cd tests/trio_suite && $(abspath $(PY)) -m pytest -c pytest.ini --
 	  --trio-uring --skip-optional-imports --run-slow -q -ra -k "not test_io_manager_statistics"
 test-trio: $(STAMP)
 	$(TRIO_SUITE)
+
+# trio's suite again with trio.SocketStream on trio's own code (TRIO_URING_STREAMS=0; test-trio
+# runs it on trio_uring's stream machinery, docs/semantics.rst), with the project's tests that
+# touch trio.SocketStream.
+STREAM_TESTS := tests/test_trio_streams.py tests/test_trio_sockets.py tests/test_highlevel.py tests/test_real_peers.py tests/test_stream_costs.py tests/test_install.py tests/test_manager.py::test_serve_tcp_and_open_tcp_stream
+test-trio-streams0: $(STAMP)
+	export TRIO_URING_STREAMS=0; $(TRIO_SUITE)
+	TRIO_URING_STREAMS=0 $(PY) -X dev -X faulthandler -m pytest -q -ra $(STREAM_TESTS)
 
 test-trio-5.15: $(STAMP)
 	$(TRIO_SUITE) --trio-uring-kernel=5.15

@@ -9,6 +9,7 @@ import inspect
 import trio
 import trio.testing
 
+import trio_uring
 from tests._pairs import tcp_stream_pair
 
 
@@ -56,7 +57,11 @@ async def test_aclose_with_a_pending_cancel_parks_once() -> None:
     scope's reason, in one trip through the scheduler (trio's ``checkpoint()`` takes two
     and a cancel scope)."""
     client, server = await tcp_stream_pair()
-    theirs = trio.SocketStream(client.socket)
+    old = trio_uring.set_completion_streams(False)  # trio's own stream code, to compare
+    try:
+        theirs = trio.SocketStream(client.socket)
+    finally:
+        trio_uring.set_completion_streams(old)
     ours_steps, ours = await _aclose_cancelled(server)
     trio_steps, trios = await _aclose_cancelled(theirs)
     assert server.socket.fileno() == -1 and client.socket.fileno() == -1

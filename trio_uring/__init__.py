@@ -30,6 +30,7 @@ from ._net._highlevel import (
 from ._net._listener import SocketListener
 from ._net._streams import SocketStream, ZeroCopyPolicy
 from ._net._trio_sockets import UringSocket, completion_sockets_enabled, set_completion_sockets
+from ._net._trio_streams import completion_streams_enabled, set_completion_streams
 from ._run._install import (
     UringUnavailableError,
     UringUnavailableWarning,
@@ -59,6 +60,7 @@ __all__ = [
     "UringUnavailableWarning",
     "ZeroCopyPolicy",
     "completion_sockets_enabled",
+    "completion_streams_enabled",
     "install",
     "installed",
     "open_file",
@@ -71,6 +73,7 @@ __all__ = [
     "serve_listeners",
     "serve_tcp",
     "set_completion_sockets",
+    "set_completion_streams",
     "start_guest_run",
     "stat",
     "uninstall",

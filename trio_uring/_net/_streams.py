@@ -948,6 +948,11 @@ class SocketStream(trio.abc.HalfCloseableStream):
             scope = self._send_file_scope
             if scope is not None:
                 scope.cancel()  # send_file raises ClosedResourceError (see send_file)
+            # The traps hold bound methods of this stream (a task parked on one holds it
+            # itself): dropped, a closed stream and its socket are freed by reference
+            # counting, not left to the cycle collector.
+            self._r_trap = None
+            self._s_trap = None
         await _close_checkpoint()
 
     # ------------------------------------------------------------- options

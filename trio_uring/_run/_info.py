@@ -67,6 +67,18 @@ def _trio_mirrors() -> str:
     return "trio's own code (changed in this trio) for: " + ", ".join(changed)
 
 
+def _trio_streams_mode() -> str:
+    """Which code ``trio.SocketStream`` runs under io_uring (``TRIO_URING_STREAMS``)."""
+    from .._net._trio_streams import completion_streams_enabled
+
+    if completion_streams_enabled():
+        return (
+            "trio.SocketStream on trio_uring's stream machinery (multishot receive, one "
+            "SEND per chunk, no zero-copy; kernel 6.0+; TRIO_URING_STREAMS=0: trio's own)"
+        )
+    return "trio.SocketStream runs trio's own code (TRIO_URING_STREAMS=0 or set_completion_streams)"
+
+
 def gather() -> dict[str, Any]:
     """Everything ``info`` prints, as a dict (also used by the benchmarks' JSON)."""
     emulated = _kernels.emulated()
@@ -79,6 +91,7 @@ def gather() -> dict[str, Any]:
         "hot_path_reason": _pure.pure_reason(),
         "ring_extension": _ring_extension(),
         "trio_mirrors": _trio_mirrors(),
+        "trio_streams": _trio_streams_mode(),
         "io_uring_disabled_sysctl": _read("/proc/sys/kernel/io_uring_disabled"),
         "emulated": None if emulated is None else f"{emulated[0]}.{emulated[1]}",
     }
@@ -125,6 +138,7 @@ def main() -> int:
         print(f"hot path         {info['hot_path']} (TRIO_URING_PURE=1: the .py files)")
     print(f"ring extension   {info['ring_extension']}")
     print(f"trio mirrors     {info['trio_mirrors']}")
+    print(f"trio streams     {info['trio_streams']}")
     if info["io_uring_disabled_sysctl"] is not None:
         print(f"io_uring_disabled sysctl  {info['io_uring_disabled_sysctl']}")
     if not info["usable"]:

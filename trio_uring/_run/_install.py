@@ -160,14 +160,21 @@ def start_guest_run(
         _disarm()
 
 
-def install() -> bool:
+def install(*, streams: bool | None = None) -> bool:
     """Make every later ``trio.run`` / ``start_guest_run`` in this process use io_uring.
 
     That includes anyio's trio backend and pytest-trio.  Idempotent.  Returns
     True if installed, False if io_uring is unavailable (after warning, or
-    raising under ``TRIO_URING_REQUIRE=1``).
+    raising under ``TRIO_URING_REQUIRE=1``).  ``streams``, if given, is
+    :func:`~trio_uring.set_completion_streams`: whether ``trio.SocketStream``
+    runs on trio_uring's stream machinery (default: yes, unless
+    ``TRIO_URING_STREAMS=0``).
     """
     global _installed
+    if streams is not None:
+        from .._net import _trio_streams  # (not at import: it imports the hot path)
+
+        _trio_streams.set_completion_streams(streams)
     if not usable():
         return False
     with _lock:
@@ -177,8 +184,13 @@ def install() -> bool:
 
 
 def uninstall() -> None:
-    """Undo :func:`install`: later runs use trio's own backend again.  Idempotent."""
+    """Undo :func:`install`: later runs use trio's own backend again, and
+    ``trio.SocketStream.__init__`` is trio's own (the next run on io_uring wraps it
+    again).  Idempotent."""
     global _installed
+    from .._net import _trio_streams  # (not at import: it imports the hot path)
+
+    _trio_streams._uninstall_patch()
     with _lock:
         _installed = False
         module = _trio_compat.run_module()
