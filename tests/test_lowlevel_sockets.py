@@ -164,6 +164,10 @@ async def test_recv_bad_arguments(pair: Pair) -> None:
     await expect_rejected(ValueError, lambda: ll.recv_into(b, bytearray(3), -1), "negative")
     await expect_rejected(TypeError, lambda: ll.send(b, "text"), "bytes-like")  # type: ignore[arg-type]
     await expect_rejected(TypeError, lambda: ll.send(b, 5), "bytes-like")  # type: ignore[arg-type]
+    # A non-contiguous view: the pin's own export fails, the message says why.
+    strided = memoryview(b"abcdef")[::2]
+    await expect_rejected(TypeError, lambda: ll.send(b, strided), "contiguous")
+    await expect_rejected(TypeError, lambda: ll.send_zc(b, strided), "contiguous")
 
 
 async def test_bad_arguments_still_honour_cancellation(pair: Pair) -> None:

@@ -381,7 +381,7 @@ class UringIOManager:
             base: object = None
             fast = _ext_prep is not None and deadline == inf
             if buffer is not None:
-                # Operation.export(), inlined: this is every send's and receive's path.
+                # Operation.export() with the ring extension's export when it writes the SQE.
                 try:
                     if fast:
                         cbuf = base = _ext_export(buffer, writable)
@@ -392,13 +392,7 @@ class UringIOManager:
                 except (TypeError, BufferError):
                     export(buffer, writable)  # raises the stdlib's TypeError for it
                     raise
-                held = op.exports
-                if held is None:
-                    op.exports = cbuf
-                elif type(held) is list:
-                    held.append(cbuf)
-                else:
-                    op.exports = [held, cbuf]
+                op.hold(cbuf)
                 if not fast:
                     # The address and the length come from this one export, checked here.
                     size = len(cbuf)

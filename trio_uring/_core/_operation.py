@@ -137,11 +137,11 @@ def export(obj: object, writable: bool = False) -> Any:
     try:
         return ffi.from_buffer(obj, require_writable=writable)
     except (TypeError, BufferError):
-        if writable:
-            raise TypeError(
-                f"a writable bytes-like object is required, not {type(obj).__name__!r}"
-            ) from None
-        raise TypeError(f"a bytes-like object is required, not {type(obj).__name__!r}") from None
+        pass
+    buffer_nbytes(obj, writable)  # raises the TypeError that says why (non-contiguous, ...)
+    if writable:
+        raise TypeError(f"a writable bytes-like object is required, not {type(obj).__name__!r}")
+    raise TypeError(f"a bytes-like object is required, not {type(obj).__name__!r}")
 
 
 def buffer_nbytes(obj: object, writable: bool = False) -> int:
@@ -264,6 +264,12 @@ class Operation:
         """Export ``obj`` (see :func:`~trio_uring._core._operation.export`); released when
         this operation completes."""
         cdata = export(obj, writable)
+        self.hold(cdata)
+        return cdata
+
+    def hold(self, cdata: Any) -> None:
+        """Keep the export ``cdata`` until this operation completes (:meth:`release`
+        lets go of it): the one place an operation takes an export into its care."""
         held = self.exports
         if held is None:
             self.exports = cdata
@@ -271,7 +277,6 @@ class Operation:
             held.append(cdata)
         else:
             self.exports = [held, cdata]
-        return cdata
 
     def release(self) -> None:
         """Let go of the exports and the memory the kernel could touch.  Idempotent.
@@ -306,15 +311,7 @@ class Operation:
         # complete() (retire() + wake), inlined: this is every one-shot operation's path.
         # (the one assignment of ``state`` outside the transition methods above)
         self.state = COMPLETED
-        held = self.exports
-        if held is not None:
-            self.exports = None
-            if type(held) is list:
-                for cdata in held:
-                    _release(cdata)
-            else:
-                _release(held)
-        self.keep = None
+        self.release()
         task = self.task
         if task is not None:
             self.task = None

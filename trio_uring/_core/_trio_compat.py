@@ -123,8 +123,7 @@ TRIO_MIRRORS: Final[tuple[Mirror, ...]] = (
         "piece": "cancel test",
         "trio": ("trio._core._run:checkpoint_if_cancelled",),
         "copies": (
-            "trio_uring/_core/_trio_compat.py: cancel_pending",
-            "trio_uring/_core/_trio_fast.py: enter",
+            "trio_uring/_core/_trio_compat.py: cancel_pending (also _trio_fast.enter's)",
             "trio_uring/_core/_ringext.c: task_cancel_pending (enter, completed_checkpoint)",
         ),
         "fallback": "trio's own checkpoint_if_cancelled at every completed operation; "

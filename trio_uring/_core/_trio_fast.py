@@ -15,7 +15,7 @@ import types
 from collections.abc import Generator
 from typing import Any, Final
 
-from ._trio_compat import GLOBAL_RUN_CONTEXT, CancelShieldedCheckpoint, ext_enter
+from ._trio_compat import GLOBAL_RUN_CONTEXT, CancelShieldedCheckpoint, cancel_pending, ext_enter
 
 #: The run context (a ``threading.local``): its per-thread ``__dict__`` holds ``runner``
 #: during a run in this thread and ``task`` while a task runs.  Reading that dict is
@@ -26,6 +26,7 @@ _CSC: Final = CancelShieldedCheckpoint
 #: What :func:`enter` returns when the task must not go on.
 CANCEL_PENDING: Final = False
 _ext_enter: Final = ext_enter
+_cancel_pending: Final = cancel_pending
 
 
 def current_task() -> Any:
@@ -42,8 +43,9 @@ def enter() -> Any:
     (cancelled, or the main task with a ``KeyboardInterrupt`` pending: the caller then
     awaits ``checkpoint_if_cancelled()``, which raises); otherwise the task, with a
     cancel point counted as trio counts it (``trio.testing.assert_checkpoints``).
-    The same test as :func:`._trio_compat.cancel_pending`; the ring extension's
-    ``enter()`` when it is in use (one C call reading trio's slots at their offsets).
+    The test is :func:`._trio_compat.cancel_pending` (the one Python copy of trio's),
+    or the ring extension's ``enter()`` when it is in use (one C call reading trio's
+    slots at their offsets; ``tests/test_trio_contract.py`` checks both against trio).
     """
     if _ext_enter is not None:
         return _ext_enter()
@@ -51,12 +53,8 @@ def enter() -> Any:
     task = context.get("task")
     if task is None:
         return None
-    if task._cancel_status.effectively_cancelled:
+    if _cancel_pending():
         return CANCEL_PENDING
-    runner = context["runner"]
-    if runner.ki_pending and task is runner.main_task:
-        return CANCEL_PENDING
-    task._cancel_points += 1
     return task
 
 

@@ -145,9 +145,8 @@ def _pin(obj: object, writable: bool = False) -> Any:
     the stdlib method.  So the size measured after those conversions is the size
     submitted.  The kernel never uses the pin (the operation takes its own export),
     so releasing it early is harmless.  Raises the ``TypeError`` of
-    :func:`buffer_nbytes` for anything that is not a contiguous (``writable``) buffer.
+    :func:`export` for anything that is not a contiguous (``writable``) buffer.
     """
-    buffer_nbytes(obj, writable)  # (the stdlib's TypeError for a non-buffer)
     return export(obj, writable)
 
 
