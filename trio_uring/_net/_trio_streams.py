@@ -55,10 +55,10 @@ from typing import TYPE_CHECKING, Any, Final
 import trio
 from trio._util import ConflictDetector
 
-from . import _streams
 from .._core._manager import UringIOManager, run_start_hooks
 from .._core._trio_compat import STDLIB_SOCKET_FIELD
 from .._ops import _provided
+from . import _streams
 from ._trio_sockets import UringSocket, _current_uring
 
 if TYPE_CHECKING:
