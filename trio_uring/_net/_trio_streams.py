@@ -12,8 +12,9 @@ socket object, and its ``send_all``, ``receive_some``, ``send_eof``,
 ``wait_send_all_might_not_block`` and ``aclose`` are the engine's bound methods,
 set as instance attributes (they shadow the class's functions: no extra call
 level).  So every ``trio.SocketStream`` trio makes (``serve_tcp``,
-``open_tcp_stream``, ``SocketListener.accept``, anyio's trio backend,
-trio-websocket, ``SocketStream(sock)`` in user code) receives from a multishot
+``open_tcp_stream``, ``SocketListener.accept``, hypercorn, trio-websocket,
+``SocketStream(sock)`` in user code; anyio's trio backend has its own stream class
+over trio's sockets) receives from a multishot
 ``IORING_OP_RECV`` into the provided-buffer ring, sends one ``SEND`` per
 ``send_all`` chunk and parks on the compiled path, while staying a
 ``trio.SocketStream``: ``socket``, ``setsockopt``/``getsockopt`` (trio's own
