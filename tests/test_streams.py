@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import random
 import resource
@@ -144,6 +145,32 @@ async def test_multishot_receive_uses_no_sqe_per_message() -> None:
     assert manager.statistics().sqes_submitted - before == 50
     await a.aclose()
     await b.aclose()
+    await assert_idle()
+
+
+@MULTISHOT
+async def test_dropped_stream_ends_its_receive_and_closes_its_socket() -> None:
+    """A stream dropped without ``aclose()`` while its multishot receive is armed: the
+    receive ends in the kernel (the manager's table is back to what it was) and the
+    socket is closed as trio's would be (``ResourceWarning``), so the peer sees EOF."""
+    manager = current_manager()
+    await trio.testing.wait_all_tasks_blocked()
+    baseline = manager.statistics().operations_in_flight
+    a, b = await tcp_pair()
+    b._fresh = False  # (a first receive tries recv(2) before arming: not under test here)
+    for data in (b"one", b"two"):
+        await a.send_all(data)
+        assert await b.receive_some() == data
+    assert b._recv_op is not None
+    assert manager.statistics().operations_in_flight == baseline + 1
+    with pytest.warns(ResourceWarning):
+        del b
+        gc.collect()  # (a stream whose receive parked is in a cycle with its trap)
+    with trio.fail_after(5):
+        assert await a.receive_some() == b""
+    await trio.testing.wait_all_tasks_blocked()
+    assert manager.statistics().operations_in_flight == baseline
+    await a.aclose()
     await assert_idle()
 
 

@@ -311,3 +311,24 @@ def test_info_says_which_mode(env: str, says: str) -> None:
     ).stdout
     (line,) = [line for line in out.splitlines() if line.startswith("trio streams")]
     assert says in line
+
+
+async def test_a_dropped_stream_closes_its_socket(mode: bool) -> None:
+    """A stream dropped without ``aclose()`` while its multishot receive is armed is
+    closed as trio's is (its socket's finalizer, with a ``ResourceWarning``): the peer
+    sees EOF, and the receive ends in the kernel (nothing left in flight)."""
+    client, server = await trio_pair()
+    for data in (b"x", b"y"):  # (the second receive arms the multishot)
+        await client.send_all(data)
+        assert await server.receive_some() == data
+    engine = _trio_streams.engine_of(server)
+    if engine is not None and multishot():
+        assert engine._recv_op is not None
+    del engine
+    with pytest.warns(ResourceWarning):
+        del server
+        gc.collect()  # (a stream whose receive parked is in a cycle with its trap)
+    with trio.fail_after(5):
+        assert await client.receive_some() == b""
+    await client.aclose()
+    await assert_idle()

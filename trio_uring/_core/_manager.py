@@ -163,6 +163,9 @@ class UringIOManager:
         self._readiness = _readiness.Readiness(self)
         self._timeouts = _timeouts.LinkedTimeouts(self)
         self._stash: list[bytes] = []
+        #: Operations whose owner was dropped unclosed (:meth:`end_dropped`): ended at
+        #: the next :meth:`process_events`, on the run's thread.
+        self._dropped: list[Operation] = []
         #: Guest mode reaps in the worker thread; a full SQ may make the trio thread reap.
         self._reap_lock = threading.Lock()
         self._cqbuf = ffi.new("char[]", self._ring.cq_entries * CQE_SIZE)
@@ -505,6 +508,22 @@ class UringIOManager:
             op.cancelling()
             self._write_async_cancel(op.user_data)
 
+    def end_dropped(self, op: Operation) -> None:
+        """Ask for ``op`` (which has no waiter) to be ended with ``ASYNC_CANCEL`` at the next
+        :meth:`process_events`, as :meth:`async_cancel` would.
+
+        For finalizers (``__del__`` of an object dropped without being closed), which
+        the garbage collector may run at any point and on any thread: this only
+        appends to a list, which the run's thread reads before its next wait (and in
+        guest mode when it processes events).  ``op`` stays in the manager's table until its final CQE.
+        """
+        self._dropped.append(op)
+
+    def _end_dropped(self) -> None:
+        dropped = self._dropped
+        while dropped:
+            self.async_cancel(dropped.pop())
+
     def linked_timeout_expired(self, op: Operation) -> None:
         """``op``'s linked timeout ended it, but trio has not cancelled its task (yet).
 
@@ -554,6 +573,8 @@ class UringIOManager:
             return self._reap()
         if self._forked_from is not None:
             self._check_owner()
+        if self._dropped:  # (before the wait: their cancels go in this enter)
+            self._end_dropped()
         timeouts = self._timeouts
         if timeouts.expired:
             timeouts.resubmit_expired()
@@ -599,6 +620,8 @@ class UringIOManager:
                     self._bind_run()
             for hook in run_start_hooks:
                 hook(self)
+        if self._dropped:
+            self._end_dropped()
         if not events:
             return
         ops = self._ops

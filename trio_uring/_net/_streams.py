@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Final, Literal, SupportsIndex, overload
 
 import outcome
 import trio
+from mypy_extensions import mypyc_attr
 from trio import socket as tsocket
 from trio.lowlevel import (
     Abort,
@@ -159,18 +160,38 @@ def _zc_threshold(policy: str) -> float:
     raise ValueError(f"zerocopy must be 'auto', 'always' or 'never', not {policy!r}")
 
 
+@mypyc_attr(native_class=False)
+class _Anchor:
+    """What a multishot receive holds of its stream: a weak reference to this.
+
+    The stream and its anchor refer to each other (``aclose`` breaks that cycle), so
+    a stream dropped unclosed is freed by the garbage collector, which clears the
+    receive's weak reference first and then runs ``SocketStream.__del__``.  (A weak
+    reference to the compiled stream itself would not do: mypyc's deallocator of a
+    native class does not clear the weak references to it.)
+    """
+
+    __slots__ = ("__weakref__", "stream")
+
+    def __init__(self, stream: SocketStream) -> None:
+        self.stream: SocketStream | None = stream
+
+
 class _RecvOp(Operation):
     """The stream's multishot RECV; nobody parks on it, its CQEs feed the stream's queue.
 
     The buffer ring it reads into is the manager's and stays referenced (``keep``)
-    until the final CQE.
+    until the final CQE.  It holds the stream weakly (through its :class:`_Anchor`):
+    the manager's table holds the operation until its final CQE, and must not keep a
+    stream its user dropped (and its socket) alive; ``SocketStream.__del__`` ends it
+    instead.  After that its CQEs' buffers go straight back to the ring.
     """
 
-    __slots__ = ("draining", "got_data", "ring", "stopping", "stream")
+    __slots__ = ("anchor", "draining", "got_data", "ring", "stopping")
 
-    def __init__(self, stream: SocketStream, manager: UringIOManager, ring: _provided.BufferRing):
+    def __init__(self, anchor: _Anchor, manager: UringIOManager, ring: _provided.BufferRing):
         super().__init__(manager)
-        self.stream = stream
+        self.anchor: weakref.ref[_Anchor] = weakref.ref(anchor)
         self.ring = ring
         self.stopping = False
         self.got_data = False
@@ -178,8 +199,13 @@ class _RecvOp(Operation):
         self.draining = True
 
     def on_cqe(self, res: int, flags: int) -> None:
-        s = self.stream
+        anchor = self.anchor()
+        s = anchor.stream if anchor is not None else None
         data = self.ring.data(res, flags)  # (b"" or None unless res > 0)
+        if s is None:  # dropped unclosed: its __del__ asked the manager to end this
+            if not flags & CQE_F_MORE:
+                self.complete()
+            return
         if data:
             s._rq.append(data)
             s._rq_bytes += res
@@ -189,7 +215,7 @@ class _RecvOp(Operation):
                     self.draining = True
                 elif self.draining:
                     self.draining = False
-                    self._check_hung_up()
+                    self._check_hung_up(s)
                 if s._rq_bytes >= RECEIVE_HIGH_WATER and not self.stopping:
                     self.stopping = True
                     self.manager.async_cancel(self)
@@ -226,7 +252,7 @@ class _RecvOp(Operation):
             s._r_waiter = None
             self.manager.reschedule(task, _READY)
 
-    def _check_hung_up(self) -> None:
+    def _check_hung_up(self, s: SocketStream) -> None:
         """After draining a backlog: learn of a reset or close that came in behind it.
 
         The kernel's multishot receive stops taking data when the socket reports
@@ -235,7 +261,6 @@ class _RecvOp(Operation):
         Linux 6.18).  One ``poll(fd, 0)`` tells; a socket that has hung up then
         gives its error (or EOF) to a plain receive, and the multishot is cancelled.
         """
-        s = self.stream
         fd = s.socket.fileno()
         if fd < 0 or not lib.tu_hung_up(fd):
             return
@@ -257,13 +282,16 @@ class _RecvOp(Operation):
             self.manager.async_cancel(self)
 
     def on_closing(self) -> None:
-        s = self.stream
-        s._closed = True
+        anchor = self.anchor()
+        s = anchor.stream if anchor is not None else None
+        if s is not None:
+            s._closed = True
         if not self.closing:
             self.closing = True
-            if self.manager.withdraw(self) and s._recv_op is self:
+            if self.manager.withdraw(self) and s is not None and s._recv_op is self:
                 s._recv_op = None
-        s._wake_receiver_closed()
+        if s is not None:
+            s._wake_receiver_closed()
 
 
 @types.coroutine
@@ -466,6 +494,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._s_op: Operation | None = None
         self._s_trap: WaitTaskRescheduled | None = None
         self._recv_op: _RecvOp | None = None
+        #: Made at the first multishot receive (see :class:`_Anchor`).
+        self._anchor: _Anchor | None = None
         self._ring: _provided.BufferRing | None = None
         #: No receive yet: the first one tries the syscall before arming a multishot.
         self._fresh = True
@@ -915,7 +945,10 @@ class SocketStream(trio.abc.HalfCloseableStream):
         manager = self._manager
         ring = self._ring
         assert manager is not None and ring is not None
-        op = _RecvOp(self, manager, ring)
+        anchor = self._anchor
+        if anchor is None:
+            anchor = self._anchor = _Anchor(self)
+        op = _RecvOp(anchor, manager, ring)
         manager.submit(
             _sqe.recv_multishot(self.socket.fileno(), ring.bgid), keep=ring, op=op, waiter=False
         )
@@ -953,7 +986,24 @@ class SocketStream(trio.abc.HalfCloseableStream):
             # counting, not left to the cycle collector.
             self._r_trap = None
             self._s_trap = None
+            anchor = self._anchor
+            if anchor is not None:
+                anchor.stream = None
+                self._anchor = None
         await _close_checkpoint()
+
+    def __del__(self) -> None:
+        # Dropped without aclose() (as trio's SocketStream, the socket is then closed
+        # by its own finalizer, with a ResourceWarning): the multishot receive, which
+        # holds this stream only weakly (_Anchor), is ended.  Only asked for here (a finalizer
+        # runs wherever the last reference goes, or in the garbage collector): the
+        # cancel names the operation, never the fd, which may be closed by then.
+        if getattr(self, "_anchor", None) is None:  # (never armed, closed, or not set up)
+            return
+        op = self._recv_op
+        if op is not None and not (self._closed or op.closing or op.stopping or op.manager.closed):
+            op.stopping = True
+            op.manager.end_dropped(op)
 
     # ------------------------------------------------------------- options
     @overload
