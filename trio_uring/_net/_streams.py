@@ -207,7 +207,10 @@ class _RecvOp(Operation):
                 self.complete()
             return
         if data:
-            s._rq.append(data)
+            rq = s._rq
+            if rq is None:
+                rq = s._rq = deque()
+            rq.append(data)
             s._rq_bytes += res
             self.got_data = True
             if flags & CQE_F_MORE:  # the hot path
@@ -274,6 +277,8 @@ class _RecvOp(Operation):
             if not data:
                 s._r_eof = True
             else:  # (data after a hang-up: none can arrive, but never drop it)
+                if s._rq is None:
+                    s._rq = deque()
                 s._rq.append(data)
                 s._rq_bytes += len(data)
                 return
@@ -482,7 +487,9 @@ class SocketStream(trio.abc.HalfCloseableStream):
         self._send_file_scope: trio.CancelScope | None = None
         self._receiving = False
         self._closed = False
-        self._rq: deque[bytes] = deque()
+        #: Data the multishot receive queued; made at its first data (an empty deque
+        #: is 624 bytes, and an idle connection's receive has queued nothing).
+        self._rq: deque[bytes] | None = None
         self._rq_bytes = 0
         self._r_eof = False
         self._r_err: OSError | None = None
