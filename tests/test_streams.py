@@ -18,6 +18,7 @@ import trio.testing
 from trio import socket as tsocket
 
 import trio_uring.lowlevel
+from tests._child import run_child
 from tests._pairs import tcp_stream_pair
 from tests.conftest import assert_idle, run_on_epoll
 from trio_uring._core._ring_cffi import lib
@@ -652,3 +653,34 @@ async def test_reset_behind_queued_data_is_not_swallowed() -> None:
                     outcomes["reset"] += 1
     assert outcomes["reset"] > 100, outcomes
     await assert_idle()
+
+
+@pytest.mark.parametrize("what", ["stream", "listener"])
+def test_weak_references_outlive_streams_and_listeners_safely(what: str) -> None:
+    """A weak reference (or a ``WeakSet``) to a stream or listener that was freed says
+    so (``None``, empty) in every build.  Compiled, the classes' deallocator left weak
+    references pointing at freed memory: the next ``ref()`` crashed (in a child)."""
+    run_child(
+        f"""
+        import gc, weakref
+        import trio, trio_uring
+
+        async def main():
+            a, b = trio.socket.socketpair()
+            if {what!r} == "stream":
+                obj = trio_uring.SocketStream(a)
+                await obj.send_all(b"x")
+                assert await b.recv(1) == b"x"
+            else:
+                (obj,) = await trio_uring.open_tcp_listeners(0, host="127.0.0.1")
+            ref, group = weakref.ref(obj), weakref.WeakSet([obj])
+            await obj.aclose()
+            del obj
+            gc.collect()
+            assert ref() is None and len(group) == 0, (ref(), len(group))
+            a.close()
+            b.close()
+
+        trio_uring.run(main)
+        """
+    )

@@ -14,6 +14,8 @@ import gc
 import socket
 import subprocess
 import sys
+import threading
+import warnings
 import weakref
 from collections.abc import Iterator
 
@@ -330,5 +332,83 @@ async def test_a_dropped_stream_closes_its_socket(mode: bool) -> None:
         gc.collect()  # (a stream whose receive parked is in a cycle with its trap)
     with trio.fail_after(5):
         assert await client.receive_some() == b""
+    await client.aclose()
+    await assert_idle()
+
+
+async def test_a_stream_dropped_on_another_thread_is_closed_without_another_event(
+    mode: bool,
+) -> None:
+    """The garbage collector may finalize a dropped stream on another thread while the
+    run waits in the kernel: the run is woken to end the stream's receive, so the peer
+    sees EOF without any other event arriving (before: only at the deadline)."""
+    client, server = await trio_pair()
+    for data in (b"x", b"y"):  # (the second receive arms the multishot)
+        await client.send_all(data)
+        assert await server.receive_some() == data
+    box = [server]
+    del server
+    waiting = threading.Event()
+
+    class BeforeWait(trio.abc.Instrument):
+        def before_io_wait(self, timeout: float) -> None:
+            waiting.set()
+
+    def drop() -> None:
+        waiting.wait()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            box.clear()
+            gc.collect()
+
+    instrument = BeforeWait()
+    trio.lowlevel.add_instrument(instrument)
+    thread = threading.Thread(target=drop)
+    thread.start()
+    try:
+        with trio.fail_after(5):
+            assert await client.receive_some() == b""
+    finally:
+        trio.lowlevel.remove_instrument(instrument)
+        waiting.set()
+        thread.join()
+    await client.aclose()
+    await assert_idle()
+
+
+async def test_aclose_after_another_task_closed_the_socket_frees_the_stream(
+    mode: bool,
+) -> None:
+    """``aclose`` after ``stream.socket.close()`` by another task (which marks the stream
+    closed) still lets go of what refers back to the stream: it is freed by reference
+    counting, not left to the cycle collector."""
+    client, server = await trio_pair()
+    for _ in range(3):  # (the receive arms its multishot and parks)
+        await client.send_all(b"x")
+        assert await server.receive_some() == b"x"
+    async with trio.open_nursery() as nursery:
+
+        async def receive(stream: trio.SocketStream) -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await stream.receive_some()
+
+        nursery.start_soon(receive, server)
+        await trio.testing.wait_all_tasks_blocked()
+        server.socket.close()
+    await server.aclose()
+    engine = _trio_streams.engine_of(server)
+    assert (engine is not None) is (mode and multishot())
+    refs = [weakref.ref(server), weakref.ref(server.socket)]
+    if engine is not None:
+        refs.append(weakref.ref(engine))
+    del engine
+    await trio.testing.wait_all_tasks_blocked()  # (the multishot's final CQE)
+    gc.collect()
+    gc.disable()
+    try:
+        del server
+        assert [ref() for ref in refs] == [None] * len(refs)
+    finally:
+        gc.enable()
     await client.aclose()
     await assert_idle()

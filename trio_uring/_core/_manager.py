@@ -515,9 +515,12 @@ class UringIOManager:
         For finalizers (``__del__`` of an object dropped without being closed), which
         the garbage collector may run at any point and on any thread: this only
         appends to a list, which the run's thread reads before its next wait (and in
-        guest mode when it processes events).  ``op`` stays in the manager's table until its final CQE.
+        guest mode when it processes events), woken at once if it is waiting (the
+        finalizer may run on another thread).  ``op`` stays in the manager's table
+        until its final CQE.
         """
         self._dropped.append(op)
+        self.force_wakeup()
 
     def _end_dropped(self) -> None:
         dropped = self._dropped

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import types
 from typing import Any, Final
 
 from . import _kernels
@@ -59,6 +60,27 @@ def _load_ext() -> Any:
         address("tu_prep"), address("tu_pbuf_give"), ffi.release, address("tu_nop_if_unsubmitted")
     )
     return _ringext
+
+
+def guard_weakrefs(*classes: type) -> None:
+    """Make weak references to instances of the compiled ``classes`` safe.
+
+    mypyc gives a compiled class with an interpreted base (``SocketStream``'s
+    ``trio.abc`` bases) a ``__weakref__`` slot but a deallocator that never clears
+    the weak references: an instance freed by reference counting would leave them
+    pointing at freed memory (the next ``ref()`` crashes the interpreter).  The ring
+    extension's ``guard_weakrefs`` clears them before the class's deallocator runs, as
+    CPython's does.  Interpreted classes (the pure build) need nothing.  (It is used
+    under ``TRIO_URING_RINGEXT=0`` too; a compiled install whose ring extension did not
+    build has no guard.)
+    """
+    try:
+        from . import _ringext  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    for cls in classes:
+        if not isinstance(vars(cls).get("__init__"), types.FunctionType):
+            _ringext.guard_weakrefs(cls)
 
 
 #: The ring extension, or None (see :func:`_load_ext`).  Its ``prep`` writes an SQE

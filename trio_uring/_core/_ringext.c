@@ -892,6 +892,50 @@ static PyObject *ext_bind_trio(PyObject *mod, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------ weak references */
+/* mypyc gives a compiled class with an interpreted base (SocketStream's trio.abc
+ * bases) a __weakref__ slot, but its deallocator never clears the weak references:
+ * an object freed by reference counting leaves them pointing at freed memory, and
+ * the next ref() crashes.  guard_weakrefs(cls) puts a deallocator in front of the
+ * class's that clears them first, as CPython's subtype_dealloc does. */
+#define TU_GUARDED_MAX 8
+static PyTypeObject *guarded_types[TU_GUARDED_MAX];
+static destructor guarded_deallocs[TU_GUARDED_MAX];
+static int n_guarded;
+
+static void guarded_dealloc(PyObject *self) {
+    PyTypeObject *tp = Py_TYPE(self);
+    destructor dealloc = NULL;
+    for (int i = 0; i < n_guarded; i++) {
+        if (guarded_types[i] == tp) {
+            dealloc = guarded_deallocs[i];
+            break;
+        }
+    }
+    if (tp->tp_weaklistoffset > 0 && *(PyObject **)((char *)self + tp->tp_weaklistoffset))
+        PyObject_ClearWeakRefs(self);
+    dealloc(self); /* (always found: only the guarded types, which are final, get this) */
+}
+
+static PyObject *ext_guard_weakrefs(PyObject *m, PyObject *cls) {
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "guard_weakrefs() takes a class");
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    if (tp->tp_dealloc == guarded_dealloc || tp->tp_weaklistoffset <= 0)
+        Py_RETURN_FALSE;
+    if (n_guarded == TU_GUARDED_MAX) {
+        PyErr_SetString(PyExc_RuntimeError, "guard_weakrefs(): too many classes");
+        return NULL;
+    }
+    guarded_types[n_guarded] = (PyTypeObject *)Py_NewRef(cls); /* (kept for good) */
+    guarded_deallocs[n_guarded] = tp->tp_dealloc;
+    n_guarded++;
+    tp->tp_dealloc = guarded_dealloc;
+    Py_RETURN_TRUE;
+}
+
 /* ------------------------------------------------------------------- module */
 static PyMethodDef methods[] = {
     {"bind", (PyCFunction)(void (*)(void))ext_bind, METH_FASTCALL,
@@ -911,6 +955,8 @@ static PyMethodDef methods[] = {
     {"park", (PyCFunction)ext_park, METH_O, "park(trap): await it to park on trap"},
     {"completed_checkpoint", (PyCFunction)ext_completed_checkpoint, METH_NOARGS,
      "completed_checkpoint(): await it for a completed operation's checkpoint"},
+    {"guard_weakrefs", (PyCFunction)ext_guard_weakrefs, METH_O,
+     "guard_weakrefs(cls) -> bool: clear weak references before cls's deallocator runs"},
     {"enter", (PyCFunction)ext_enter, METH_NOARGS,
      "enter(): the current task (a cancel point counted), False if it must not go on, "
      "None outside a task"},

@@ -341,5 +341,8 @@ ki_protect(
 # Compiled: the public objects become real coroutine functions (and get their
 # docstrings and signatures) over the compiled bodies; see _core/_public.py.
 from .._core._public import dress  # noqa: E402
+from .._core._ring import guard_weakrefs  # noqa: E402
 
 dress(__name__)
+# Weak references to a SocketListener are safe in the compiled build too (see guard_weakrefs).
+guard_weakrefs(SocketListener)

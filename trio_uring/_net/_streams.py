@@ -988,15 +988,16 @@ class SocketStream(trio.abc.HalfCloseableStream):
             scope = self._send_file_scope
             if scope is not None:
                 scope.cancel()  # send_file raises ClosedResourceError (see send_file)
-            # The traps hold bound methods of this stream (a task parked on one holds it
-            # itself): dropped, a closed stream and its socket are freed by reference
-            # counting, not left to the cycle collector.
-            self._r_trap = None
-            self._s_trap = None
-            anchor = self._anchor
-            if anchor is not None:
-                anchor.stream = None
-                self._anchor = None
+        # Also when another task closed the socket first (which marks the stream closed):
+        # the traps hold bound methods of this stream (a task parked on one holds it
+        # itself) and the anchor refers back to it; dropped, a closed stream and its
+        # socket are freed by reference counting, not left to the cycle collector.
+        self._r_trap = None
+        self._s_trap = None
+        anchor = self._anchor
+        if anchor is not None:
+            anchor.stream = None
+            self._anchor = None
         await _close_checkpoint()
 
     def __del__(self) -> None:
@@ -1009,8 +1010,8 @@ class SocketStream(trio.abc.HalfCloseableStream):
             return
         op = self._recv_op
         if op is not None and not (self._closed or op.closing or op.stopping or op.manager.closed):
+            op.manager.end_dropped(op)  # (first: asked for before it is marked stopping)
             op.stopping = True
-            op.manager.end_dropped(op)
 
     # ------------------------------------------------------------- options
     @overload
@@ -1061,6 +1062,8 @@ ki_protect(
     SocketStream._receive_one,
     SocketStream._arm_recv,
     SocketStream.wait_send_all_might_not_block,
+    # (A finalizer that runs in a task: a Ctrl-C there would be lost, "ignored in __del__".)
+    SocketStream.__del__,
 )
 
 # Compiled: the public objects become real coroutine functions (and get their
@@ -1069,5 +1072,8 @@ ki_protect(
 _receive_some: Final = SocketStream.receive_some
 
 from .._core._public import dress  # noqa: E402
+from .._core._ring import guard_weakrefs  # noqa: E402
 
 dress(__name__)
+# Weak references to a SocketStream are safe in the compiled build too (see guard_weakrefs).
+guard_weakrefs(SocketStream)
